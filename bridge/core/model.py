@@ -1,0 +1,173 @@
+"""Shared vocabulary of the core: roles, message kinds, events in and effects out.
+
+Adapters translate the outside world into these events and perform these effects;
+the core never awaits anything. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Role(enum.StrEnum):
+    """Who a Matrix user is in a pair room."""
+
+    PATIENT = "patient"
+    THERAPIST = "therapist"
+    BOT = "bot"
+    OUTSIDER = "outsider"
+
+
+class Kind(enum.StrEnum):
+    """What an event in a pair room is."""
+
+    TEXT = "text"
+    NOTICE = "notice"
+    EMOTE = "emote"
+    IMAGE = "image"
+    FILE = "file"
+    AUDIO = "audio"
+    VOICE = "voice"
+    VIDEO = "video"
+    LOCATION = "location"
+    REACTION = "reaction"
+    EDIT = "edit"
+    REDACTION = "redaction"
+    MEMBERSHIP = "membership"
+    EMAIL = "email"
+    STATE = "state"
+    UNDECRYPTABLE = "undecryptable"
+    OTHER = "other"
+
+
+#: Kinds that count as a message for the SLA clock (a patient wrote something).
+CONVERSATIONAL_KINDS = frozenset(
+    {
+        Kind.TEXT,
+        Kind.EMOTE,
+        Kind.IMAGE,
+        Kind.FILE,
+        Kind.AUDIO,
+        Kind.VOICE,
+        Kind.VIDEO,
+        Kind.LOCATION,
+        Kind.EMAIL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One patient with one therapist, and the E2EE room they share."""
+
+    pair_id: str
+    patient_id: str
+    therapist_id: str
+    room_id: str
+    policy: str = "default"
+    label: str = ""
+    status: str = "active"
+
+
+# ---------------------------------------------------------------- events in
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """Something seen in a pair room (after decryption)."""
+
+    pair_id: str
+    room_id: str
+    event_id: str
+    sender: str
+    role: Role
+    kind: Kind
+    origin_ts: datetime
+    seen_at: datetime
+    content_sha256: str
+    #: The command text when the event is a `!command` (never logged).
+    command: str | None = None
+    #: Event ids this one points at (edit target, redaction target, reply).
+    relates_to: str | None = None
+    membership: str | None = None
+    state_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    """A scheduled timer came due (or was found overdue at start)."""
+
+    timer_id: str
+    timer_kind: str
+    pair_id: str | None
+    due_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AdminAction:
+    """An operator acted on a pair (CLI or admin API)."""
+
+    action: str
+    actor: str
+    pair_id: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- effects out
+
+
+@dataclass(frozen=True, slots=True)
+class SendMessage:
+    """Post a message, rendered from `template`, into a room through the outbox."""
+
+    room_id: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+    #: Stable transaction id: the same logical message always gets the same one.
+    txn_id: str = ""
+    pair_id: str | None = None
+    msgtype: str = "m.notice"
+
+
+@dataclass(frozen=True, slots=True)
+class AppendAudit:
+    """Record one audit entry. `content` is stored encrypted, apart from the chain."""
+
+    pair_id: str | None
+    action: str
+    actor: str
+    details: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    content: bytes | None = None
+    outcome: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTimer:
+    """Make sure a timer fires at `at` (replaces a timer with the same id)."""
+
+    timer_id: str
+    timer_kind: str
+    at: datetime
+    pair_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendEmail:
+    """Send a notification e-mail through the practice relay (never clinical content)."""
+
+    to: str
+    template: str
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+Effect = SendMessage | AppendAudit | ScheduleTimer | CancelTimer | SendEmail
+Event = RoomEvent | TimerFired | AdminAction
