@@ -1,0 +1,115 @@
+"""The database protocol every store backend implements, and its errors.
+
+SQL handed to a backend is written once for both engines: `?` placeholders (the
+PostgreSQL backend rewrites them to `$1..$n`), times as BIGINT milliseconds since
+the epoch (UTC), JSON as TEXT, bytes as BLOB. Rows come back as plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Literal, Protocol
+
+Dialect = Literal["sqlite", "postgres"]
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises on its own account."""
+
+
+class IntegrityError(StoreError):
+    """A constraint (unique, foreign key, check, not null) refused a write.
+
+    Both backends raise this same class, so callers need not know the driver.
+    On PostgreSQL the surrounding transaction is aborted afterwards.
+    """
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer Confidant than this one."""
+
+
+class MigrationError(StoreError):
+    """A migration file is malformed or failed to apply."""
+
+
+class Executor(Protocol):
+    """What both a database and an open transaction can do."""
+
+    @property
+    def dialect(self) -> Dialect:
+        """Which engine this is: "sqlite" or "postgres"."""
+        ...
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run one statement; return the number of rows it changed (0 for DDL)."""
+        ...
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per row of arguments."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Return every row of a query as a dict keyed by column name."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        """Return the first row of a query, or None when there is none."""
+        ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """Return the first column of the first row, or None when there is no row."""
+        ...
+
+
+class Transaction(Executor, Protocol):
+    """One open transaction; committed when its block ends, rolled back on an exception."""
+
+
+class Database(Executor, Protocol):
+    """A connection (SQLite) or pool (PostgreSQL); statements outside a transaction autocommit."""
+
+    def transaction(self) -> AbstractAsyncContextManager[Transaction]:
+        """Open a transaction: `async with db.transaction() as tx: await tx.execute(...)`."""
+        ...
+
+    async def close(self) -> None:
+        """Close the connection or pool; the object is unusable afterwards."""
+        ...
+
+
+def code_positions(sql: str) -> list[bool]:
+    """Mark which characters of `sql` are code, not quoted text or comments.
+
+    Understands '...' strings (with '' escapes), "..." identifiers, `--` line
+    comments and `/* */` block comments: enough for placeholder rewriting and
+    statement splitting. PostgreSQL dollar-quoted bodies are not understood.
+    """
+    is_code = [True] * len(sql)
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in ("'", '"'):
+            end = i + 1
+            while end < n:
+                if sql[end] == c:
+                    if end + 1 < n and sql[end + 1] == c:
+                        end += 2
+                        continue
+                    break
+                end += 1
+            stop = min(end + 1, n)
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            stop = n if end < 0 else end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            stop = n if end < 0 else end + 2
+        else:
+            i += 1
+            continue
+        for j in range(i, stop):
+            is_code[j] = False
+        i = stop
+    return is_code
