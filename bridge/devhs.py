@@ -331,7 +331,13 @@ class DevHomeserver:
         self.configure()
         with self._stderr_path.open("ab") as err:
             self._proc = subprocess.Popen(
-                [str(python), "-m", "synapse.app.homeserver", "--config-path", str(self.config_path)],
+                [
+                    str(python),
+                    "-m",
+                    "synapse.app.homeserver",
+                    "--config-path",
+                    str(self.config_path),
+                ],
                 cwd=self.data_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=err,
