@@ -169,5 +169,29 @@ class SendEmail:
     context: dict[str, Any] = field(default_factory=dict)
 
 
-Effect = SendMessage | AppendAudit | ScheduleTimer | CancelTimer | SendEmail
+@dataclass(frozen=True, slots=True)
+class RoomAction:
+    """Change membership: kick an outsider, invite a member, or leave a room."""
+
+    room_id: str
+    action: str  # "kick" | "invite" | "leave"
+    user_id: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Invoke:
+    """Ask the service to run a named operation that needs I/O (export, video, due list).
+
+    Keeps command policy pure: the core decides *that* something happens and with which
+    parameters; the service owns *how* (database reads, uploads, rendering).
+    """
+
+    operation: str
+    room_id: str
+    params: dict[str, Any] = field(default_factory=dict)
+    pair_id: str | None = None
+
+
+Effect = SendMessage | AppendAudit | ScheduleTimer | CancelTimer | SendEmail | RoomAction | Invoke
 Event = RoomEvent | TimerFired | AdminAction
