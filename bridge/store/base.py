@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 Dialect = Literal["sqlite", "postgres"]
@@ -113,3 +114,20 @@ def code_positions(sql: str) -> list[bool]:
             is_code[j] = False
         i = stop
     return is_code
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch for a timezone-aware datetime (the stored form of times)."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times must be timezone-aware")
+    # Integer arithmetic: float timestamps can round 999 ms down to 998.
+    return (moment - _EPOCH) // _ONE_MS
+
+
+def from_ms(value: int) -> datetime:
+    """The UTC datetime of a stored millisecond timestamp."""
+    return _EPOCH + value * _ONE_MS

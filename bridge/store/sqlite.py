@@ -132,6 +132,9 @@ class SqliteDatabase(_SqliteExecutor):
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted content (sent outbox bodies, expired audit content) is
+            # overwritten with zeros instead of lingering in free pages.
+            await conn.execute("PRAGMA secure_delete=ON")
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except BaseException:
             await conn.close()

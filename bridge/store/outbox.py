@@ -1,0 +1,193 @@
+"""The durable outbox: every Matrix event Confidant posts, written before it is sent.
+
+Content can be clinical (a relayed e-mail, a voice note's keys), so it is never
+stored in the clear: `enqueue` seals the JSON with the caller's sealer (for
+example `bridge.sealing.Sealer`) bound to the txn id, and `due` opens it again.
+Once sent, the content is deleted; the row remains as a record of the send.
+Errors recorded with a retry must name a cause (an error class or HTTP code),
+never content.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from bridge.store.base import Executor
+
+#: Longest last_error kept; enough for a class name and a status line.
+MAX_ERROR_LENGTH = 200
+
+
+class ContentSealer(Protocol):
+    """Encrypts content at rest; `bridge.sealing.Sealer` is one."""
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """Encrypt `plaintext`, binding `aad`."""
+        ...
+
+    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt a sealed blob; raise if it was tampered with or `aad` differs."""
+        ...
+
+
+class OutboxStatus(enum.StrEnum):
+    """Where an outbox row is in its life."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One outbox row; `content` is None once sent, or when not asked for."""
+
+    txn_id: str
+    room_id: str
+    event_type: str
+    content: dict[str, Any] | None
+    pair_id: str | None
+    kind: str
+    status: OutboxStatus
+    attempts: int
+    next_attempt_at: int
+    last_error: str | None
+    created_at: int
+    sent_at: int | None
+    event_id: str | None
+
+
+_COLUMNS = (
+    "txn_id, room_id, event_type, content, pair_id, kind, status, attempts, "
+    "next_attempt_at, last_error, created_at, sent_at, event_id"
+)
+
+
+def _aad(txn_id: str) -> bytes:
+    # Binding the txn id stops a sealed body being moved to another row.
+    return b"confidant/outbox/" + txn_id.encode("utf-8")
+
+
+def _item(row: dict[str, Any], sealer: ContentSealer | None) -> OutboxItem:
+    content: dict[str, Any] | None = None
+    if sealer is not None and row["content"] is not None:
+        content = json.loads(sealer.open(bytes(row["content"]), _aad(row["txn_id"])))
+    return OutboxItem(
+        txn_id=row["txn_id"],
+        room_id=row["room_id"],
+        event_type=row["event_type"],
+        content=content,
+        pair_id=row["pair_id"],
+        kind=row["kind"],
+        status=OutboxStatus(row["status"]),
+        attempts=int(row["attempts"]),
+        next_attempt_at=int(row["next_attempt_at"]),
+        last_error=row["last_error"],
+        created_at=int(row["created_at"]),
+        sent_at=None if row["sent_at"] is None else int(row["sent_at"]),
+        event_id=row["event_id"],
+    )
+
+
+async def enqueue(
+    ex: Executor,
+    *,
+    txn_id: str,
+    room_id: str,
+    event_type: str,
+    content: Mapping[str, Any],
+    kind: str,
+    now: int,
+    sealer: ContentSealer,
+    pair_id: str | None = None,
+) -> bool:
+    """Queue an event for sending now; False (and nothing changes) if the txn id is known."""
+    plaintext = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    inserted = await ex.execute(
+        f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, NULL, ?, "
+        "NULL, NULL) ON CONFLICT (txn_id) DO NOTHING",
+        txn_id,
+        room_id,
+        event_type,
+        sealer.seal(plaintext, _aad(txn_id)),
+        pair_id,
+        kind,
+        now,
+        now,
+    )
+    return inserted == 1
+
+
+async def due(ex: Executor, now: int, limit: int, sealer: ContentSealer) -> list[OutboxItem]:
+    """Pending events whose next attempt is due at `now`, oldest first, content opened."""
+    rows = await ex.fetch(
+        f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
+        "ORDER BY next_attempt_at, created_at, txn_id LIMIT ?",
+        now,
+        limit,
+    )
+    return [_item(row, sealer) for row in rows]
+
+
+async def get(ex: Executor, txn_id: str, sealer: ContentSealer | None = None) -> OutboxItem | None:
+    """One outbox row; its content is opened only when a sealer is given."""
+    row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM outbox WHERE txn_id = ?", txn_id)
+    return None if row is None else _item(row, sealer)
+
+
+async def mark_sent(ex: Executor, txn_id: str, event_id: str, now: int) -> bool:
+    """Record the homeserver's event id and drop the content. False unless it was pending."""
+    changed = await ex.execute(
+        "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, content = NULL, "
+        "attempts = attempts + 1, last_error = NULL WHERE txn_id = ? AND status = 'pending'",
+        event_id,
+        now,
+        txn_id,
+    )
+    return changed == 1
+
+
+async def mark_retry(ex: Executor, txn_id: str, next_at: int, error: str) -> bool:
+    """Count a failed attempt and try again at `next_at`. False unless it was pending."""
+    changed = await ex.execute(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? "
+        "WHERE txn_id = ? AND status = 'pending'",
+        next_at,
+        error[:MAX_ERROR_LENGTH],
+        txn_id,
+    )
+    return changed == 1
+
+
+async def mark_failed(ex: Executor, txn_id: str, error: str) -> bool:
+    """Give up on an event (it stays, sealed, for an operator to requeue or discard)."""
+    changed = await ex.execute(
+        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
+        "WHERE txn_id = ? AND status = 'pending'",
+        error[:MAX_ERROR_LENGTH],
+        txn_id,
+    )
+    return changed == 1
+
+
+async def requeue(ex: Executor, txn_id: str, now: int) -> bool:
+    """Put a failed event back in the queue, due at `now`."""
+    changed = await ex.execute(
+        "UPDATE outbox SET status = 'pending', next_attempt_at = ? "
+        "WHERE txn_id = ? AND status = 'failed'",
+        now,
+        txn_id,
+    )
+    return changed == 1
+
+
+async def depth(ex: Executor, status: OutboxStatus = OutboxStatus.PENDING) -> int:
+    """How many events are in `status` (pending by default)."""
+    value = await ex.fetchval(
+        "SELECT COUNT(*) FROM outbox WHERE status = ?", OutboxStatus(status).value
+    )
+    return int(value or 0)

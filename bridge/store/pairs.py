@@ -1,0 +1,238 @@
+"""Pairs: one patient with one therapist, their room, e-mail address and policy."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.store.base import Executor, StoreError
+
+
+class PairStatus(enum.StrEnum):
+    """Life of a pair row: written before createRoom, active once the room exists."""
+
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True, slots=True)
+class PairRecord:
+    """A stored pair."""
+
+    pair_id: str
+    label: str
+    patient_id: str
+    therapist_id: str
+    room_id: str | None
+    status: PairStatus
+    policy: str
+    patient_email: str | None
+    email_token: str
+    consent_state: str
+    created_at: int
+    removed_at: int | None
+
+
+_COLUMNS = (
+    "pair_id, label, patient_id, therapist_id, room_id, status, policy, patient_email, "
+    "email_token, consent_state, created_at, removed_at"
+)
+
+#: Label lengths tried in turn; a practice rarely needs more than 4 hex digits.
+_LABEL_LENGTHS = (4, 4, 4, 4, 6, 6, 6, 6, 8, 8)
+
+
+def _record(row: dict[str, Any]) -> PairRecord:
+    return PairRecord(
+        pair_id=row["pair_id"],
+        label=row["label"],
+        patient_id=row["patient_id"],
+        therapist_id=row["therapist_id"],
+        room_id=row["room_id"],
+        status=PairStatus(row["status"]),
+        policy=row["policy"],
+        patient_email=row["patient_email"],
+        email_token=row["email_token"],
+        consent_state=row["consent_state"],
+        created_at=int(row["created_at"]),
+        removed_at=None if row["removed_at"] is None else int(row["removed_at"]),
+    )
+
+
+def new_pair_id() -> str:
+    """A random 128-bit pair id."""
+    return secrets.token_hex(16)
+
+
+def new_email_token() -> str:
+    """A random 120-bit token for pair-TOKEN@domain: lower case, since mail systems fold case."""
+    return base64.b32encode(secrets.token_bytes(15)).decode("ascii").lower()
+
+
+def _new_label(length: int) -> str:
+    return secrets.token_hex(length // 2).upper()
+
+
+async def create(
+    ex: Executor,
+    *,
+    patient_id: str,
+    therapist_id: str,
+    now: int,
+    policy: str = "default",
+    patient_email: str | None = None,
+    consent_state: str = "pending",
+    room_id: str | None = None,
+) -> PairRecord:
+    """Insert a new pair with a random id, e-mail token and a unique short label.
+
+    The pair is `provisioning` until `set_room` (or `active` at once when `room_id`
+    is given). Raises IntegrityError when a live pair of the same two users exists.
+    """
+    pair_id = new_pair_id()
+    email_token = new_email_token()
+    status = PairStatus.PROVISIONING if room_id is None else PairStatus.ACTIVE
+    for length in _LABEL_LENGTHS:
+        label = _new_label(length)
+        # A clash on the label alone is retried; any other clash raises.
+        inserted = await ex.execute(
+            f"INSERT INTO pairs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+            "ON CONFLICT (label) DO NOTHING",
+            pair_id,
+            label,
+            patient_id,
+            therapist_id,
+            room_id,
+            status.value,
+            policy,
+            patient_email,
+            email_token,
+            consent_state,
+            now,
+        )
+        if inserted:
+            return PairRecord(
+                pair_id=pair_id,
+                label=label,
+                patient_id=patient_id,
+                therapist_id=therapist_id,
+                room_id=room_id,
+                status=status,
+                policy=policy,
+                patient_email=patient_email,
+                email_token=email_token,
+                consent_state=consent_state,
+                created_at=now,
+                removed_at=None,
+            )
+    raise StoreError("could not find a free pair label")
+
+
+async def _one(ex: Executor, where: str, *args: Any) -> PairRecord | None:
+    row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM pairs WHERE {where}", *args)
+    return None if row is None else _record(row)
+
+
+async def get(ex: Executor, pair_id: str) -> PairRecord | None:
+    """The pair with this id, whatever its status."""
+    return await _one(ex, "pair_id = ?", pair_id)
+
+
+async def get_by_room(ex: Executor, room_id: str) -> PairRecord | None:
+    """The pair that owns this Matrix room, whatever its status."""
+    return await _one(ex, "room_id = ?", room_id)
+
+
+async def get_by_label(ex: Executor, label: str) -> PairRecord | None:
+    """The pair with this display label (case-insensitive)."""
+    return await _one(ex, "label = ?", label.upper())
+
+
+async def get_by_users(ex: Executor, patient_id: str, therapist_id: str) -> PairRecord | None:
+    """The live (provisioning or active) pair of this patient and therapist; at most one exists."""
+    return await _one(
+        ex, "patient_id = ? AND therapist_id = ? AND status <> 'removed'", patient_id, therapist_id
+    )
+
+
+async def get_by_email_token(ex: Executor, token: str) -> PairRecord | None:
+    """The pair whose inbound address carries this token (case-insensitive), whatever its status."""
+    return await _one(ex, "email_token = ?", token.lower())
+
+
+async def list_pairs(
+    ex: Executor,
+    *,
+    status: PairStatus | None = None,
+    therapist_id: str | None = None,
+    patient_id: str | None = None,
+) -> list[PairRecord]:
+    """Pairs matching every filter given, oldest first."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    for column, value in (
+        ("status", None if status is None else PairStatus(status).value),
+        ("therapist_id", therapist_id),
+        ("patient_id", patient_id),
+    ):
+        if value is not None:
+            conditions.append(f"{column} = ?")
+            args.append(value)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    rows = await ex.fetch(
+        f"SELECT {_COLUMNS} FROM pairs{where} ORDER BY created_at, pair_id", *args
+    )
+    return [_record(row) for row in rows]
+
+
+async def set_room(ex: Executor, pair_id: str, room_id: str) -> bool:
+    """Record the pair's room; a provisioning pair becomes active. False if no such pair."""
+    changed = await ex.execute(
+        "UPDATE pairs SET room_id = ?, "
+        "status = CASE WHEN status = 'provisioning' THEN 'active' ELSE status END "
+        "WHERE pair_id = ?",
+        room_id,
+        pair_id,
+    )
+    return changed == 1
+
+
+async def set_status(ex: Executor, pair_id: str, status: PairStatus, now: int) -> bool:
+    """Change the status; `removed` stamps removed_at with `now`, any other clears it."""
+    status = PairStatus(status)
+    removed_at = now if status is PairStatus.REMOVED else None
+    changed = await ex.execute(
+        "UPDATE pairs SET status = ?, removed_at = ? WHERE pair_id = ?",
+        status.value,
+        removed_at,
+        pair_id,
+    )
+    return changed == 1
+
+
+async def set_consent(ex: Executor, pair_id: str, consent_state: str) -> bool:
+    """Record the patient's consent state (e.g. pending, given, declined)."""
+    changed = await ex.execute(
+        "UPDATE pairs SET consent_state = ? WHERE pair_id = ?", consent_state, pair_id
+    )
+    return changed == 1
+
+
+async def set_patient_email(ex: Executor, pair_id: str, patient_email: str | None) -> bool:
+    """Change the patient's known e-mail address (the only sender accepted for the pair)."""
+    changed = await ex.execute(
+        "UPDATE pairs SET patient_email = ? WHERE pair_id = ?", patient_email, pair_id
+    )
+    return changed == 1
+
+
+async def reassign_therapist(ex: Executor, pair_id: str, therapist_id: str) -> bool:
+    """Give the pair to another therapist (IntegrityError if that pair already exists live)."""
+    changed = await ex.execute(
+        "UPDATE pairs SET therapist_id = ? WHERE pair_id = ?", therapist_id, pair_id
+    )
+    return changed == 1
