@@ -1,0 +1,163 @@
+"""Posting to Matrix exactly once: render into the outbox in the caller's transaction,
+then a worker sends each row with its stored transaction id until the homeserver has it.
+
+A retry after a crash reuses the txn id, so the homeserver deduplicates it
+(`PUT /rooms/{room}/send/{type}/{txnId}` is idempotent per device and access token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bridge.adapters.render import Renderer
+from bridge.core.model import SendMessage
+from bridge.store import outbox
+from bridge.store.base import Database, Executor, to_ms
+from bridge.store.outbox import ContentSealer
+
+log = logging.getLogger(__name__)
+
+#: Backoff between attempts, in seconds; the last value repeats.
+BACKOFF = (1, 2, 5, 10, 30, 60, 120, 300)
+
+
+class Sender(Protocol):
+    async def send(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str: ...
+
+
+async def enqueue_message(
+    tx: Executor,
+    renderer: Renderer,
+    sealer: ContentSealer,
+    msg: SendMessage,
+    now: datetime,
+) -> bool:
+    """Render a SendMessage effect and queue it; False if its txn id was queued before."""
+    content = renderer.message(msg.template, msg.context, msgtype=msg.msgtype)
+    return await enqueue_content(
+        tx,
+        sealer,
+        msg.room_id,
+        "m.room.message",
+        content,
+        msg.txn_id,
+        msg.template,
+        now,
+        pair_id=msg.pair_id,
+    )
+
+
+async def enqueue_content(
+    tx: Executor,
+    sealer: ContentSealer,
+    room_id: str,
+    event_type: str,
+    content: dict[str, Any],
+    txn_id: str,
+    kind: str,
+    now: datetime,
+    *,
+    pair_id: str | None = None,
+) -> bool:
+    if not txn_id:
+        raise ValueError("outbox rows need a stable transaction id")
+    return await outbox.enqueue(
+        tx,
+        txn_id=txn_id,
+        room_id=room_id,
+        event_type=event_type,
+        content=content,
+        kind=kind,
+        now=to_ms(now),
+        sealer=sealer,
+        pair_id=pair_id,
+    )
+
+
+class OutboxWorker:
+    """Sends pending rows; wakes on `kick()` and polls so other processes' rows go out too."""
+
+    def __init__(
+        self,
+        db: Database,
+        sealer: ContentSealer,
+        sender: Sender,
+        *,
+        poll_seconds: float = 1.0,
+        on_sent: Callable[[str, str, str], Awaitable[None]] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.sealer = sealer
+        self.sender = sender
+        self.poll_seconds = poll_seconds
+        self.on_sent = on_sent
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.retries = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox pass failed", extra={"error": type(exc).__name__})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+            self._wake.clear()
+
+    async def drain(self, limit: int = 50) -> int:
+        """Send every row that is due now; returns how many were sent."""
+        sent = 0
+        while True:
+            items = await outbox.due(self.db, to_ms(self.clock()), limit, self.sealer)
+            if not items:
+                return sent
+            progressed = False
+            for item in items:
+                assert item.content is not None
+                try:
+                    event_id = await self.sender.send(
+                        item.room_id, item.event_type, item.content, item.txn_id
+                    )
+                except Exception as exc:
+                    delay = BACKOFF[min(item.attempts, len(BACKOFF) - 1)]
+                    next_at = to_ms(self.clock()) + delay * 1000
+                    await outbox.mark_retry(self.db, item.txn_id, next_at, type(exc).__name__)
+                    self.retries += 1
+                    log.info(
+                        "outbox send deferred",
+                        extra={"txn_id": item.txn_id, "error": type(exc).__name__, "in_s": delay},
+                    )
+                    continue
+                await outbox.mark_sent(self.db, item.txn_id, event_id, to_ms(self.clock()))
+                sent += 1
+                self.sent += 1
+                progressed = True
+                if self.on_sent is not None:
+                    await self.on_sent(item.txn_id, item.room_id, event_id)
+            if not progressed:
+                return sent

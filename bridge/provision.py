@@ -1,0 +1,459 @@
+"""Pairs and desk rooms: creating, handing over and closing the rooms of a practice.
+
+Only plain client-server calls are made here (createRoom, invite, kick, state), so the
+CLI can provision while the bridge process owns the E2EE device; encrypted notices go
+through the outbox and the running bridge sends them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from bridge.adapters.matrix.rest import MatrixError, MatrixRest
+from bridge.adapters.render import Renderer
+from bridge.core.model import AppendAudit, SendMessage
+from bridge.outbox import enqueue_message
+from bridge.store import pairs, therapists
+from bridge.store.base import Database, Executor, IntegrityError, to_ms
+from bridge.store.outbox import ContentSealer
+from bridge.store.pairs import PairRecord, PairStatus
+
+log = logging.getLogger(__name__)
+
+PAIR_STATE_TYPE = "org.confidant.pair"
+DESK_STATE_TYPE = "org.confidant.desk"
+WIDGET_EVENT = "im.vector.modular.widgets"
+
+
+class AuditSink(Protocol):
+    async def append(self, tx: Executor, effect: AppendAudit, now: datetime) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PracticeFacts:
+    """What provisioning needs to know about the practice (taken from the config)."""
+
+    bot_user_id: str
+    practice_name: str
+    crisis_line: str | None
+    federate: bool
+    inbound_domain: str | None
+    reply_window: str | None = None
+    working_time: bool = True
+
+
+def pair_room_body(
+    *,
+    bot: str,
+    patient: str,
+    therapist: str,
+    name: str,
+    pair_id: str,
+    federate: bool,
+) -> dict[str, Any]:
+    """createRoom for a pair: E2EE from the first event, invite-only, the bot holds power."""
+    return {
+        "preset": "private_chat",
+        "visibility": "private",
+        "name": name,
+        "invite": [patient, therapist],
+        "is_direct": False,
+        "creation_content": {"m.federate": federate},
+        "initial_state": [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            },
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "invited"},
+            },
+            {
+                "type": "m.room.guest_access",
+                "state_key": "",
+                "content": {"guest_access": "forbidden"},
+            },
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+            {"type": PAIR_STATE_TYPE, "state_key": "", "content": {"pair_id": pair_id}},
+        ],
+        "power_level_content_override": power_levels(bot, therapist),
+    }
+
+
+def power_levels(bot: str, therapist: str, *, read_only: bool = False) -> dict[str, Any]:
+    """Only the bot invites, kicks, bans, redacts others and changes state; the therapist
+    may add widgets (video calls)."""
+    return {
+        "users": {bot: 100, therapist: 50},
+        "users_default": 0,
+        "events_default": 100 if read_only else 0,
+        "state_default": 100,
+        "invite": 100,
+        "kick": 100,
+        "ban": 100,
+        "redact": 100,
+        "events": {
+            WIDGET_EVENT: 50,
+            "io.element.widgets.layout": 50,
+            "m.room.name": 100,
+            "m.room.topic": 100,
+            "m.room.avatar": 100,
+            "m.room.power_levels": 100,
+            "m.room.encryption": 100,
+            "m.room.history_visibility": 100,
+            "m.room.server_acl": 100,
+            "m.room.tombstone": 100,
+        },
+        "notifications": {"room": 100},
+    }
+
+
+def desk_room_body(*, bot: str, therapist: str, name: str, federate: bool) -> dict[str, Any]:
+    return {
+        "preset": "private_chat",
+        "visibility": "private",
+        "name": name,
+        "invite": [therapist],
+        "is_direct": False,
+        "creation_content": {"m.federate": federate},
+        "initial_state": [
+            {
+                "type": "m.room.encryption",
+                "state_key": "",
+                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+            },
+            {
+                "type": "m.room.history_visibility",
+                "state_key": "",
+                "content": {"history_visibility": "invited"},
+            },
+            {
+                "type": "m.room.guest_access",
+                "state_key": "",
+                "content": {"guest_access": "forbidden"},
+            },
+            {"type": DESK_STATE_TYPE, "state_key": "", "content": {"therapist": therapist}},
+        ],
+        "power_level_content_override": {
+            "users": {bot: 100},
+            "users_default": 0,
+            "events_default": 0,
+            "state_default": 100,
+            "invite": 100,
+            "kick": 100,
+            "ban": 100,
+            "redact": 100,
+        },
+    }
+
+
+def display_name(user_id: str) -> str:
+    """A user's local part, tidied, for room names (no lookup, no personal data)."""
+    return user_id[1:].split(":", 1)[0]
+
+
+class PairError(Exception):
+    """A pair operation that cannot be done (unknown pair, conflicting state)."""
+
+
+class PairManager:
+    def __init__(
+        self,
+        db: Database,
+        rest: MatrixRest,
+        renderer: Renderer,
+        sealer: ContentSealer,
+        audit: AuditSink,
+        facts: PracticeFacts,
+    ) -> None:
+        self.db = db
+        self.rest = rest
+        self.renderer = renderer
+        self.sealer = sealer
+        self.audit = audit
+        self.facts = facts
+
+    # ------------------------------------------------------------ desk rooms
+
+    async def ensure_therapist(
+        self,
+        therapist: str,
+        now: datetime,
+        *,
+        email: str | None = None,
+        supervisor: str | None = None,
+    ) -> str:
+        """The therapist's row and desk room (created on first use). Returns the desk room id."""
+        record = await therapists.get(self.db, therapist)
+        if record is None or email is not None or supervisor is not None:
+            await therapists.upsert(
+                self.db,
+                therapist,
+                now=to_ms(now),
+                email=email if email is not None else (record.email if record else None),
+                supervisor_id=supervisor
+                if supervisor is not None
+                else (record.supervisor_id if record else None),
+            )
+            record = await therapists.get(self.db, therapist)
+        assert record is not None
+        if record.desk_room_id:
+            return record.desk_room_id
+        name = self.renderer.text("desk_room_name", {"practice_name": self.facts.practice_name})
+        room_id = await self.rest.create_room(
+            desk_room_body(
+                bot=self.facts.bot_user_id,
+                therapist=therapist,
+                name=name,
+                federate=self.facts.federate,
+            )
+        )
+        async with self.db.transaction() as tx:
+            await therapists.set_desk_room(tx, therapist, room_id)
+            await enqueue_message(
+                tx,
+                self.renderer,
+                self.sealer,
+                SendMessage(
+                    room_id=room_id,
+                    template="desk_welcome",
+                    context={"practice_name": self.facts.practice_name},
+                    txn_id=f"desk-welcome.{room_id}",
+                ),
+                now,
+            )
+            await self.audit.append(
+                tx,
+                AppendAudit(None, "desk.created", "admin", {"therapist": therapist}),
+                now,
+            )
+        log.info("desk room created", extra={"room_id": room_id})
+        return room_id
+
+    # ------------------------------------------------------------ pairs
+
+    async def add_pair(
+        self,
+        patient: str,
+        therapist: str,
+        now: datetime,
+        *,
+        policy: str = "default",
+        patient_email: str | None = None,
+        actor: str = "admin",
+    ) -> tuple[PairRecord, bool]:
+        """Create the pair and its room; idempotent. Returns (pair, created_now)."""
+        if patient == therapist:
+            raise PairError("patient and therapist must be different users")
+        existing = await pairs.get_by_users(self.db, patient, therapist)
+        if existing is not None and existing.status is PairStatus.ACTIVE:
+            return existing, False
+        desk = await self.ensure_therapist(therapist, now)
+        if existing is None:
+            try:
+                existing = await pairs.create(
+                    self.db,
+                    patient_id=patient,
+                    therapist_id=therapist,
+                    now=to_ms(now),
+                    policy=policy,
+                    patient_email=patient_email,
+                )
+            except IntegrityError:
+                existing = await pairs.get_by_users(self.db, patient, therapist)
+                if existing is None:
+                    raise
+        record = existing
+        room_id = await self._find_orphan_room(record.pair_id)
+        if room_id is None:
+            name = self.renderer.text(
+                "room_name", {"therapist_name": display_name(therapist), "pair_label": record.label}
+            )
+            room_id = await self.rest.create_room(
+                pair_room_body(
+                    bot=self.facts.bot_user_id,
+                    patient=patient,
+                    therapist=therapist,
+                    name=name,
+                    pair_id=record.pair_id,
+                    federate=self.facts.federate,
+                )
+            )
+        async with self.db.transaction() as tx:
+            # Stored right after createRoom: the pair row is the source of truth.
+            await pairs.set_room(tx, record.pair_id, room_id)
+            await enqueue_message(
+                tx, self.renderer, self.sealer, self._welcome(record, room_id), now
+            )
+            await enqueue_message(
+                tx,
+                self.renderer,
+                self.sealer,
+                SendMessage(
+                    room_id=desk,
+                    template="pair_added",
+                    context={"pair_label": record.label, "patient_id": patient, "room_id": room_id},
+                    txn_id=f"pair-added.{record.pair_id}",
+                    pair_id=record.pair_id,
+                ),
+                now,
+            )
+            await self.audit.append(
+                tx,
+                AppendAudit(
+                    record.pair_id,
+                    "pair.created",
+                    actor,
+                    {
+                        "patient": patient,
+                        "therapist": therapist,
+                        "room_id": room_id,
+                        "policy": policy,
+                    },
+                ),
+                now,
+            )
+        created = await pairs.get(self.db, record.pair_id)
+        assert created is not None
+        log.info("pair created", extra={"pair_id": record.pair_id, "room_id": room_id})
+        return created, True
+
+    def _welcome(self, record: PairRecord, room_id: str) -> SendMessage:
+        email_address = (
+            f"pair-{record.email_token}@{self.facts.inbound_domain}"
+            if self.facts.inbound_domain and record.patient_email
+            else None
+        )
+        return SendMessage(
+            room_id=room_id,
+            template="welcome",
+            context={
+                "therapist_name": display_name(record.therapist_id),
+                "practice_name": self.facts.practice_name,
+                "reply_window": self.facts.reply_window,
+                "working_time": self.facts.working_time,
+                "crisis_line": self.facts.crisis_line,
+                "email_address": email_address,
+                "patient_email": record.patient_email,
+            },
+            txn_id=f"welcome.{record.pair_id}",
+            pair_id=record.pair_id,
+        )
+
+    async def _find_orphan_room(self, pair_id: str) -> str | None:
+        """A room created for this pair by an earlier attempt that crashed before storing it."""
+        try:
+            data = await self.rest.request("GET", "/_matrix/client/v3/joined_rooms")
+        except MatrixError:
+            return None
+        for room_id in data.get("joined_rooms", []):
+            try:
+                state = await self.rest.get_state(room_id, PAIR_STATE_TYPE)
+            except MatrixError:
+                continue
+            if state.get("pair_id") == pair_id:
+                return str(room_id)
+        return None
+
+    async def resolve(self, ref: str) -> PairRecord:
+        """A pair by id, label or room id."""
+        for getter in (pairs.get, pairs.get_by_label, pairs.get_by_room):
+            record = await getter(self.db, ref)
+            if record is not None:
+                return record
+        raise PairError(f"no pair {ref!r} (give a pair id, label or room id)")
+
+    async def remove_pair(self, ref: str, now: datetime, *, actor: str = "admin") -> PairRecord:
+        """Close the pair: closing notice, room made read-only, audit kept."""
+        record = await self.resolve(ref)
+        if record.status is PairStatus.REMOVED:
+            return record
+        if record.room_id:
+            await self.rest.put_state(
+                record.room_id,
+                "m.room.power_levels",
+                "",
+                power_levels(self.facts.bot_user_id, record.therapist_id, read_only=True),
+            )
+        async with self.db.transaction() as tx:
+            await pairs.set_status(tx, record.pair_id, PairStatus.REMOVED, to_ms(now))
+            if record.room_id:
+                await enqueue_message(
+                    tx,
+                    self.renderer,
+                    self.sealer,
+                    SendMessage(
+                        room_id=record.room_id,
+                        template="pair_closed",
+                        context={
+                            "practice_name": self.facts.practice_name,
+                            "crisis_line": self.facts.crisis_line,
+                        },
+                        txn_id=f"closed.{record.pair_id}",
+                        pair_id=record.pair_id,
+                    ),
+                    now,
+                )
+            await self.audit.append(tx, AppendAudit(record.pair_id, "pair.removed", actor, {}), now)
+        updated = await pairs.get(self.db, record.pair_id)
+        assert updated is not None
+        return updated
+
+    async def reassign(
+        self, ref: str, new_therapist: str, now: datetime, *, actor: str = "admin"
+    ) -> PairRecord:
+        """Hand the pair over: invite the new therapist, remove the old one, tell the room."""
+        record = await self.resolve(ref)
+        if record.status is not PairStatus.ACTIVE or not record.room_id:
+            raise PairError(f"pair {record.label} is not active")
+        if new_therapist == record.therapist_id:
+            return record
+        if new_therapist == record.patient_id:
+            raise PairError("the new therapist cannot be the patient")
+        old = record.therapist_id
+        await self.ensure_therapist(new_therapist, now)
+        # Database first: the bridge's membership policy must already see the newcomer
+        # as a member when the invite arrives, or it would treat them as an outsider.
+        async with self.db.transaction() as tx:
+            await pairs.reassign_therapist(tx, record.pair_id, new_therapist)
+            await self.audit.append(
+                tx,
+                AppendAudit(
+                    record.pair_id, "pair.reassigned", actor, {"from": old, "to": new_therapist}
+                ),
+                now,
+            )
+        await self.rest.put_state(
+            record.room_id,
+            "m.room.power_levels",
+            "",
+            power_levels(self.facts.bot_user_id, new_therapist),
+        )
+        await self.rest.invite(record.room_id, new_therapist)
+        try:
+            await self.rest.kick(record.room_id, old, "conversation handed over")
+        except MatrixError as err:
+            if err.errcode != "M_FORBIDDEN":
+                raise
+        async with self.db.transaction() as tx:
+            await enqueue_message(
+                tx,
+                self.renderer,
+                self.sealer,
+                SendMessage(
+                    room_id=record.room_id,
+                    template="therapist_changed",
+                    context={"therapist_name": display_name(new_therapist)},
+                    txn_id=f"reassigned.{record.pair_id}.{to_ms(now)}",
+                    pair_id=record.pair_id,
+                ),
+                now,
+            )
+        updated = await pairs.get(self.db, record.pair_id)
+        assert updated is not None
+        return updated
