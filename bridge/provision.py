@@ -45,6 +45,19 @@ class PracticeFacts:
     working_time: bool = True
 
 
+def private_e2ee_state() -> list[dict[str, Any]]:
+    """Encryption from the first event; no history before one's invite; no guests."""
+
+    def state(event_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        return {"type": event_type, "state_key": "", "content": content}
+
+    return [
+        state("m.room.encryption", {"algorithm": "m.megolm.v1.aes-sha2"}),
+        state("m.room.history_visibility", {"history_visibility": "invited"}),
+        state("m.room.guest_access", {"guest_access": "forbidden"}),
+    ]
+
+
 def pair_room_body(
     *,
     bot: str,
@@ -63,21 +76,7 @@ def pair_room_body(
         "is_direct": False,
         "creation_content": {"m.federate": federate},
         "initial_state": [
-            {
-                "type": "m.room.encryption",
-                "state_key": "",
-                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-            },
-            {
-                "type": "m.room.history_visibility",
-                "state_key": "",
-                "content": {"history_visibility": "invited"},
-            },
-            {
-                "type": "m.room.guest_access",
-                "state_key": "",
-                "content": {"guest_access": "forbidden"},
-            },
+            *private_e2ee_state(),
             {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
             {"type": PAIR_STATE_TYPE, "state_key": "", "content": {"pair_id": pair_id}},
         ],
@@ -122,21 +121,7 @@ def desk_room_body(*, bot: str, therapist: str, name: str, federate: bool) -> di
         "is_direct": False,
         "creation_content": {"m.federate": federate},
         "initial_state": [
-            {
-                "type": "m.room.encryption",
-                "state_key": "",
-                "content": {"algorithm": "m.megolm.v1.aes-sha2"},
-            },
-            {
-                "type": "m.room.history_visibility",
-                "state_key": "",
-                "content": {"history_visibility": "invited"},
-            },
-            {
-                "type": "m.room.guest_access",
-                "state_key": "",
-                "content": {"guest_access": "forbidden"},
-            },
+            *private_e2ee_state(),
             {"type": DESK_STATE_TYPE, "state_key": "", "content": {"therapist": therapist}},
         ],
         "power_level_content_override": {
