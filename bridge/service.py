@@ -1,0 +1,412 @@
+"""The orchestrator: load state, ask the core, commit state + audit + outbox at once,
+then let the adapters act.
+
+The service is the only place where policy (the pure core) meets I/O. For every Matrix
+event: one transaction marks the event processed and writes every durable effect, so a
+crash replays either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.adapters.matrix.client import IncomingEvent
+from bridge.adapters.matrix.rest import MatrixError, MatrixRest
+from bridge.adapters.render import Renderer
+from bridge.core.commands import DESK_ROOM, REGISTRY, CommandContext
+from bridge.core.intake import command_text, content_digest, kind_of, relates_to, role_of
+from bridge.core.model import (
+    AppendAudit,
+    CancelTimer,
+    Effect,
+    Invoke,
+    Kind,
+    Pair,
+    Role,
+    RoomAction,
+    RoomEvent,
+    ScheduleTimer,
+    SendEmail,
+    SendMessage,
+    TimerFired,
+)
+from bridge.core.pairroom import decide_pair_event
+from bridge.outbox import OutboxWorker, enqueue_message
+from bridge.provision import AuditSink
+from bridge.store import pairs, syncstate, therapists, timers
+from bridge.store.base import Database, Executor, from_ms, to_ms
+from bridge.store.outbox import ContentSealer
+from bridge.store.pairs import PairRecord, PairStatus
+
+log = logging.getLogger(__name__)
+
+#: Extra policy run for each pair-room event inside its transaction (the SLA clock, ...).
+PairHook = Callable[[Executor, Pair, RoomEvent], Awaitable[list[Effect]]]
+#: Decides what a fired timer of one kind does, inside the timer's transaction.
+TimerHandler = Callable[[Executor, TimerFired, datetime], Awaitable[list[Effect]]]
+#: Performs an Invoke effect after the commit (I/O-heavy work: exports, uploads).
+InvokeHandler = Callable[[Invoke], Awaitable[None]]
+#: Looks up facts a desk or pair command needs before the core decides.
+FactsProvider = Callable[[Executor, CommandContext], Awaitable[dict[str, Any]]]
+
+
+class TimerScheduler:
+    """What the service needs from the scheduler adapter."""
+
+    def arm(self, timer_id: str, at: datetime) -> None: ...
+    def disarm(self, timer_id: str) -> None: ...
+
+
+class Mailer:
+    async def send(self, effect: SendEmail) -> None: ...
+
+
+@dataclass
+class Counters:
+    events: dict[str, int] = field(default_factory=dict)
+    outsiders_removed: int = 0
+    invites_refused: int = 0
+    decryption_failures: int = 0
+
+    def count(self, kind: str) -> None:
+        self.events[kind] = self.events.get(kind, 0) + 1
+
+
+def event_kind(ev: IncomingEvent) -> Kind:
+    if not ev.decrypted:
+        return Kind.UNDECRYPTABLE
+    return kind_of(ev.type, ev.content, ev.state_key)
+
+
+def to_pair(record: PairRecord) -> Pair:
+    assert record.room_id is not None
+    return Pair(
+        pair_id=record.pair_id,
+        patient_id=record.patient_id,
+        therapist_id=record.therapist_id,
+        room_id=record.room_id,
+        policy=record.policy,
+        label=record.label,
+        status=record.status.value,
+    )
+
+
+class Service:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        rest: MatrixRest,
+        renderer: Renderer,
+        sealer: ContentSealer,
+        audit: AuditSink,
+        bot_user_id: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.db = db
+        self.rest = rest
+        self.renderer = renderer
+        self.sealer = sealer
+        self.audit = audit
+        self.bot_user_id = bot_user_id
+        self.clock = clock
+        self.outbox: OutboxWorker | None = None
+        self.scheduler: TimerScheduler | None = None
+        self.mailer: Mailer | None = None
+        self.pair_hooks: list[PairHook] = []
+        self.timer_handlers: dict[str, TimerHandler] = {}
+        self.invoke_handlers: dict[str, InvokeHandler] = {}
+        self.facts_providers: list[FactsProvider] = []
+        self.counters = Counters()
+        self._pairs_by_room: dict[str, PairRecord] = {}
+        self._desks: dict[str, str] = {}  # desk room id -> therapist
+
+    # ------------------------------------------------------------ room knowledge
+
+    async def refresh_rooms(self) -> None:
+        """Reload which rooms are pair rooms and desk rooms (the CLI may have added some)."""
+        by_room: dict[str, PairRecord] = {}
+        for record in await pairs.list_pairs(self.db):
+            if record.room_id and record.status is not PairStatus.PROVISIONING:
+                by_room[record.room_id] = record
+        self._pairs_by_room = by_room
+        self._desks = {
+            t.desk_room_id: t.user_id
+            for t in await therapists.list_therapists(self.db)
+            if t.desk_room_id
+        }
+
+    async def _room(self, room_id: str) -> tuple[PairRecord | None, str | None]:
+        if room_id not in self._pairs_by_room and room_id not in self._desks:
+            await self.refresh_rooms()
+        return self._pairs_by_room.get(room_id), self._desks.get(room_id)
+
+    def desk_of(self, therapist: str) -> str | None:
+        for room_id, owner in self._desks.items():
+            if owner == therapist:
+                return room_id
+        return None
+
+    # ------------------------------------------------------------ SyncHandler
+
+    async def is_processed(self, event_id: str) -> bool:
+        return await syncstate.is_processed(self.db, event_id)
+
+    async def load_kv(self, key: str) -> str | None:
+        return await syncstate.get_kv(self.db, key)
+
+    async def save_kv(self, key: str, value: str) -> None:
+        await syncstate.set_kv(self.db, key, value)
+
+    def trusted_users(self, room_id: str) -> set[str] | None:
+        record = self._pairs_by_room.get(room_id)
+        if record is not None:
+            return {record.patient_id, record.therapist_id}
+        therapist = self._desks.get(room_id)
+        if therapist is not None:
+            return {therapist}
+        return None
+
+    async def on_invite(self, room_id: str, inviter: str | None) -> None:
+        """The bot creates every room it is in; invitations from anyone are refused."""
+        pair, desk = await self._room(room_id)
+        if pair is not None or desk is not None:
+            await self.rest.join(room_id)
+            return
+        try:
+            await self.rest.leave(room_id)
+        except MatrixError as err:
+            log.warning("could not refuse invite", extra={"room_id": room_id, "error": err.errcode})
+            return
+        self.counters.invites_refused += 1
+        async with self.db.transaction() as tx:
+            await self.audit.append(
+                tx,
+                AppendAudit(
+                    None, "policy.invite_refused", inviter or "unknown", {"room_id": room_id}
+                ),
+                self.clock(),
+            )
+        log.info("invite refused", extra={"room_id": room_id})
+
+    async def on_event(self, ev: IncomingEvent) -> None:
+        pair, desk_owner = await self._room(ev.room_id)
+        if pair is not None:
+            await self._pair_event(pair, ev)
+        elif desk_owner is not None:
+            await self._desk_event(desk_owner, ev)
+        else:
+            # Not ours (e.g. a room we are leaving): remember we saw it, do nothing else.
+            await syncstate.mark_processed(self.db, ev.event_id, ev.room_id, to_ms(self.clock()))
+
+    # ------------------------------------------------------------ pair rooms
+
+    def room_event(self, pair: Pair, ev: IncomingEvent, now: datetime) -> RoomEvent:
+        kind = (
+            Kind.UNDECRYPTABLE if not ev.decrypted else kind_of(ev.type, ev.content, ev.state_key)
+        )
+        role = role_of(ev.sender, pair, self.bot_user_id)
+        if kind is Kind.MEMBERSHIP and ev.state_key and ev.state_key != ev.sender:
+            # An invite or kick: the role that matters for policy is the target's.
+            pass
+        return RoomEvent(
+            pair_id=pair.pair_id,
+            room_id=pair.room_id,
+            event_id=ev.event_id,
+            sender=ev.sender,
+            role=role,
+            kind=kind,
+            origin_ts=datetime.fromtimestamp(ev.origin_server_ts / 1000, UTC),
+            seen_at=now,
+            content_sha256=content_digest(ev.content),
+            command=command_text(kind, ev.content) if role is not Role.BOT else None,
+            relates_to=relates_to(ev.content, ev.redacts),
+            membership=str(ev.content.get("membership")) if kind is Kind.MEMBERSHIP else None,
+            state_key=ev.state_key,
+        )
+
+    async def _pair_event(self, record: PairRecord, ev: IncomingEvent) -> None:
+        now = self.clock()
+        pair = to_pair(record)
+        rev = self.room_event(pair, ev, now)
+        self.counters.count(rev.kind.value)
+        if rev.kind is Kind.UNDECRYPTABLE:
+            self.counters.decryption_failures += 1
+        record_content = (
+            json.dumps(ev.content, sort_keys=True, ensure_ascii=False).encode()
+            if ev.decrypted
+            else None
+        )
+        desk = self.desk_of(pair.therapist_id)
+        async with self.db.transaction() as tx:
+            if not await syncstate.mark_processed(tx, ev.event_id, ev.room_id, to_ms(now)):
+                return
+            facts: dict[str, Any] = {}
+            if rev.command:
+                ctx = CommandContext(
+                    room_kind="pair",
+                    room_id=pair.room_id,
+                    sender=rev.sender,
+                    role=rev.role,
+                    event_id=rev.event_id,
+                    now=now,
+                    pair=pair,
+                )
+                for provider in self.facts_providers:
+                    facts.update(await provider(tx, ctx))
+            effects = decide_pair_event(
+                pair, rev, desk_room_id=desk, content=record_content, facts=facts
+            )
+            for hook in self.pair_hooks:
+                effects += await hook(tx, pair, rev)
+            await self.apply_durable(tx, effects, now)
+        log.info(
+            "pair event",
+            extra={
+                "pair_id": pair.pair_id,
+                "event_id": ev.event_id,
+                "kind": rev.kind.value,
+                "role": rev.role.value,
+            },
+        )
+        await self.apply_after(effects)
+
+    # ------------------------------------------------------------ desk rooms
+
+    async def _desk_event(self, therapist: str, ev: IncomingEvent) -> None:
+        now = self.clock()
+        kind = (
+            Kind.UNDECRYPTABLE if not ev.decrypted else kind_of(ev.type, ev.content, ev.state_key)
+        )
+        effects: list[Effect] = []
+        async with self.db.transaction() as tx:
+            if not await syncstate.mark_processed(tx, ev.event_id, ev.room_id, to_ms(now)):
+                return
+            if kind is Kind.MEMBERSHIP:
+                target = ev.state_key or ""
+                membership = str(ev.content.get("membership", ""))
+                if target not in (therapist, self.bot_user_id) and membership in (
+                    "join",
+                    "invite",
+                    "knock",
+                ):
+                    effects.append(RoomAction(ev.room_id, "kick", target, "private desk room"))
+                    effects.append(
+                        AppendAudit(
+                            None,
+                            "policy.outsider_removed",
+                            ev.sender,
+                            {"user": target, "room": "desk"},
+                            event_id=ev.event_id,
+                        )
+                    )
+            elif ev.sender == therapist:
+                text = command_text(kind, ev.content)
+                if text:
+                    ctx = CommandContext(
+                        room_kind=DESK_ROOM,
+                        room_id=ev.room_id,
+                        sender=therapist,
+                        role=Role.THERAPIST,
+                        event_id=ev.event_id,
+                        now=now,
+                    )
+                    facts: dict[str, Any] = {}
+                    for provider in self.facts_providers:
+                        facts.update(await provider(tx, ctx))
+                    ctx = CommandContext(
+                        room_kind=DESK_ROOM,
+                        room_id=ev.room_id,
+                        sender=therapist,
+                        role=Role.THERAPIST,
+                        event_id=ev.event_id,
+                        now=now,
+                        facts=facts,
+                    )
+                    effects += REGISTRY.dispatch(ctx, text)
+            await self.apply_durable(tx, effects, now)
+        await self.apply_after(effects)
+
+    # ------------------------------------------------------------ timers
+
+    async def fire_timer(self, timer_id: str) -> None:
+        """A timer came due: run its handler once (fired_at guards against doubles)."""
+        now = self.clock()
+        effects: list[Effect] = []
+        async with self.db.transaction() as tx:
+            record = await timers.get(tx, timer_id)
+            if record is None or not await timers.mark_fired(tx, timer_id, to_ms(now)):
+                return
+            handler = self._timer_handler(record.kind)
+            if handler is None:
+                log.warning("no handler for timer kind", extra={"kind": record.kind})
+                return
+            fired = TimerFired(timer_id, record.kind, record.pair_id, from_ms(record.due_at))
+            effects = await handler(tx, fired, now)
+            await self.apply_durable(tx, effects, now)
+        await self.apply_after(effects)
+
+    def _timer_handler(self, kind: str) -> TimerHandler | None:
+        if kind in self.timer_handlers:
+            return self.timer_handlers[kind]
+        prefix = kind.split(".", 1)[0]
+        return self.timer_handlers.get(prefix)
+
+    # ------------------------------------------------------------ effects
+
+    async def apply_durable(self, tx: Executor, effects: list[Effect], now: datetime) -> None:
+        """Write every effect that must survive a crash, inside the caller's transaction."""
+        for effect in effects:
+            if isinstance(effect, SendMessage):
+                await enqueue_message(tx, self.renderer, self.sealer, effect, now)
+            elif isinstance(effect, AppendAudit):
+                await self.audit.append(tx, effect, now)
+            elif isinstance(effect, ScheduleTimer):
+                await timers.schedule(
+                    tx,
+                    timer_id=effect.timer_id,
+                    kind=effect.timer_kind,
+                    due_at=to_ms(effect.at),
+                    pair_id=effect.pair_id,
+                )
+            elif isinstance(effect, CancelTimer):
+                await timers.cancel(tx, effect.timer_id)
+
+    async def apply_after(self, effects: list[Effect]) -> None:
+        """Act on the outside world once the transaction has committed."""
+        for effect in effects:
+            try:
+                await self._after(effect)
+            except Exception as exc:
+                log.warning(
+                    "effect failed",
+                    extra={"effect": type(effect).__name__, "error": type(exc).__name__},
+                )
+        if self.outbox is not None and any(isinstance(e, SendMessage) for e in effects):
+            self.outbox.kick()
+
+    async def _after(self, effect: Effect) -> None:
+        if isinstance(effect, RoomAction):
+            if effect.action == "kick":
+                await self.rest.kick(effect.room_id, effect.user_id, effect.reason or None)
+                self.counters.outsiders_removed += 1
+            elif effect.action == "invite":
+                await self.rest.invite(effect.room_id, effect.user_id)
+            elif effect.action == "leave":
+                await self.rest.leave(effect.room_id)
+        elif isinstance(effect, ScheduleTimer) and self.scheduler is not None:
+            self.scheduler.arm(effect.timer_id, effect.at)
+        elif isinstance(effect, CancelTimer) and self.scheduler is not None:
+            self.scheduler.disarm(effect.timer_id)
+        elif isinstance(effect, SendEmail) and self.mailer is not None:
+            await self.mailer.send(effect)
+        elif isinstance(effect, Invoke):
+            handler = self.invoke_handlers.get(effect.operation)
+            if handler is None:
+                raise LookupError(f"no handler for {effect.operation}")
+            await handler(effect)
