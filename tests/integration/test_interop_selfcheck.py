@@ -37,9 +37,13 @@ async def make_js_client(
     """Factory: a fresh user logged in with the js client; stopped after the test."""
     clients: list[JsClient] = []
 
-    async def _make(isolation: Isolation = "all", prefix: str = "js") -> JsClient:
+    async def _make(
+        isolation: Isolation = "all", prefix: str = "js", *, auto_join: bool = False
+    ) -> JsClient:
         user = make_user(prefix)
-        client = await JsClient.start(homeserver.url, user.user_id, user.password, isolation)
+        client = await JsClient.start(
+            homeserver.url, user.user_id, user.password, isolation, auto_join=auto_join
+        )
         clients.append(client)
         return client
 
@@ -102,8 +106,9 @@ async def test_encrypted_attachments_cross_both_ways(
     make_js_client: MakeJs, make_nio_user: MakeNio
 ) -> None:
     nio = await make_nio_user("patient")
-    js = await make_js_client("all", "therapist")
-    room_id = await shared_room(nio, js)
+    js = await make_js_client("all", "therapist", auto_join=True)
+    room_id = await nio.create_room(invite=[js.user_id])
+    await nio.wait_joined(room_id, js.user_id)
 
     from_js = os.urandom(50_000)
     event_id = await js.send_file(room_id, from_js, "from-js.bin")
