@@ -1,0 +1,142 @@
+"""Signed checkpoints of the audit chain head: writing, reading and keys.
+
+A checkpoint says "the chain had `count` entries ending in `head_hash`", signed with the
+practice's Ed25519 audit key. They are written every N entries, with every export and on
+demand; `export_checkpoint` returns one as JSON to keep somewhere the database is not.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+
+from bridge.core.audit import (
+    GENESIS_HASH,
+    Checkpoint,
+    SignedCheckpoint,
+    public_key_bytes,
+    sign_checkpoint,
+)
+from bridge.store.base import Executor, to_ms
+
+
+def _decode_32(text: str) -> bytes:
+    text = text.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text)
+        except ValueError:
+            pass
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_")
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("key is neither hex, base64 nor PEM") from exc
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 key is 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _secret(value: Any) -> Any:
+    return value.get_secret_value() if hasattr(value, "get_secret_value") else value
+
+
+def load_signing_key(value: Any) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a key object, a PEM (PKCS#8) text, or a 32-byte seed.
+
+    Seeds may be raw bytes, hex or base64; pydantic secrets are unwrapped.
+    """
+    value = _secret(value)
+    if isinstance(value, Ed25519PrivateKey):
+        return value
+    if isinstance(value, bytes) and len(value) == 32:
+        return Ed25519PrivateKey.from_private_bytes(value)
+    text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+    if "-----BEGIN" in text:
+        key = load_pem_private_key(text.encode("ascii"), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError("the audit signing key must be an Ed25519 key")
+        return key
+    return Ed25519PrivateKey.from_private_bytes(_decode_32(text))
+
+
+def load_public_key(value: Any) -> bytes:
+    """Raw 32 bytes of an Ed25519 public key given as key object, PEM, hex or base64."""
+    value = _secret(value)
+    if isinstance(value, Ed25519PublicKey):
+        return public_key_bytes(value)
+    if isinstance(value, Ed25519PrivateKey):
+        return public_key_bytes(value.public_key())
+    if isinstance(value, bytes) and len(value) == 32:
+        return value
+    text = value.decode("ascii") if isinstance(value, bytes) else str(value)
+    if "-----BEGIN" in text:
+        key = load_pem_public_key(text.encode("ascii"))
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError("the audit public key must be an Ed25519 key")
+        return public_key_bytes(key)
+    return _decode_32(text)
+
+
+def _row_to_checkpoint(row: Mapping[str, Any]) -> SignedCheckpoint:
+    return SignedCheckpoint(
+        checkpoint=Checkpoint(
+            count=int(row["count"]), head_hash=bytes(row["head_hash"]), ts=int(row["ts"])
+        ),
+        signature=bytes(row["signature"]),
+        public_key=bytes(row["public_key"]),
+    )
+
+
+async def write_checkpoint(
+    tx: Executor, signing_key: Ed25519PrivateKey, ts: int, reason: str
+) -> SignedCheckpoint:
+    """Sign the current head and store it (inside the caller's transaction)."""
+    head = await tx.fetchrow("SELECT seq, head_hash FROM audit_head WHERE id = 1")
+    if head is None:
+        raise RuntimeError("audit_head row is missing: the audit migration did not run")
+    head_hash = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
+    signed = sign_checkpoint(Checkpoint(int(head["seq"]), head_hash, ts), signing_key)
+    await tx.execute(
+        "INSERT INTO audit_checkpoints (count, head_hash, ts, key_id, public_key, signature,"
+        " reason) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (count) DO NOTHING",
+        signed.count,
+        head_hash,
+        ts,
+        signed.key_id,
+        signed.public_key,
+        signed.signature,
+        reason,
+    )
+    return signed
+
+
+async def load_checkpoints(db: Executor) -> list[SignedCheckpoint]:
+    """Every stored checkpoint, oldest first (a few per thousand entries)."""
+    rows = await db.fetch(
+        "SELECT count, head_hash, ts, public_key, signature FROM audit_checkpoints ORDER BY count"
+    )
+    return [_row_to_checkpoint(row) for row in rows]
+
+
+async def latest_checkpoint(db: Executor) -> SignedCheckpoint | None:
+    """The newest stored checkpoint, or None."""
+    row = await db.fetchrow(
+        "SELECT count, head_hash, ts, public_key, signature FROM audit_checkpoints"
+        " ORDER BY count DESC LIMIT 1"
+    )
+    return _row_to_checkpoint(row) if row else None
+
+
+async def export_checkpoint(
+    db: Any, signing_key: Ed25519PrivateKey, now: datetime
+) -> dict[str, Any]:
+    """Sign the head now, store it, and return it as JSON to keep outside the database."""
+    async with db.transaction() as tx:
+        signed = await write_checkpoint(tx, signing_key, to_ms(now), "manual")
+    return signed.to_json()

@@ -1,0 +1,314 @@
+"""Append to the audit chain, keep content and media sealed beside it, and purge old content.
+
+One chain covers the practice. `append` runs inside the caller's transaction (the service
+writes state, audit and outbox together) and serialises appenders on the `audit_head` row:
+`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every transaction already holds the write
+lock from `BEGIN IMMEDIATE`. Content is sealed with the entry's seq and content hash as
+associated data, so a sealed blob cannot be moved to another entry unnoticed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bridge.audit.checkpoint import load_signing_key, write_checkpoint
+from bridge.core.audit import (
+    GENESIS_HASH,
+    canonical_json,
+    entry_hash,
+    make_entry,
+    sha256_hex,
+)
+from bridge.core.model import AppendAudit
+from bridge.sealing import Sealer, SealError
+from bridge.store.base import Executor, to_ms
+
+log = logging.getLogger(__name__)
+
+#: A periodic checkpoint is signed every this many entries.
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+_ENTRY_COLUMNS = (
+    "seq, v, ts, pair_id, pair_prev, actor, role, action, event_id, outcome, content_sha256,"
+    " details, prev_hash, entry_hash"
+)
+
+
+def content_aad(seq: int, sha256: str) -> bytes:
+    """Associated data sealing an entry's content to that entry."""
+    return f"confidant audit content {seq} {sha256}".encode("ascii")
+
+
+def media_aad(sha256: str) -> bytes:
+    """Associated data sealing media bytes to their hash."""
+    return f"confidant audit media {sha256}".encode("ascii")
+
+
+def row_to_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The chain entry a stored row holds (exactly what was hashed)."""
+    return {
+        "v": row["v"],
+        "seq": row["seq"],
+        "ts": row["ts"],
+        "pair_id": row["pair_id"],
+        "pair_prev": row["pair_prev"],
+        "actor": row["actor"],
+        "role": row["role"],
+        "action": row["action"],
+        "event_id": row["event_id"],
+        "outcome": row["outcome"],
+        "content_sha256": row["content_sha256"],
+        "details": json.loads(row["details"]),
+    }
+
+
+def _ms(now: datetime | int) -> int:
+    return now if isinstance(now, int) else to_ms(now)
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeResult:
+    """How many sealed contents and media blobs a purge deleted."""
+
+    contents: int
+    media: int
+
+
+class AuditLog:
+    """The practice's audit log: a hash chain with sealed content, in the database."""
+
+    def __init__(
+        self,
+        db: Any,
+        sealer: Sealer,
+        signing_key: Ed25519PrivateKey | str | bytes,
+        *,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.db = db
+        self.sealer = sealer
+        self.signing_key = load_signing_key(signing_key)
+        self.checkpoint_every = checkpoint_every
+
+    async def append(
+        self,
+        tx: Executor,
+        record: AppendAudit | Mapping[str, Any],
+        now: datetime | int,
+        *,
+        role: str | None = None,
+    ) -> int:
+        """Append one entry inside the caller's transaction and return its seq.
+
+        `record` is an `AppendAudit` effect or a mapping with the same fields (`action`,
+        `actor`, and optionally `pair_id`, `details`, `event_id`, `content`, `outcome`,
+        `role`). The role comes from `role`, else the record, else `details["role"]`.
+        Content bytes are hashed into the entry and stored sealed apart from it.
+        """
+        fields = _fields(record)
+        details = dict(fields.get("details") or {})
+        if role is None:
+            role = fields.get("role") or (
+                details["role"] if isinstance(details.get("role"), str) else None
+            )
+        content: bytes | None = fields.get("content")
+        ts = _ms(now)
+
+        head = await self._lock_head(tx)
+        seq = int(head["seq"]) + 1
+        prev = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
+        pair_id = fields.get("pair_id")
+        pair_prev = await self._pair_head(tx, pair_id)
+        content_sha = sha256_hex(content) if content is not None else None
+        entry = make_entry(
+            seq=seq,
+            ts=ts,
+            pair_id=pair_id,
+            pair_prev=pair_prev,
+            actor=str(fields["actor"]),
+            role=role,
+            action=str(fields["action"]),
+            event_id=fields.get("event_id"),
+            outcome=str(fields.get("outcome") or "ok"),
+            content_sha256=content_sha,
+            details=details,
+        )
+        digest = entry_hash(prev, entry, check=False)
+        await tx.execute(
+            f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            seq,
+            entry["v"],
+            ts,
+            pair_id,
+            entry["pair_prev"],
+            entry["actor"],
+            role,
+            entry["action"],
+            entry["event_id"],
+            entry["outcome"],
+            content_sha,
+            canonical_json(entry["details"], check=False).decode("utf-8"),
+            prev,
+            digest,
+        )
+        if content is not None and content_sha is not None:
+            blob = self.sealer.seal(content, content_aad(seq, content_sha))
+            await tx.execute(
+                "INSERT INTO audit_content (seq, ts, key_id, blob) VALUES (?, ?, ?, ?)",
+                seq,
+                ts,
+                self.sealer.current_key_id,
+                blob,
+            )
+        await tx.execute("UPDATE audit_head SET seq = ?, head_hash = ? WHERE id = 1", seq, digest)
+        if seq % self.checkpoint_every == 0:
+            await write_checkpoint(tx, self.signing_key, ts, "periodic")
+        return seq
+
+    async def record(
+        self,
+        record: AppendAudit | Mapping[str, Any],
+        now: datetime | int,
+        *,
+        role: str | None = None,
+    ) -> int:
+        """Append one entry in a transaction of its own (for callers with nothing else to write)."""
+        async with self.db.transaction() as tx:
+            return await self.append(tx, record, now, role=role)
+
+    async def _lock_head(self, tx: Executor) -> dict[str, Any]:
+        if tx.dialect == "postgres":
+            # The row lock serialises appenders from every connection and process until
+            # the caller's transaction ends, so two entries never share a seq or a prev.
+            sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+        else:
+            # SQLite transactions begin IMMEDIATE: the write lock is already held.
+            sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1"
+        head = await tx.fetchrow(sql)
+        if head is None:
+            raise RuntimeError("audit_head row is missing: the audit migration did not run")
+        return head
+
+    async def _pair_head(self, tx: Executor, pair_id: str | None) -> bytes | None:
+        if pair_id is None:
+            value = await tx.fetchval(
+                "SELECT entry_hash FROM audit_entries WHERE pair_id IS NULL"
+                " ORDER BY seq DESC LIMIT 1"
+            )
+        else:
+            value = await tx.fetchval(
+                "SELECT entry_hash FROM audit_entries WHERE pair_id = ? ORDER BY seq DESC LIMIT 1",
+                pair_id,
+            )
+        return bytes(value) if value is not None else None
+
+    async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str:
+        """Keep media bytes sealed and return their hex SHA-256 (the `media_ref` in content).
+
+        Storing the same bytes again only refreshes their retention time.
+        """
+        sha = sha256_hex(data)
+        ts = _ms(now)
+        blob = self.sealer.seal(data, media_aad(sha))
+        await tx.execute(
+            "INSERT INTO audit_media (sha256, ts, size, key_id, blob) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (sha256) DO UPDATE SET ts = excluded.ts"
+            " WHERE audit_media.ts < excluded.ts",
+            sha,
+            ts,
+            len(data),
+            self.sealer.current_key_id,
+            blob,
+        )
+        return sha
+
+    async def load_content(self, db: Executor, seq: int) -> bytes | None:
+        """The content of entry `seq`, opened and checked against the entry's hash.
+
+        None when the entry has no content or it was purged; raises `SealError` when the
+        sealed blob or the entry's hash does not match.
+        """
+        row = await db.fetchrow(
+            "SELECT e.content_sha256, c.blob FROM audit_entries e"
+            " JOIN audit_content c ON c.seq = e.seq WHERE e.seq = ?",
+            seq,
+        )
+        if row is None or row["content_sha256"] is None:
+            return None
+        return open_content(self.sealer, seq, row["content_sha256"], bytes(row["blob"]))
+
+    async def load_media(self, db: Executor, sha256: str) -> bytes | None:
+        """Media bytes by their hex SHA-256, or None when absent (purged or never stored)."""
+        blob = await db.fetchval("SELECT blob FROM audit_media WHERE sha256 = ?", sha256)
+        if blob is None:
+            return None
+        return open_media(self.sealer, sha256, bytes(blob))
+
+    async def purge(self, older_than: timedelta, now: datetime) -> PurgeResult:
+        """Delete content and media older than `older_than`; the chain itself stays whole."""
+        return await purge_content(self.db, older_than, now)
+
+
+def open_content(sealer: Sealer, seq: int, sha256: str, blob: bytes) -> bytes:
+    """Open a sealed content blob and check it against the entry's content hash."""
+    data = sealer.open(blob, content_aad(seq, sha256))
+    if sha256_hex(data) != sha256:
+        raise SealError("content does not match the entry's hash")
+    return data
+
+
+def open_media(sealer: Sealer, sha256: str, blob: bytes) -> bytes:
+    """Open sealed media and check it against its name."""
+    data = sealer.open(blob, media_aad(sha256))
+    if sha256_hex(data) != sha256:
+        raise SealError("media does not match its hash")
+    return data
+
+
+async def purge_content(db: Any, older_than: timedelta, now: datetime) -> PurgeResult:
+    """Delete sealed content and media whose time is before `now - older_than`."""
+    if older_than < timedelta(0):
+        raise ValueError("older_than must not be negative")
+    cutoff = to_ms(now - older_than)
+    async with db.transaction() as tx:
+        contents = await tx.execute("DELETE FROM audit_content WHERE ts < ?", cutoff)
+        media = await tx.execute("DELETE FROM audit_media WHERE ts < ?", cutoff)
+    log.info("audit purge: %d contents and %d media deleted", contents, media)
+    return PurgeResult(contents, media)
+
+
+def _fields(record: AppendAudit | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(record, AppendAudit):
+        return {
+            "pair_id": record.pair_id,
+            "action": record.action,
+            "actor": record.actor,
+            "details": record.details,
+            "event_id": record.event_id,
+            "content": record.content,
+            "outcome": record.outcome,
+            "role": getattr(record, "role", None),
+        }
+    unknown = set(record) - {
+        "pair_id",
+        "action",
+        "actor",
+        "details",
+        "event_id",
+        "content",
+        "outcome",
+        "role",
+    }
+    if unknown:
+        raise TypeError(f"unknown audit fields: {sorted(unknown)}")
+    return dict(record)

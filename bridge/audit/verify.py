@@ -1,0 +1,200 @@
+"""Verify the audit chain in the database, streaming, and the CLI's verify and purge commands."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bridge.audit.checkpoint import load_checkpoints
+from bridge.audit.log import AuditLog, open_content, purge_content, row_to_entry
+from bridge.core.audit import (
+    BreakKind,
+    ChainVerifier,
+    SignedCheckpoint,
+    StoredEntry,
+    VerifyResult,
+)
+from bridge.sealing import Sealer, SealError
+from bridge.store.base import Executor
+
+log = logging.getLogger(__name__)
+
+#: Rows read per query: keeps memory flat however long the chain is.
+BATCH_SIZE = 5000
+
+_COLUMNS = (
+    "e.seq, e.v, e.ts, e.pair_id, e.pair_prev, e.actor, e.role, e.action, e.event_id,"
+    " e.outcome, e.content_sha256, e.details, e.prev_hash, e.entry_hash"
+)
+
+
+async def iter_rows(
+    db: Executor, *, with_content: bool = False, batch_size: int = BATCH_SIZE
+) -> AsyncIterator[dict[str, Any]]:
+    """Every chain row in seq order, read in batches (keyset pagination)."""
+    join = ""
+    columns = _COLUMNS
+    if with_content:
+        columns += ", c.blob AS content_blob"
+        join = " LEFT JOIN audit_content c ON c.seq = e.seq"
+    after = -1
+    while True:
+        rows = await db.fetch(
+            f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
+            f" ORDER BY e.seq LIMIT {int(batch_size)}",
+            after,
+        )
+        for row in rows:
+            yield row
+        if len(rows) < batch_size:
+            return
+        after = int(rows[-1]["seq"])
+
+
+def _record(row: Mapping[str, Any]) -> StoredEntry:
+    try:
+        entry = row_to_entry(row)
+    except (ValueError, TypeError):
+        # Details that are not JSON any more: keep the text so the hash check fails on it.
+        entry = dict(row_to_entry({**row, "details": "null"}), details=row["details"])
+    return StoredEntry(entry, bytes(row["entry_hash"]), bytes(row["prev_hash"]))
+
+
+async def verify(
+    db: Executor,
+    pair_id: str | None = None,
+    checkpoint: SignedCheckpoint | Mapping[str, Any] | None = None,
+    *,
+    trusted_key: bytes | None = None,
+    sealer: Sealer | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> VerifyResult:
+    """Verify the whole chain against its hashes, stored checkpoints and `checkpoint`.
+
+    `trusted_key` (raw Ed25519 public key) makes checkpoints signed by any other key fail
+    as WRONG_KEY. With `pair_id` the pair's own links are checked and counted too (the
+    chain is always verified whole: the pair's entries are part of it). With `sealer`
+    every stored content is opened and compared with its entry's hash.
+    """
+    checkpoints = await load_checkpoints(db)
+    if checkpoint is not None:
+        if not isinstance(checkpoint, SignedCheckpoint):
+            checkpoint = SignedCheckpoint.from_json(checkpoint)
+        checkpoints.append(checkpoint)
+    verifier = ChainVerifier(checkpoints, trusted_key=trusted_key, pair_id=pair_id)
+    content_break: tuple[int, str] | None = None
+    content_checked = 0
+    async for row in iter_rows(db, with_content=sealer is not None, batch_size=batch_size):
+        record = _record(row)
+        if (
+            sealer is not None
+            and content_break is None
+            and not verifier.broken
+            and row.get("content_blob") is not None
+        ):
+            seq = int(row["seq"])
+            sha = row["content_sha256"]
+            try:
+                if sha is None:
+                    raise SealError("content stored for an entry without content")
+                open_content(sealer, seq, sha, bytes(row["content_blob"]))
+                content_checked += 1
+            except SealError as exc:
+                content_break = (seq, str(exc))
+        if not verifier.feed(record):
+            break
+    result = verifier.finish()
+    if content_break is not None and (result.ok or content_break[0] < (result.broken_seq or 0)):
+        return dataclasses.replace(
+            result,
+            ok=False,
+            broken_seq=content_break[0],
+            kind=BreakKind.CHANGED,
+            detail=f"sealed content: {content_break[1]}",
+        )
+    return dataclasses.replace(result, content_checked=content_checked)
+
+
+async def run_verify(
+    db: Executor,
+    *,
+    pair_id: str | None = None,
+    checkpoint_file: str | Path | None = None,
+    trusted_key: bytes | None = None,
+    sealer: Sealer | None = None,
+    audit_log: AuditLog | None = None,
+    actor: str = "cli",
+    now: datetime | None = None,
+) -> tuple[int, str]:
+    """`confidant audit verify`: exit code (0 OK, 1 broken, 2 unusable input) and one line.
+
+    With `audit_log` and `now`, the verification itself is recorded in the chain.
+    """
+    checkpoint: SignedCheckpoint | None = None
+    if checkpoint_file is not None:
+        try:
+            text = await asyncio.to_thread(Path(checkpoint_file).read_text, encoding="utf-8")
+            checkpoint = SignedCheckpoint.from_json(json.loads(text))
+        except (OSError, ValueError) as exc:
+            return 2, f"cannot read checkpoint {checkpoint_file}: {exc}"
+    result = await verify(db, pair_id, checkpoint, trusted_key=trusted_key, sealer=sealer)
+    message = result.summary()
+    if checkpoint is not None and result.ok:
+        message += f"; external checkpoint at {checkpoint.count} entries matches"
+    log.info(
+        "audit verify: ok=%s count=%d broken_seq=%s kind=%s",
+        result.ok,
+        result.count,
+        result.broken_seq,
+        result.kind,
+    )
+    if audit_log is not None and now is not None:
+        details: dict[str, Any] = {"count": result.count, "head": result.head_hash.hex()}
+        if not result.ok:
+            details.update({"broken_seq": result.broken_seq, "kind": str(result.kind)})
+        await audit_log.record(
+            {
+                "pair_id": pair_id,
+                "action": "audit.verify",
+                "actor": actor,
+                "details": details,
+                "outcome": "ok" if result.ok else "failed",
+            },
+            now,
+        )
+    return (0 if result.ok else 1), message
+
+
+async def run_purge(
+    db: Any,
+    older_than: timedelta,
+    now: datetime,
+    *,
+    audit_log: AuditLog | None = None,
+    actor: str = "cli",
+) -> int:
+    """`confidant audit purge --older-than`: delete old content and media; return the count.
+
+    With `audit_log`, the purge is recorded in the chain (counts and cut-off only).
+    """
+    result = await purge_content(db, older_than, now)
+    if audit_log is not None:
+        await audit_log.record(
+            {
+                "action": "audit.purge",
+                "actor": actor,
+                "details": {
+                    "older_than_s": int(older_than.total_seconds()),
+                    "contents": result.contents,
+                    "media": result.media,
+                },
+            },
+            now,
+        )
+    return result.contents + result.media
