@@ -116,7 +116,7 @@ def _suffix(filename_hint: str | None) -> str:
 def _unreadable() -> AudioError:
     return AudioError(
         "unreadable",
-        f"The audio could not be read: it is damaged or not {_ACCEPTED}.",
+        f"The audio could not be read: the file is damaged or not {_ACCEPTED}.",
     )
 
 
@@ -258,8 +258,8 @@ def convert_to_voice(
     if len(data) > limits.max_input_bytes:
         raise AudioError(
             "too_big",
-            f"The audio file is too big ({_megabytes(len(data))} MB); "
-            f"the limit is {_megabytes(limits.max_input_bytes)} MB.",
+            f"The audio file is too big ({_human_size(len(data))}); "
+            f"the limit is {_human_size(limits.max_input_bytes)}.",
         )
     if not data:
         raise _unreadable()
@@ -274,7 +274,8 @@ def convert_to_voice(
     if duration_ms > limits.max_seconds * 1000:
         raise AudioError(
             "too_long",
-            f"The recording is too long; the limit is {_minutes_seconds(limits.max_seconds)}.",
+            f"The recording is too long: the limit is {_minutes_seconds(limits.max_seconds)}; "
+            "please send a shorter one.",
         )
     ogg = _encode(pcm, limits)
     return VoiceClip(
@@ -403,8 +404,10 @@ def _number(value: object) -> float | None:
         return None
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1_000_000:.1f}".rstrip("0").rstrip(".")
+def _human_size(size: int) -> str:
+    if size < 1_000_000:
+        return f"{max(1, round(size / 1000))} kB"
+    return f"{size / 1_000_000:.1f}".rstrip("0").rstrip(".") + " MB"
 
 
 def _minutes_seconds(seconds: int) -> str:
