@@ -82,6 +82,7 @@ class NioUser:
         self._prepared_rooms: set[str] = set()
         self._sync_task: asyncio.Task[None] | None = None
         self._sync_error: BaseException | None = None
+        self._listeners: list[Callable[[str, Event], None]] = []
 
     # -- lifecycle --------------------------------------------------------
 
@@ -252,8 +253,17 @@ class NioUser:
         missing.reverse()
         return missing
 
+    def add_listener(self, callback: Callable[[str, Event], None]) -> None:
+        """Call callback(room_id, event) for every event as it becomes readable."""
+        self._listeners.append(callback)
+
+    def _readable(self, room_id: str, event: Event) -> None:
+        self.timeline.setdefault(room_id, []).append(event)
+        for callback in self._listeners:
+            callback(room_id, event)
+
     def _append(self, room_id: str, events: list[Event]) -> None:
-        timeline = self.timeline.setdefault(room_id, [])
+        self.timeline.setdefault(room_id, [])
         undecrypted = self.undecrypted.setdefault(room_id, [])
         for event in events:
             if event.event_id in self._seen:
@@ -263,7 +273,7 @@ class NioUser:
                 event.room_id = room_id
                 undecrypted.append(event)
             else:
-                timeline.append(event)
+                self._readable(room_id, event)
 
     def _retry_undecrypted(self) -> None:
         for room_id, pending in self.undecrypted.items():
@@ -275,7 +285,7 @@ class NioUser:
                     still.append(event)
                     continue
                 self.late_decrypted += 1
-                self.timeline.setdefault(room_id, []).append(decrypted)
+                self._readable(room_id, decrypted)
             pending[:] = still
 
     def _wake(self) -> None:
