@@ -164,7 +164,7 @@ class AuditLog:
         if content is not None and content_sha is not None:
             blob = self.sealer.seal(content, content_aad(seq, content_sha))
             await tx.execute(
-                "INSERT INTO audit_content (seq, ts, key_id, blob) VALUES (?, ?, ?, ?)",
+                "INSERT INTO audit_content (seq, ts, key_id, sealed) VALUES (?, ?, ?, ?)",
                 seq,
                 ts,
                 self.sealer.current_key_id,
@@ -221,7 +221,7 @@ class AuditLog:
         ts = _ms(now)
         blob = self.sealer.seal(data, media_aad(sha))
         await tx.execute(
-            "INSERT INTO audit_media (sha256, ts, size, key_id, blob) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO audit_media (sha256, ts, size, key_id, sealed) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (sha256) DO UPDATE SET ts = excluded.ts"
             " WHERE audit_media.ts < excluded.ts",
             sha,
@@ -239,17 +239,17 @@ class AuditLog:
         sealed blob or the entry's hash does not match.
         """
         row = await db.fetchrow(
-            "SELECT e.content_sha256, c.blob FROM audit_entries e"
+            "SELECT e.content_sha256, c.sealed FROM audit_entries e"
             " JOIN audit_content c ON c.seq = e.seq WHERE e.seq = ?",
             seq,
         )
         if row is None or row["content_sha256"] is None:
             return None
-        return open_content(self.sealer, seq, row["content_sha256"], bytes(row["blob"]))
+        return open_content(self.sealer, seq, row["content_sha256"], bytes(row["sealed"]))
 
     async def load_media(self, db: Executor, sha256: str) -> bytes | None:
         """Media bytes by their hex SHA-256, or None when absent (purged or never stored)."""
-        blob = await db.fetchval("SELECT blob FROM audit_media WHERE sha256 = ?", sha256)
+        blob = await db.fetchval("SELECT sealed FROM audit_media WHERE sha256 = ?", sha256)
         if blob is None:
             return None
         return open_media(self.sealer, sha256, bytes(blob))

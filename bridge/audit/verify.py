@@ -41,7 +41,7 @@ async def iter_rows(
     join = ""
     columns = _COLUMNS
     if with_content:
-        columns += ", c.blob AS content_blob"
+        columns += ", c.sealed AS content_blob"
         join = " LEFT JOIN audit_content c ON c.seq = e.seq"
     after = -1
     while True:

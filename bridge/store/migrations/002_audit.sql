@@ -36,7 +36,7 @@ CREATE TABLE audit_content (
     seq BIGINT PRIMARY KEY,
     ts BIGINT NOT NULL,                 -- copied from the entry, for retention
     key_id TEXT NOT NULL,
-    blob BLOB NOT NULL
+    sealed BLOB NOT NULL                -- Sealer blob (names its key id)
 );
 
 CREATE INDEX audit_content_ts ON audit_content (ts);
@@ -47,7 +47,7 @@ CREATE TABLE audit_media (
     ts BIGINT NOT NULL,                 -- last time an entry referred to it, for retention
     size BIGINT NOT NULL,
     key_id TEXT NOT NULL,
-    blob BLOB NOT NULL
+    sealed BLOB NOT NULL                -- Sealer blob (names its key id)
 );
 
 CREATE INDEX audit_media_ts ON audit_media (ts);
