@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.adapters.matrix.client import IncomingEvent
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
@@ -55,14 +55,14 @@ InvokeHandler = Callable[[Invoke], Awaitable[None]]
 FactsProvider = Callable[[Executor, CommandContext], Awaitable[dict[str, Any]]]
 
 
-class TimerScheduler:
+class TimerScheduler(Protocol):
     """What the service needs from the scheduler adapter."""
 
     def arm(self, timer_id: str, at: datetime) -> None: ...
     def disarm(self, timer_id: str) -> None: ...
 
 
-class Mailer:
+class Mailer(Protocol):
     async def send(self, effect: SendEmail) -> None: ...
 
 
