@@ -98,7 +98,12 @@ async def open_parts(cfg: Config, *, templates_dir: Path | None = None) -> Parts
         raise
     renderer = Renderer(templates_dir)
     sealer = make_sealer(cfg)
-    audit = AuditLog(db, sealer, cfg.audit.signing_key, checkpoint_every=cfg.audit.checkpoint_every)
+    audit = AuditLog(
+        db,
+        sealer,
+        cfg.audit.signing_key.get_secret_value(),
+        checkpoint_every=cfg.audit.checkpoint_every,
+    )
     manager = PairManager(db, rest, renderer, sealer, audit, practice_facts(cfg, creds.user_id))
     return Parts(cfg, db, rest, renderer, sealer, audit, creds, manager)
 
