@@ -1,0 +1,232 @@
+"""The durable inbox: inbound e-mail committed before SMTP says 250, relayed afterwards.
+
+`store_inbound` is what the SMTP adapter's `accept` calls; when it returns, the message
+is on disk (sealed). The relay worker reads `pending`, converts each message, writes the
+post to the outbox with `relay_txn_id(email_id)` as its txn id and calls `mark_relayed`
+in the same transaction, so a crash anywhere posts the e-mail exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bridge.store.base import Executor
+
+if TYPE_CHECKING:
+    from bridge.adapters.smtp import InboundFacts
+
+__all__ = [
+    "InboundEmail",
+    "InboxStatus",
+    "RawSealer",
+    "get",
+    "make_inbox_accept",
+    "mark_failed",
+    "mark_relayed",
+    "open_raw",
+    "pending",
+    "relay_txn_id",
+    "store_inbound",
+    "synthetic_message_id",
+]
+
+#: Longest last_error kept; enough for an error class or a reason code.
+MAX_ERROR_LENGTH = 200
+
+
+class RawSealer(Protocol):
+    """Encrypts the raw message at rest; `bridge.sealing.Sealer` is one."""
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """Encrypt `plaintext`, binding `aad`."""
+        ...
+
+    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt a sealed blob; raise if it was tampered with or `aad` differs."""
+        ...
+
+
+class InboxStatus(enum.StrEnum):
+    """Where an inbound e-mail is in its life."""
+
+    ACCEPTED = "accepted"
+    RELAYED = "relayed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundEmail:
+    """One inbox row; `raw_sealed` is opened with `open_raw`."""
+
+    id: str
+    pair_id: str
+    message_id: str
+    sender: str
+    received_at: int
+    raw_sealed: bytes
+    raw_size: int
+    auth_method: str
+    status: InboxStatus
+    relay_txn_id: str | None
+    relayed_at: int | None
+    last_error: str | None
+
+
+_COLUMNS = (
+    "id, pair_id, message_id, sender, received_at, raw, raw_size, auth_method, status, "
+    "relay_txn_id, relayed_at, last_error"
+)
+
+
+def _aad(email_id: str) -> bytes:
+    # Binding the row id stops a sealed message being moved to another row (or pair).
+    return b"confidant/inbound_email/" + email_id.encode("utf-8")
+
+
+def _item(row: dict[str, Any]) -> InboundEmail:
+    return InboundEmail(
+        id=row["id"],
+        pair_id=row["pair_id"],
+        message_id=row["message_id"],
+        sender=row["sender"],
+        received_at=int(row["received_at"]),
+        raw_sealed=bytes(row["raw"]),
+        raw_size=int(row["raw_size"]),
+        auth_method=row["auth_method"],
+        status=InboxStatus(row["status"]),
+        relay_txn_id=row["relay_txn_id"],
+        relayed_at=None if row["relayed_at"] is None else int(row["relayed_at"]),
+        last_error=row["last_error"],
+    )
+
+
+def synthetic_message_id(raw: bytes) -> str:
+    """A stable Message-ID for a message that has none, so redeliveries still match."""
+    return f"<sha256.{hashlib.sha256(raw).hexdigest()}@confidant.invalid>"
+
+
+def relay_txn_id(email_id: str) -> str:
+    """The outbox txn id of the post relaying this e-mail (stable across crashes)."""
+    return f"email.{email_id}"
+
+
+async def store_inbound(
+    ex: Executor,
+    sealer: RawSealer,
+    pair_id: str,
+    sender: str,
+    message_id: str,
+    raw: bytes,
+    now: int,
+    *,
+    auth_method: str = "",
+) -> tuple[str, bool]:
+    """Commit a received message; return (email id, True when it was already stored).
+
+    Works on a database (the insert autocommits) or inside a caller's transaction.
+    A redelivery of the same message (pair, sender, Message-ID) returns the first id.
+    """
+    email_id = secrets.token_hex(16)
+    inserted = await ex.execute(
+        f"INSERT INTO inbound_emails ({_COLUMNS}) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', NULL, NULL, NULL) "
+        "ON CONFLICT (pair_id, sender, message_id) DO NOTHING",
+        email_id,
+        pair_id,
+        message_id,
+        sender,
+        now,
+        sealer.seal(raw, _aad(email_id)),
+        len(raw),
+        auth_method,
+    )
+    if inserted:
+        return email_id, False
+    existing = await ex.fetchval(
+        "SELECT id FROM inbound_emails WHERE pair_id = ? AND sender = ? AND message_id = ?",
+        pair_id,
+        sender,
+        message_id,
+    )
+    if existing is None:  # the insert neither happened nor conflicted: the store lied
+        raise RuntimeError("inbound e-mail was neither stored nor found")
+    return str(existing), True
+
+
+async def get(ex: Executor, email_id: str) -> InboundEmail | None:
+    """One inbox row, whatever its status."""
+    row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM inbound_emails WHERE id = ?", email_id)
+    return None if row is None else _item(row)
+
+
+async def pending(ex: Executor, limit: int = 100) -> list[InboundEmail]:
+    """Accepted e-mails not yet relayed, oldest first."""
+    rows = await ex.fetch(
+        f"SELECT {_COLUMNS} FROM inbound_emails WHERE status = 'accepted' "
+        "ORDER BY received_at, id LIMIT ?",
+        limit,
+    )
+    return [_item(row) for row in rows]
+
+
+def open_raw(sealer: RawSealer, item: InboundEmail) -> bytes:
+    """The message bytes exactly as received."""
+    return sealer.open(item.raw_sealed, _aad(item.id))
+
+
+async def mark_relayed(ex: Executor, email_id: str, txn_id: str, now: int) -> bool:
+    """Record that the post is in the outbox under `txn_id`. False unless it was accepted."""
+    changed = await ex.execute(
+        "UPDATE inbound_emails SET status = 'relayed', relay_txn_id = ?, relayed_at = ?, "
+        "last_error = NULL WHERE id = ? AND status = 'accepted'",
+        txn_id,
+        now,
+        email_id,
+    )
+    return changed > 0
+
+
+async def mark_failed(ex: Executor, email_id: str, error: str) -> bool:
+    """Give up relaying (e.g. it cannot be converted); the sealed original stays."""
+    changed = await ex.execute(
+        "UPDATE inbound_emails SET status = 'failed', last_error = ? "
+        "WHERE id = ? AND status = 'accepted'",
+        error[:MAX_ERROR_LENGTH],
+        email_id,
+    )
+    return changed > 0
+
+
+def make_inbox_accept(
+    ex: Executor,
+    sealer: RawSealer,
+    clock: Callable[[], int],
+    on_stored: Callable[[str, str, bool], Awaitable[None]] | None = None,
+) -> Callable[[str, bytes, InboundFacts], Awaitable[None]]:
+    """Build the SMTP adapter's `accept`: store durably, then tell `on_stored`.
+
+    `clock` returns milliseconds since the epoch. `on_stored(pair_id, email_id,
+    is_duplicate)` runs after the commit (e.g. to wake the relay worker); if it
+    raises, the sender is told to retry, and the retry is recorded once.
+    """
+
+    async def accept(pair_id: str, raw: bytes, facts: InboundFacts) -> None:
+        email_id, duplicate = await store_inbound(
+            ex,
+            sealer,
+            pair_id,
+            facts.from_address,
+            facts.message_id,
+            raw,
+            clock(),
+            auth_method=facts.auth.method,
+        )
+        if on_stored is not None:
+            await on_stored(pair_id, email_id, duplicate)
+
+    return accept
