@@ -190,16 +190,6 @@ def _minutes(text: str, *, allow_24: bool) -> int | None:
     return hours * 60 + minutes
 
 
-def parse_time(value: Any) -> time:
-    """Parse 'HH:MM' into a time."""
-    if isinstance(value, time):
-        return value
-    minute = _minutes(value, allow_24=False) if isinstance(value, str) else None
-    if minute is None:
-        raise ValueError(f"{value!r} is not a time HH:MM")
-    return time(minute // 60, minute % 60)
-
-
 @dataclass(frozen=True, slots=True)
 class WorkRange:
     """Opening hours within one day, in minutes after local midnight (end may be 1440)."""
