@@ -592,6 +592,8 @@ def _verify_export(path: Path, public_key: bytes | str | None) -> str:
         if digest.hex() != record["hash"]:
             raise _Invalid(f"entry {seq}: changed (hash differs)")
         if previous is not None and entry.get("pair_prev") != previous.hex():
+            if entry.get("pair_prev") in {str(r.get("hash")) for r in records}:
+                raise _Invalid(f"entry {seq}: reordered")
             raise _Invalid(f"entry {seq}: missing an earlier entry of the pair")
         previous, last_seq = digest, seq
         by_seq[seq] = record
