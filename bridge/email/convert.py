@@ -477,7 +477,7 @@ class _TextExtractor(HTMLParser):
                 shown = target.removeprefix("mailto:")
                 if text and shown not in text:
                     self.out.append(f" <{target}>")
-        elif tag in _BLOCK_TAGS and tag != "br":
+        elif tag in _BLOCK_TAGS and tag not in ("br", "li"):
             self.out.append("\n")
 
     def handle_data(self, data: str) -> None:
