@@ -191,12 +191,19 @@ class SqliteDatabase(_SqliteExecutor):
                     tx._open = False
                     await self._conn.execute("COMMIT")
                 except BaseException:
-                    if self._conn.in_transaction:
-                        await self._conn.execute("ROLLBACK")
+                    await self._rollback()
                     raise
             finally:
                 tx._open = False
                 self._tx_task = None
+
+    async def _rollback(self) -> None:
+        """Roll back whatever is open; a COMMIT cut short by cancellation may have ended it."""
+        try:
+            await asyncio.shield(self._conn.execute("ROLLBACK"))
+        except sqlite3.OperationalError:
+            if self._conn.in_transaction:
+                raise
 
     async def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""

@@ -393,3 +393,34 @@ async def test_sqlite_relative_url_and_plain_path(
         assert await schema_version(memory) == discover()[-1].version
     finally:
         await memory.close()
+
+
+async def test_a_cancelled_transaction_rolls_back_and_frees_the_database(db: Database) -> None:
+    inside = asyncio.Event()
+
+    async def stuck() -> None:
+        async with db.transaction() as tx:
+            await tx.execute("INSERT INTO kv (key, value) VALUES (?, ?)", "half", "1")
+            inside.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(stuck())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with db.transaction() as tx:
+        await tx.execute("INSERT INTO kv (key, value) VALUES (?, ?)", "next", "2")
+    assert await db.fetch("SELECT key FROM kv") == [{"key": "next"}]
+
+
+async def test_two_processes_migrating_at_once_apply_each_file_once(db_url: str) -> None:
+    first, second = await asyncio.gather(open_database(db_url), open_database(db_url))
+    try:
+        rows = await first.fetch("SELECT version FROM schema_version ORDER BY version")
+        assert [r["version"] for r in rows] == [m.version for m in discover()]
+        await first.execute("INSERT INTO kv (key, value) VALUES (?, ?)", "a", "1")
+        assert await second.fetchval("SELECT value FROM kv WHERE key = ?", "a") == "1"
+    finally:
+        await first.close()
+        await second.close()
