@@ -13,6 +13,7 @@ import html as html_lib
 import mimetypes
 import re
 from dataclasses import dataclass, field
+from email import policy
 from email.message import Message
 from html.parser import HTMLParser
 from pathlib import Path
@@ -46,6 +47,9 @@ _UNSAFE_CODECS = frozenset(
 _FILENAME_BAD = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]")
 _MIMETYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+\-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+\-]{0,126}$")
 _BLANK_RUN = re.compile(r"\n{3,}")
+#: Re-serialise forwarded messages with their headers as received (no refolding, which
+#: would run every long header through the structured parsers).
+_VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
 _TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
@@ -328,7 +332,7 @@ class _Walker:
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
         try:
-            data = inner.as_bytes() if isinstance(inner, Message) else b""
+            data = inner.as_bytes(policy=_VERBATIM) if isinstance(inner, Message) else b""
         except Exception:  # re-serialising a broken forwarded message; keep what we can
             data = b""
         self.decoded += len(data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,12 +31,15 @@ __all__ = [
     "open_raw",
     "pending",
     "relay_txn_id",
+    "reply_target",
     "store_inbound",
     "synthetic_message_id",
 ]
 
 #: Longest last_error kept; enough for an error class or a reason code.
 MAX_ERROR_LENGTH = 200
+#: Message-IDs looked at when finding the post an e-mail replies to.
+_MAX_REPLY_IDS = 20
 
 
 class RawSealer(Protocol):
@@ -189,6 +192,29 @@ async def mark_relayed(ex: Executor, email_id: str, txn_id: str, now: int) -> bo
         email_id,
     )
     return changed > 0
+
+
+async def reply_target(
+    ex: Executor, pair_id: str, in_reply_to: str | None, references: Sequence[str]
+) -> str | None:
+    """The Matrix event id of the relayed e-mail this one answers, if it was posted.
+
+    In-Reply-To wins; otherwise the newest of References that was posted. Only e-mails
+    of the same pair count, so a forged Message-ID cannot reach into another room.
+    """
+    wanted = [m for m in (in_reply_to, *reversed(references)) if m][:_MAX_REPLY_IDS]
+    if not wanted:
+        return None
+    marks = ", ".join("?" for _ in wanted)
+    rows = await ex.fetch(
+        "SELECT i.message_id, o.event_id FROM inbound_emails i "
+        "JOIN outbox o ON o.txn_id = i.relay_txn_id "
+        f"WHERE i.pair_id = ? AND i.message_id IN ({marks}) AND o.event_id IS NOT NULL",
+        pair_id,
+        *wanted,
+    )
+    posted = {row["message_id"]: str(row["event_id"]) for row in rows}
+    return next((posted[m] for m in wanted if m in posted), None)
 
 
 async def mark_failed(ex: Executor, email_id: str, error: str) -> bool:

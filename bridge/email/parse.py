@@ -28,6 +28,13 @@ _MSG_ID = re.compile(r"<[^<>\s]{1,500}>")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 _DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _MAX_SUBJECT = 300
+#: A Content-* header with its continuation lines, anywhere in the message.
+_MIME_HEADER = re.compile(rb"(?im)^content-[a-z-]{1,40}[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*")
+#: Headers the converter reads through the stdlib's structured parsers.
+_STRUCTURED = frozenset(
+    {"content-type", "content-disposition", "content-transfer-encoding", "content-id",
+     "mime-version", "from", "subject"}
+)  # fmt: skip
 _MAX_REFERENCES = 50
 
 
@@ -51,6 +58,10 @@ class ParseLimits:
     max_depth: int = 12
     #: Number of MIME parts in the whole tree, containers included.
     max_parts: int = 250
+    #: Size of one MIME header (Content-Type, Content-Disposition...) or of From/Subject.
+    #: The stdlib's structured header parser is quadratic in some inputs (a thousand
+    #: parameters take minutes), so these stay small; real ones are well under 1 KiB.
+    max_structured_header_bytes: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +108,15 @@ def parse_message(raw: bytes, limits: ParseLimits | None = None) -> ParsedEmail:
     if not raw.strip():
         raise MalformedEmail("empty")
     _check_header_block(raw, limits)
+    # Every MIME part starts with a "--boundary" line. Counting those lines first keeps a
+    # message made of countless tiny parts from costing the full parse (seconds per MB).
+    if raw.count(b"\n--") > 4 * limits.max_parts:
+        raise MalformedEmail("too_many_parts")
+    # The parser itself reads every part's Content-Type parameters (for boundaries), so
+    # oversized MIME headers must be refused before it runs, wherever they are.
+    for match in _MIME_HEADER.finditer(raw):
+        if match.end() - match.start() > limits.max_structured_header_bytes:
+            raise MalformedEmail("header_too_large")
     try:
         message = BytesParser(policy=policy.default).parsebytes(raw)
     except RecursionError as exc:
@@ -147,11 +167,23 @@ def _measure_tree(message: Message, limits: ParseLimits) -> tuple[int, int]:
             raise MalformedEmail("too_many_parts")
         if depth > limits.max_depth:
             raise MalformedEmail("too_deep")
+        _check_part_headers(part, limits)
         if part.is_multipart():
             children = part.get_payload()
             if isinstance(children, list):
                 stack.extend((child, depth + 1) for child in children if isinstance(child, Message))
     return count, deepest
+
+
+def _check_part_headers(part: Message, limits: ParseLimits) -> None:
+    total = 0
+    for name, value in part.raw_items():
+        size = len(name) + len(value)
+        total += size
+        if size > limits.max_structured_header_bytes and name.lower() in _STRUCTURED:
+            raise MalformedEmail("header_too_large")
+    if total > limits.max_header_bytes:
+        raise MalformedEmail("header_too_large")
 
 
 def _raw_header(message: Message, name: str) -> str:

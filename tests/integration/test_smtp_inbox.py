@@ -13,7 +13,7 @@ from bridge.adapters.smtp import InboundHandler, SmtpListener, SmtpSettings
 from bridge.email import inbox
 from bridge.email.authcheck import AuthPolicy, StaticResolver
 from bridge.sealing import Sealer, SealError, generate_key
-from bridge.store import Database, pairs
+from bridge.store import Database, outbox, pairs
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +166,30 @@ async def test_a_store_that_cannot_commit_gets_451(
     with pytest.raises(smtplib.SMTPDataError) as info:
         await asyncio.to_thread(_deliver, listener.port, address, "<lost@example.org>")
     assert (info.value.smtp_code, info.value.smtp_error[:6]) == (451, b"4.3.0 ")
+
+
+async def test_reply_target_finds_the_posted_email_of_the_same_pair(
+    db: Database, sealer: Sealer
+) -> None:
+    pair = await _pair(db)
+    other = await pairs.create(db, patient_id="@o:hs.test", therapist_id="@doc:hs.test", now=NOW)
+    first, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<1@x>", b"1", NOW)
+    txn = inbox.relay_txn_id(first)
+    await outbox.enqueue(
+        db,
+        txn_id=txn,
+        room_id="!room:hs.test",
+        event_type="m.room.message",
+        content={"msgtype": "m.text", "body": "x"},
+        kind="email",
+        now=NOW,
+        sealer=sealer,
+        pair_id=pair.pair_id,
+    )
+    await inbox.mark_relayed(db, first, txn, NOW)
+    assert await inbox.reply_target(db, pair.pair_id, "<1@x>", []) is None  # not sent yet
+    await outbox.mark_sent(db, txn, "$posted", NOW + 1)
+    assert await inbox.reply_target(db, pair.pair_id, "<1@x>", []) == "$posted"
+    assert await inbox.reply_target(db, pair.pair_id, "<nope@x>", ["<1@x>", "<2@x>"]) == "$posted"
+    assert await inbox.reply_target(db, other.pair_id, "<1@x>", []) is None
+    assert await inbox.reply_target(db, pair.pair_id, None, []) is None

@@ -97,7 +97,8 @@ def test_nesting_within_the_limit_parses() -> None:
 
 @pytest.mark.parametrize("depth", [20, 3000])
 def test_deep_nesting_is_refused(depth: int) -> None:
-    assert _reason(_nested(depth)) == "too_deep"
+    # A high part limit lets the deepest case reach the parser's own recursion.
+    assert _reason(_nested(depth), ParseLimits(max_parts=100_000)) == "too_deep"
 
 
 def test_part_count_is_bounded() -> None:
@@ -183,3 +184,35 @@ def test_header_soup_parses_or_raises_typed_error(
         parse_message(raw)
     except MalformedEmail as exc:
         assert exc.reason
+
+
+_MULTIPART_HEAD = b"From: a@example.org\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+
+
+@pytest.mark.parametrize("separator", [b"; ", b";\r\n "])
+def test_mime_header_with_countless_parameters_is_refused(separator: bytes) -> None:
+    # The stdlib's parameter parser is quadratic; this input would take minutes.
+    params = separator.join(b"p%d=v" % i for i in range(100_000))
+    raw = (
+        _MULTIPART_HEAD
+        + b"Content-Type: text/plain"
+        + separator
+        + params
+        + b"\r\n\r\nx\r\n--b--\r\n"
+    )
+    assert _reason(raw) == "header_too_large"
+
+
+def test_countless_tiny_parts_are_refused_before_parsing() -> None:
+    raw = _MULTIPART_HEAD + b"\r\nx\r\n--b\r\n" * 200_000 + b"\r\nx\r\n--b--\r\n"
+    assert _reason(raw) == "too_many_parts"
+
+
+def test_oversized_headers_inside_a_part_are_refused() -> None:
+    raw = _MULTIPART_HEAD + b"X-Filler: a\r\n" * 10_000 + b"\r\nx\r\n--b--\r\n"
+    assert _reason(raw) == "header_too_large"
+
+
+def test_oversized_subject_is_refused() -> None:
+    raw = b"From: a@example.org\r\nSubject: " + b"=?utf-8?q?a?= " * 1000 + b"\r\n\r\nx"
+    assert _reason(raw) == "header_too_large"
