@@ -60,6 +60,7 @@ def private_e2ee_state() -> list[dict[str, Any]]:
 
 def pair_room_body(
     *,
+    bot_is_creator: bool = False,
     bot: str,
     patient: str,
     therapist: str,
@@ -80,15 +81,22 @@ def pair_room_body(
             {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
             {"type": PAIR_STATE_TYPE, "state_key": "", "content": {"pair_id": pair_id}},
         ],
-        "power_level_content_override": power_levels(bot, therapist),
+        "power_level_content_override": power_levels(bot, therapist, bot_is_creator=bot_is_creator),
     }
 
 
-def power_levels(bot: str, therapist: str, *, read_only: bool = False) -> dict[str, Any]:
+def power_levels(
+    bot: str, therapist: str, *, read_only: bool = False, bot_is_creator: bool = False
+) -> dict[str, Any]:
     """Only the bot invites, kicks, bans, redacts others and changes state; the therapist
-    may add widgets (video calls)."""
+    may add widgets (video calls).
+
+    From room version 12 on, the creator has unlimited power and must not be listed in
+    `users` (the homeserver refuses it), so the bot is left out there.
+    """
+    users = {therapist: 50} if bot_is_creator else {bot: 100, therapist: 50}
     return {
-        "users": {bot: 100, therapist: 50},
+        "users": users,
         "users_default": 0,
         "events_default": 100 if read_only else 0,
         "state_default": 100,
@@ -112,7 +120,9 @@ def power_levels(bot: str, therapist: str, *, read_only: bool = False) -> dict[s
     }
 
 
-def desk_room_body(*, bot: str, therapist: str, name: str, federate: bool) -> dict[str, Any]:
+def desk_room_body(
+    *, bot: str, therapist: str, name: str, federate: bool, bot_is_creator: bool = False
+) -> dict[str, Any]:
     return {
         "preset": "private_chat",
         "visibility": "private",
@@ -125,7 +135,7 @@ def desk_room_body(*, bot: str, therapist: str, name: str, federate: bool) -> di
             {"type": DESK_STATE_TYPE, "state_key": "", "content": {"therapist": therapist}},
         ],
         "power_level_content_override": {
-            "users": {bot: 100},
+            "users": {} if bot_is_creator else {bot: 100},
             "users_default": 0,
             "events_default": 0,
             "state_default": 100,
@@ -162,6 +172,17 @@ class PairManager:
         self.sealer = sealer
         self.audit = audit
         self.facts = facts
+        self._creator_power: bool | None = None
+
+    async def creator_has_power(self) -> bool:
+        """Whether new rooms get a version (12+) where the creator has unlimited power."""
+        if self._creator_power is None:
+            caps = await self.rest.request("GET", "/_matrix/client/v3/capabilities")
+            default = str(
+                caps.get("capabilities", {}).get("m.room_versions", {}).get("default", "1")
+            )
+            self._creator_power = default.isdigit() and int(default) >= 12
+        return self._creator_power
 
     # ------------------------------------------------------------ desk rooms
 
@@ -192,6 +213,7 @@ class PairManager:
         name = self.renderer.text("desk_room_name", {"practice_name": self.facts.practice_name})
         room_id = await self.rest.create_room(
             desk_room_body(
+                bot_is_creator=await self.creator_has_power(),
                 bot=self.facts.bot_user_id,
                 therapist=therapist,
                 name=name,
@@ -261,6 +283,7 @@ class PairManager:
             )
             room_id = await self.rest.create_room(
                 pair_room_body(
+                    bot_is_creator=await self.creator_has_power(),
                     bot=self.facts.bot_user_id,
                     patient=patient,
                     therapist=therapist,
@@ -363,7 +386,12 @@ class PairManager:
                 record.room_id,
                 "m.room.power_levels",
                 "",
-                power_levels(self.facts.bot_user_id, record.therapist_id, read_only=True),
+                power_levels(
+                    self.facts.bot_user_id,
+                    record.therapist_id,
+                    read_only=True,
+                    bot_is_creator=await self.creator_has_power(),
+                ),
             )
         async with self.db.transaction() as tx:
             await pairs.set_status(tx, record.pair_id, PairStatus.REMOVED, to_ms(now))
@@ -417,7 +445,11 @@ class PairManager:
             record.room_id,
             "m.room.power_levels",
             "",
-            power_levels(self.facts.bot_user_id, new_therapist),
+            power_levels(
+                self.facts.bot_user_id,
+                new_therapist,
+                bot_is_creator=await self.creator_has_power(),
+            ),
         )
         await self.rest.invite(record.room_id, new_therapist)
         try:

@@ -1,0 +1,44 @@
+"""Start the real bridge (App) against the test homeserver, for integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nio import Event, RoomMessageNotice, RoomMessageText
+
+from bridge.app import App
+from bridge.config import Config, minimal_config
+from bridge.devhs import DevHomeserver
+
+
+def bridge_config(
+    homeserver: DevHomeserver, bot_user_id: str, bot_password: str, data_dir: Path, **overrides: Any
+) -> Config:
+    base: dict[str, Any] = {
+        "homeserver": {"url": homeserver.url, "server_name": homeserver.server_name},
+        "bot": {"user_id": bot_user_id, "password": bot_password},
+        "data_dir": str(data_dir),
+        "practice": {"name": "Harbour Therapy", "crisis_line": "+44 800 000 000"},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return minimal_config(**base)
+
+
+async def start_app(cfg: Config) -> App:
+    app = App(cfg)
+    await app.start()
+    return app
+
+
+def notice_containing(text: str) -> Callable[[Event], bool]:
+    return lambda e: isinstance(e, (RoomMessageNotice, RoomMessageText)) and text in e.body
+
+
+def text_from(sender: str, body: str) -> Callable[[Event], bool]:
+    return lambda e: isinstance(e, RoomMessageText) and e.sender == sender and e.body == body
