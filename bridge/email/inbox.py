@@ -25,7 +25,9 @@ __all__ = [
     "InboxStatus",
     "RawSealer",
     "get",
+    "inbound_token",
     "make_inbox_accept",
+    "make_pair_routing",
     "mark_failed",
     "mark_relayed",
     "open_raw",
@@ -226,6 +228,40 @@ async def mark_failed(ex: Executor, email_id: str, error: str) -> bool:
         email_id,
     )
     return changed > 0
+
+
+def inbound_token(address: str, inbound_domain: str) -> str | None:
+    """The pair token of `pair-TOKEN@inbound_domain` (any case), or None for other addresses."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    if domain.rstrip(".") != inbound_domain.lower().rstrip(".") or not local.startswith("pair-"):
+        return None
+    token = local.removeprefix("pair-")
+    return token if token.isalnum() else None
+
+
+def make_pair_routing(
+    ex: Executor, inbound_domain: str
+) -> tuple[Callable[[str], Awaitable[str | None]], Callable[[str], Awaitable[list[str]]]]:
+    """Build the SMTP adapter's `resolve_recipient` and `allowed_senders` from the pairs table.
+
+    Only active pairs take mail; the allowed sender is the pair's patient e-mail address.
+    """
+    from bridge.store import pairs
+
+    async def resolve_recipient(address: str) -> str | None:
+        token = inbound_token(address, inbound_domain)
+        if token is None:
+            return None
+        pair = await pairs.get_by_email_token(ex, token)
+        if pair is None or pair.status is not pairs.PairStatus.ACTIVE:
+            return None
+        return pair.pair_id
+
+    async def allowed_senders(pair_id: str) -> list[str]:
+        pair = await pairs.get(ex, pair_id)
+        return [pair.patient_email] if pair is not None and pair.patient_email else []
+
+    return resolve_recipient, allowed_senders
 
 
 def make_inbox_accept(

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import datetime as dt
 import ipaddress
+import logging
 import smtplib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -428,3 +429,19 @@ def test_settings_from_the_config_section() -> None:
         {"mta": "pw"},
     )
     assert settings.auth == AuthPolicy(AuthMode.BEHIND_MTA, "mx.practice.example")
+
+
+async def test_logs_carry_no_addresses_subjects_or_content(
+    listen: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    recorder = Recorder()
+    listener = await listen(recorder)
+    await send(listener.port, _message("very private words"))
+    await send(listener.port, _message(sender="Mallory <mallory@evil.example>"))
+    await send(listener.port, _message(), rcpt=["pair-nope@in.example.net"])
+    assert len(recorder.accepted) == 1
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "smtp: accepted pair=pair-1" in logged
+    for secret in ("pat@", "mallory", "Appointment", "private words", "pair-nope", "tok123"):
+        assert secret not in logged

@@ -12,6 +12,7 @@ import pytest
 from bridge.adapters.smtp import InboundHandler, SmtpListener, SmtpSettings
 from bridge.email import inbox
 from bridge.email.authcheck import AuthPolicy, StaticResolver
+from bridge.email.inbox import inbound_token
 from bridge.sealing import Sealer, SealError, generate_key
 from bridge.store import Database, outbox, pairs
 
@@ -90,17 +91,9 @@ async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) 
 @pytest.fixture
 async def smtp_inbox(db: Database, sealer: Sealer) -> AsyncIterator[tuple[SmtpListener, str]]:
     pair = await _pair(db)
-    address = f"pair-{pair.email_token}@in.example.net"
-
-    async def resolve(rcpt: str) -> str | None:
-        local = rcpt.partition("@")[0]
-        found = await pairs.get_by_email_token(db, local.removeprefix("pair-"))
-        return found.pair_id if found else None
-
-    async def allowed(pair_id: str) -> list[str]:
-        found = await pairs.get(db, pair_id)
-        return [found.patient_email] if found and found.patient_email else []
-
+    await pairs.set_room(db, pair.pair_id, "!room:hs.test")
+    address = f"Pair-{pair.email_token.upper()}@In.Example.Net"
+    resolve, allowed = inbox.make_pair_routing(db, "in.example.net")
     clock = iter(range(NOW, NOW + 1000))
     handler = InboundHandler(
         resolve_recipient=resolve,
@@ -193,3 +186,21 @@ async def test_reply_target_finds_the_posted_email_of_the_same_pair(
     assert await inbox.reply_target(db, pair.pair_id, "<nope@x>", ["<1@x>", "<2@x>"]) == "$posted"
     assert await inbox.reply_target(db, other.pair_id, "<1@x>", []) is None
     assert await inbox.reply_target(db, pair.pair_id, None, []) is None
+
+
+def test_inbound_token() -> None:
+    assert inbound_token("Pair-AbC2@In.Example.Net", "in.example.net") == "abc2"
+    assert inbound_token("pair-abc@other.example", "in.example.net") is None
+    assert inbound_token("someone@in.example.net", "in.example.net") is None
+    assert inbound_token("pair-a+b@in.example.net", "in.example.net") is None
+
+
+async def test_routing_takes_only_active_pairs(db: Database) -> None:
+    resolve, allowed = inbox.make_pair_routing(db, "in.example.net")
+    pair = await _pair(db)
+    address = f"pair-{pair.email_token}@in.example.net"
+    assert await resolve(address) is None  # still provisioning: no room yet
+    await pairs.set_room(db, pair.pair_id, "!room:hs.test")
+    assert await resolve(address) == pair.pair_id
+    assert await allowed(pair.pair_id) == [PATIENT]
+    assert await resolve("pair-unknown@in.example.net") is None
