@@ -10,9 +10,9 @@ from bridge.core.model import (
     Effect,
     Kind,
     Pair,
+    Role,
     RoomAction,
     RoomEvent,
-    Role,
     SendMessage,
 )
 

@@ -46,8 +46,14 @@ async def pair_setup(homeserver, make_user, make_nio_user, tmp_path: Path):
         patient.user_id, therapist.user_id, app.service.clock()
     )
     assert created
-    state = {"app": app, "cfg": cfg, "bot": bot, "patient": patient, "therapist": therapist,
-             "pair": record}
+    state = {
+        "app": app,
+        "cfg": cfg,
+        "bot": bot,
+        "patient": patient,
+        "therapist": therapist,
+        "pair": record,
+    }
     yield state
     if state["app"] is not None:
         await state["app"].stop()
@@ -55,7 +61,10 @@ async def pair_setup(homeserver, make_user, make_nio_user, tmp_path: Path):
 
 async def test_pair_room_is_private_encrypted_and_both_read_each_other(pair_setup, homeserver):
     app, patient, therapist, record = (
-        pair_setup["app"], pair_setup["patient"], pair_setup["therapist"], pair_setup["pair"]
+        pair_setup["app"],
+        pair_setup["patient"],
+        pair_setup["therapist"],
+        pair_setup["pair"],
     )
     room = record.room_id
     # Both are invited (auto-join) and decrypt the bot's welcome notice.
@@ -102,8 +111,10 @@ async def test_pair_room_is_private_encrypted_and_both_read_each_other(pair_setu
 
 
 async def test_help_is_generated_and_unknown_commands_answered(pair_setup):
-    patient, therapist, record = (
-        pair_setup["patient"], pair_setup["therapist"], pair_setup["pair"]
+    patient, _therapist, record = (
+        pair_setup["patient"],
+        pair_setup["therapist"],
+        pair_setup["pair"],
     )
     room = record.room_id
     await patient.wait_for(room, notice_containing("Welcome"), timeout=30)
@@ -117,8 +128,11 @@ async def test_help_is_generated_and_unknown_commands_answered(pair_setup):
 
 
 async def test_bot_restart_keeps_decrypting_and_processes_nothing_twice(pair_setup):
-    app, cfg, patient, therapist, record = (
-        pair_setup["app"], pair_setup["cfg"], pair_setup["patient"], pair_setup["therapist"],
+    app, cfg, patient, _therapist, record = (
+        pair_setup["app"],
+        pair_setup["cfg"],
+        pair_setup["patient"],
+        pair_setup["therapist"],
         pair_setup["pair"],
     )
     room = record.room_id
@@ -206,3 +220,40 @@ async def test_cli_parts_can_provision_while_bridge_runs(pair_setup, make_nio_us
         await parts.close()
     assert created
     await patient.wait_for(record.room_id, notice_containing("Welcome"), timeout=30)
+
+
+async def test_300_messages_while_stopped_are_all_seen_once(pair_setup):
+    """A limited sync (over 100 events) is back-filled: nothing is missed."""
+    app, cfg, patient, record = (
+        pair_setup["app"],
+        pair_setup["cfg"],
+        pair_setup["patient"],
+        pair_setup["pair"],
+    )
+    room = record.room_id
+    await patient.wait_for(room, notice_containing("Welcome"), timeout=30)
+    await app.stop()
+    pair_setup["app"] = None
+    sent: list[str] = []
+    for start in range(0, 300, 10):
+        sent += await asyncio.gather(
+            *(patient.send_text(room, f"journal line {i}") for i in range(start, start + 10))
+        )
+    app2 = await start_app(cfg)
+    pair_setup["app"] = app2
+
+    async def all_seen():
+        rows = await app2.parts.db.fetch(
+            "SELECT COUNT(*) AS n FROM audit_entries WHERE pair_id = ? AND action = 'room.text'",
+            record.pair_id,
+        )
+        return rows[0]["n"] >= 300
+
+    await wait_until(all_seen, timeout=120, what="300 messages audited")
+    rows = await app2.parts.db.fetch(
+        "SELECT event_id FROM audit_entries WHERE pair_id = ? AND action = 'room.text'",
+        record.pair_id,
+    )
+    seen = [r["event_id"] for r in rows]
+    assert sorted(seen) == sorted(sent)  # every one, exactly once
+    assert app2.bot.stats.backfilled_events > 0
