@@ -556,7 +556,9 @@ def on_timer(
 
     effects: list[Effect] = []
     done = set(clock.steps_done)
-    if now >= clock.due_at and BREACHED not in done:
+    # The due and escalation steps are past due by definition, even when the timer
+    # fires a hair early (stored times are whole milliseconds).
+    if (step is not Step.HEADS_UP or now >= clock.due_at) and BREACHED not in done:
         done.add(BREACHED)
         effects.append(
             AppendAudit(

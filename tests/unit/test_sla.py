@@ -357,6 +357,15 @@ def test_due_records_the_breach_and_reminds() -> None:
     assert all(m.room_id != PAIR.room_id for m in of_type(effects, SendMessage))
 
 
+def test_due_timer_a_hair_early_still_counts_as_the_breach() -> None:
+    policy = replace(POLICY, tell_patient_on_breach=True)
+    clock, _ = open_clock(WED_10 + timedelta(microseconds=700), policy)
+    early = clock.due_at - timedelta(microseconds=700)  # the stored, truncated time
+    after, effects = fire(clock, Step.DUE, early, policy)
+    assert after is not None and BREACHED in after.steps_done
+    assert "sla_breach_patient" in [m.template for m in of_type(effects, SendMessage)]
+
+
 def test_patient_told_on_breach_once() -> None:
     policy = replace(POLICY, tell_patient_on_breach=True)
     clock, _ = open_clock(policy=policy)
