@@ -140,7 +140,7 @@ _REJECTIONS: dict[str, tuple[int, str, str]] = {
         "5.7.26",
         "Sender could not be authenticated: no results from the trusted mail server",
     ),
-    "dns_temperror": (451, "4.7.5", "Temporary DNS failure authenticating the sender, try later"),
+    "dns_temperror": (451, "4.4.3", "Temporary DNS failure authenticating the sender, try later"),
 }
 
 

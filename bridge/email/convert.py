@@ -22,7 +22,7 @@ from typing import Any, Literal
 from markupsafe import Markup
 
 from bridge.email.parse import ParsedEmail, ParseLimits, parse_message
-from bridge.email.sanitize import sanitize_html
+from bridge.email.sanitize import MAX_NESTING, sanitize_html
 
 __all__ = [
     "AttachmentKind",
@@ -140,7 +140,8 @@ def convert_parsed(parsed: ParsedEmail, limits: ConvertLimits | None = None) -> 
         trimmed_html, html_trimmed = trim_html(joined_html)
         text_body, text_trimmed = trim_text(html_to_text(trimmed_html))
         trimmed = html_trimmed or text_trimmed
-        sanitised = sanitize_html(trimmed_html)
+        # Headroom below the spec's nesting limit for the post template's own wrapper.
+        sanitised = sanitize_html(trimmed_html, max_nesting=MAX_NESTING - 5)
         if sanitised is not None and len(sanitised) <= limits.max_html_chars:
             html_body = sanitised.strip() or None
     else:
