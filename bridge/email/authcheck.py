@@ -46,6 +46,7 @@ __all__ = [
     "StaticResolver",
     "check_sender",
     "organisational_domain",
+    "sender_allowed",
 ]
 
 _MAX_DKIM_SIGNATURES = 5
