@@ -129,13 +129,15 @@ class SqliteDatabase(_SqliteExecutor):
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
             conn.row_factory = _dict_row  # type: ignore[assignment]
+            # First: switching a new file to WAL takes a lock that another process
+            # opening the same file at the same moment must wait for, not fail on.
+            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA foreign_keys=ON")
             # Deleted content (sent outbox bodies, expired audit content) is
             # overwritten with zeros instead of lingering in free pages.
             await conn.execute("PRAGMA secure_delete=ON")
-            await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except BaseException:
             await conn.close()
             raise
