@@ -120,6 +120,8 @@ class App:
     outbox: OutboxWorker | None = None
     scheduler: Scheduler | None = None
     cross_signing: str = ""
+    #: How long an undecryptable event waits for its key before it is recorded as a failure.
+    undecryptable_grace: float = 60.0
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
@@ -141,6 +143,7 @@ class App:
             store_dir=cfg.crypto_store_dir,
             pickle_key=cfg.bot.pickle_key.get_secret_value(),
             handler=service,
+            undecryptable_grace=self.undecryptable_grace,
         )
         await self.bot.start()
         signer = CrossSigner(

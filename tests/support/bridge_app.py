@@ -30,8 +30,8 @@ def bridge_config(
     return minimal_config(**base)
 
 
-async def start_app(cfg: Config) -> App:
-    app = App(cfg)
+async def start_app(cfg: Config, **options: Any) -> App:
+    app = App(cfg, **options)
     await app.start()
     return app
 

@@ -182,8 +182,12 @@ class MatrixBot:
         token = await self.handler.load_kv(SYNC_TOKEN_KEY)
         first = not self.first_sync_done.is_set()
         started = time.monotonic()
+        timeout_ms = self._sync_timeout_ms
+        if self._pending:
+            # Come back soon to retry undecryptable events even if the room stays quiet.
+            timeout_ms = min(timeout_ms, 2_000)
         resp = await self.client.sync(
-            timeout=0 if first else self._sync_timeout_ms,
+            timeout=0 if first else timeout_ms,
             since=token,
             full_state=first or None,
             sync_filter={"room": {"timeline": {"limit": 100}}},
