@@ -76,10 +76,10 @@ async def test_two_clients_exchange_encrypted_messages(
         await alice.send_text(room_id, body)
     for body in to_alice:
         await bob.send_text(room_id, body)
-    for body in to_bob:
-        await bob.wait_for(room_id, text_is(body))
-    for body in to_alice:
-        await alice.wait_for(room_id, text_is(body))
+    # Each side waits for all six, its own echoes included (they may arrive in a later sync).
+    for reader in (alice, bob):
+        for body in to_bob + to_alice:
+            await reader.wait_for(room_id, text_is(body))
 
     # Both sides read everything, every message came in encrypted, none stayed unreadable.
     for reader in (alice, bob):
