@@ -254,6 +254,8 @@ async def export_pair(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     files["transcript.html"] = (
         env.get_template(TEMPLATE_NAME)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,25 +37,36 @@ _COLUMNS = (
 
 async def iter_rows(
     db: Executor, *, with_content: bool = False, batch_size: int = BATCH_SIZE
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any], None]:
     """Every chain row in seq order, read in batches (keyset pagination)."""
     join = ""
     columns = _COLUMNS
     if with_content:
         columns += ", c.sealed AS content_blob"
         join = " LEFT JOIN audit_content c ON c.seq = e.seq"
-    after = -1
-    while True:
-        rows = await db.fetch(
-            f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
-            f" ORDER BY e.seq LIMIT {int(batch_size)}",
-            after,
+    sql = (
+        f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
+        f" ORDER BY e.seq LIMIT {int(batch_size)}"
+    )
+    rows = await db.fetch(sql, -1)
+    while rows:
+        # Read the next batch while the caller hashes this one.
+        ahead = (
+            asyncio.ensure_future(db.fetch(sql, int(rows[-1]["seq"])))
+            if len(rows) == batch_size
+            else None
         )
-        for row in rows:
-            yield row
-        if len(rows) < batch_size:
-            return
-        after = int(rows[-1]["seq"])
+        try:
+            for row in rows:
+                yield row
+        except BaseException:
+            # The caller stopped early (or failed): do not leave the read running.
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+            raise
+        rows = await ahead if ahead is not None else []
 
 
 def _record(row: Mapping[str, Any]) -> StoredEntry:
@@ -88,37 +100,50 @@ async def verify(
             checkpoint = SignedCheckpoint.from_json(checkpoint)
         checkpoints.append(checkpoint)
     verifier = ChainVerifier(checkpoints, trusted_key=trusted_key, pair_id=pair_id)
-    content_break: tuple[int, str] | None = None
-    content_checked = 0
-    async for row in iter_rows(db, with_content=sealer is not None, batch_size=batch_size):
-        record = _record(row)
-        if (
-            sealer is not None
-            and content_break is None
-            and not verifier.broken
-            and row.get("content_blob") is not None
-        ):
-            seq = int(row["seq"])
-            sha = row["content_sha256"]
-            try:
-                if sha is None:
-                    raise SealError("content stored for an entry without content")
-                open_content(sealer, seq, sha, bytes(row["content_blob"]))
-                content_checked += 1
-            except SealError as exc:
-                content_break = (seq, str(exc))
-        if not verifier.feed(record):
-            break
+    content = _ContentCheck(sealer)
+    rows = iter_rows(db, with_content=sealer is not None, batch_size=batch_size)
+    async with contextlib.aclosing(rows):
+        async for row in rows:
+            if not verifier.broken:
+                content.check(row)
+            if not verifier.feed(_record(row)):
+                break
     result = verifier.finish()
-    if content_break is not None and (result.ok or content_break[0] < (result.broken_seq or 0)):
+    found = content.first_break
+    if found is not None and (result.ok or found[0] < (result.broken_seq or 0)):
         return dataclasses.replace(
             result,
             ok=False,
-            broken_seq=content_break[0],
+            broken_seq=found[0],
             kind=BreakKind.CHANGED,
-            detail=f"sealed content: {content_break[1]}",
+            detail=f"sealed content: {found[1]}",
         )
-    return dataclasses.replace(result, content_checked=content_checked)
+    return dataclasses.replace(result, content_checked=content.checked)
+
+
+class _ContentCheck:
+    """Open each stored content and compare it with its entry's hash (when given a sealer)."""
+
+    def __init__(self, sealer: Sealer | None) -> None:
+        self.sealer = sealer
+        self.checked = 0
+        self.first_break: tuple[int, str] | None = None
+
+    def check(self, row: Mapping[str, Any]) -> None:
+        if self.sealer is None or self.first_break is not None:
+            return
+        if row.get("content_blob") is None:
+            return
+        seq = int(row["seq"])
+        sha = row["content_sha256"]
+        try:
+            if sha is None:
+                raise SealError("content stored for an entry without content")
+            open_content(self.sealer, seq, sha, bytes(row["content_blob"]))
+        except SealError as exc:
+            self.first_break = (seq, str(exc))
+            return
+        self.checked += 1
 
 
 async def run_verify(

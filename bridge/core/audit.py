@@ -55,6 +55,11 @@ ENTRY_FIELDS = (
 
 # ---------------------------------------------------------------- canonical JSON
 
+# One encoder reused: `json.dumps` with options builds a new one per call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
 
 def _check_json(value: Any, depth: int = 0) -> None:
     """Refuse what canonical JSON cannot represent exactly: floats, non-string keys, objects."""
@@ -86,9 +91,7 @@ def canonical_json(value: Any, *, check: bool = True) -> bytes:
     """
     if check:
         _check_json(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
 
 
 def sha256_hex(data: bytes) -> str:
