@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return p
 
+    # `-c` is accepted after the sub-command too (`confidant pair list -c FILE`).
+    late_config = argparse.ArgumentParser(add_help=False)
+    late_config.add_argument("-c", "--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     p = with_config(sub.add_parser("run", help="run the bridge until SIGINT/SIGTERM"))
     p.set_defaults(func=cmd_run)
 
@@ -267,37 +271,47 @@ def build_parser() -> argparse.ArgumentParser:
     pair = with_config(sub.add_parser("pair", help="manage patient-therapist pairs"))
     pair.add_argument("--json", action="store_true", help="print JSON")
     psub = pair.add_subparsers(dest="pair_cmd", required=True)
-    p = psub.add_parser("add", help="create a pair and its E2EE room (idempotent)")
+    p = psub.add_parser(
+        "add", help="create a pair and its E2EE room (idempotent, parents=[late_config])"
+    )
     p.add_argument("--patient", required=True)
     p.add_argument("--therapist", required=True)
     p.add_argument("--patient-email")
     p.add_argument("--policy", default="default")
-    psub.add_parser("list", help="list pairs")
+    psub.add_parser("list", help="list pairs", parents=[late_config])
     for name, text in (("show", "show one pair"), ("remove", "close a pair (audit is kept)")):
-        p = psub.add_parser(name, help=text)
+        p = psub.add_parser(name, help=text, parents=[late_config])
         p.add_argument("pair", help="pair id, label or room id")
-    p = psub.add_parser("reassign", help="hand a pair over to another therapist")
+    p = psub.add_parser(
+        "reassign", help="hand a pair over to another therapist", parents=[late_config]
+    )
     p.add_argument("pair")
     p.add_argument("--therapist", required=True)
     pair.set_defaults(func=cmd_pair)
 
     th = with_config(sub.add_parser("therapist", help="manage therapists"))
     tsub = th.add_subparsers(dest="therapist_cmd", required=True)
-    p = tsub.add_parser("add", help="add a therapist and create their desk room")
+    p = tsub.add_parser(
+        "add", help="add a therapist and create their desk room", parents=[late_config]
+    )
     p.add_argument("user")
     p.add_argument("--email")
     p.add_argument("--supervisor")
-    tsub.add_parser("list", help="list therapists")
-    p = tsub.add_parser("remove", help="remove a therapist without pairs")
+    tsub.add_parser("list", help="list therapists", parents=[late_config])
+    p = tsub.add_parser("remove", help="remove a therapist without pairs", parents=[late_config])
     p.add_argument("user")
     th.set_defaults(func=cmd_therapist)
 
     au = with_config(sub.add_parser("audit", help="verify or purge the audit trail"))
     asub = au.add_subparsers(dest="audit_cmd", required=True)
-    p = asub.add_parser("verify", help="verify the hash chain (non-zero exit on a break)")
+    p = asub.add_parser(
+        "verify", help="verify the hash chain (non-zero exit on a break, parents=[late_config])"
+    )
     p.add_argument("--pair")
     p.add_argument("--checkpoint", help="a checkpoint file kept elsewhere")
-    p = asub.add_parser("purge", help="delete content older than a duration; keep the chain")
+    p = asub.add_parser(
+        "purge", help="delete content older than a duration; keep the chain", parents=[late_config]
+    )
     p.add_argument("--older-than", required=True, help="e.g. 3650d")
     au.set_defaults(func=cmd_audit)
 
