@@ -20,6 +20,7 @@ from bridge.core.audit import (
     SignedCheckpoint,
     StoredEntry,
     VerifyResult,
+    public_key_bytes,
 )
 from bridge.sealing import Sealer, SealError
 from bridge.store.base import Executor
@@ -159,8 +160,12 @@ async def run_verify(
 ) -> tuple[int, str]:
     """`confidant audit verify`: exit code (0 OK, 1 broken, 2 unusable input) and one line.
 
-    With `audit_log` and `now`, the verification itself is recorded in the chain.
+    Checkpoints must be signed by `trusted_key`, which defaults to the public half of
+    `audit_log`'s signing key. With `audit_log` and `now`, the verification itself is
+    recorded in the chain.
     """
+    if trusted_key is None and audit_log is not None:
+        trusted_key = public_key_bytes(audit_log.signing_key.public_key())
     checkpoint: SignedCheckpoint | None = None
     if checkpoint_file is not None:
         try:

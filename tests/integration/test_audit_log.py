@@ -209,6 +209,10 @@ async def test_forged_checkpoint_is_wrong_key(db: Database, audit: AuditLog) -> 
     code, message = await run_verify(db, trusted_key=TRUSTED)
     assert code == 1
     assert message.startswith("BROKEN at entry 5: wrong key")
+    # The CLI passes the audit log: its signing key is the trusted one.
+    code, message = await run_verify(db, audit_log=audit)
+    assert code == 1
+    assert message.startswith("BROKEN at entry 5: wrong key")
 
 
 async def test_tampered_sealed_content_is_found(db: Database, audit: AuditLog) -> None:
