@@ -65,7 +65,7 @@ async def test_reassign_hands_over_without_history(running, make_nio_user, homes
 
 
 async def test_remove_closes_room_read_only_and_keeps_audit(running, homeserver):
-    app, patient, therapist, record = running
+    app, patient, _therapist, record = running
     removed = await app.parts.pairs.remove_pair(record.label, app.service.clock())
     assert removed.status is PairStatus.REMOVED
     await patient.wait_for(record.room_id, notice_containing("has been closed"), timeout=30)
@@ -82,9 +82,12 @@ async def test_remove_closes_room_read_only_and_keeps_audit(running, homeserver)
 
 
 async def test_patients_new_device_gets_keys(running, homeserver, store_dir):
-    app, patient, therapist, record = running
+    _app, patient, _therapist, record = running
     second = await NioUser.create(
-        homeserver.url, patient.user_id, patient.password, store_dir("patient-phone"),
+        homeserver.url,
+        patient.user_id,
+        patient.password,
+        store_dir("patient-phone"),
         auto_join=True,
     )
     try:

@@ -183,7 +183,7 @@ class JsClient:
         room_id: str,
         sender: str | None = None,
         contains: str | None = None,
-        timeout: float = 30,  # noqa: ASYNC109 - a deadline for the Node side, which enforces it
+        timeout: float = 30,
     ) -> dict[str, Any]:
         """Wait for the first message from `sender` whose body contains `contains`.
 

@@ -12,7 +12,6 @@ every timeline event it could read and every Megolm event it could not decrypt.
 """
 
 # Waits take an explicit bound (`timeout`) so a failing test ends with a clear message.
-# ruff: noqa: ASYNC109
 
 from __future__ import annotations
 
