@@ -234,6 +234,64 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return asyncio.run(_with_parts(cfg, work))
 
 
+def _date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bridge.audit.export import export_pair
+
+    cfg = _load(args.config)
+    _setup_logging(cfg)
+
+    async def work(parts: Any) -> int:
+        record = await parts.pairs.resolve(args.pair)
+        result = await export_pair(
+            parts.db,
+            parts.sealer,
+            cfg.audit.signing_key.get_secret_value(),
+            record.pair_id,
+            _date(args.start),
+            _date(args.end),
+            Path(args.out),
+            parts.renderer.templates_dir,
+            now=_now(),
+            actor="cli",
+            tz=cfg.practice.timezone,
+            audit_log=parts.audit,
+        )
+        print(f"{result.path}: {result.entry_count} entries, sha256 {result.sha256}")
+        return 0
+
+    return asyncio.run(_with_parts(cfg, work))
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from bridge.audit.checkpoint import load_public_key
+    from bridge.audit.export import verify_export
+
+    public_key: bytes | None = None
+    if args.public_key:
+        public_key = load_public_key(Path(args.public_key).read_text().strip())
+    elif args.config and Path(args.config).exists():
+        cfg = _load(args.config)
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        seed = cfg.audit.signing_key.get_secret_value()
+        public_key = (
+            Ed25519PrivateKey.from_private_bytes(seed)
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+    ok, message = verify_export(Path(args.file), public_key)
+    print(message, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -305,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     au = with_config(sub.add_parser("audit", help="verify or purge the audit trail"))
     asub = au.add_subparsers(dest="audit_cmd", required=True)
     p = asub.add_parser(
-        "verify", help="verify the hash chain (non-zero exit on a break, parents=[late_config])"
+        "verify", help="verify the hash chain (non-zero exit on a break)", parents=[late_config]
     )
     p.add_argument("--pair")
     p.add_argument("--checkpoint", help="a checkpoint file kept elsewhere")
@@ -314,6 +372,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--older-than", required=True, help="e.g. 3650d")
     au.set_defaults(func=cmd_audit)
+
+    p = asub.add_parser("verify-export", help="check an export zip offline", parents=[late_config])
+    p.add_argument("file")
+    p.add_argument("--public-key", help="the practice's audit public key (file)")
+    p.set_defaults(func=cmd_verify_export)
+
+    p = with_config(sub.add_parser("export", help="export a pair's transcript as a zip"))
+    p.add_argument("--pair", required=True, help="pair id, label or room id")
+    p.add_argument("--from", dest="start", help="ISO date or time (inclusive)")
+    p.add_argument("--to", dest="end", help="ISO date or time (exclusive)")
+    p.add_argument("--out", required=True, help="the zip file to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="run a local homeserver and the bridge with demo users")
     p.add_argument("--dir", default="demo", help="where the demo keeps its state")

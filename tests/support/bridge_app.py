@@ -16,6 +16,15 @@ from bridge.devhs import DevHomeserver
 def bridge_config(
     homeserver: DevHomeserver, bot_user_id: str, bot_password: str, data_dir: Path, **overrides: Any
 ) -> Config:
+    return minimal_config(
+        **bridge_config_dict(homeserver, bot_user_id, bot_password, data_dir, **overrides)
+    )
+
+
+def bridge_config_dict(
+    homeserver: DevHomeserver, bot_user_id: str, bot_password: str, data_dir: Path, **overrides: Any
+) -> dict[str, Any]:
+    """The overrides for `minimal_config` (also what a YAML file for the CLI needs)."""
     base: dict[str, Any] = {
         "homeserver": {"url": homeserver.url, "server_name": homeserver.server_name},
         "bot": {"user_id": bot_user_id, "password": bot_password},
@@ -27,7 +36,7 @@ def bridge_config(
             base[key] = {**base[key], **value}
         else:
             base[key] = value
-    return minimal_config(**base)
+    return base
 
 
 async def start_app(cfg: Config, **options: Any) -> App:
