@@ -17,6 +17,7 @@ from bridge.adapters.render import Renderer
 from bridge.adapters.scheduler import Scheduler
 from bridge.audit.log import AuditLog
 from bridge.config import Config
+from bridge.desk_export import install_desk_export
 from bridge.outbox import OutboxWorker
 from bridge.provision import PairManager, PracticeFacts
 from bridge.sealing import Sealer
@@ -160,6 +161,7 @@ class App:
         self.outbox = OutboxWorker(parts.db, parts.sealer, self.bot, clock=utcnow)
         service.outbox = self.outbox
         self.outbox.start()
+        install_desk_export(service, parts, self.bot, utcnow)
         self.scheduler = Scheduler(service.fire_timer)
         service.scheduler = self.scheduler
         self.scheduler.start()

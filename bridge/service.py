@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from bridge.adapters.matrix.client import IncomingEvent
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
+from bridge.core import desk_commands  # noqa: F401 - registers the desk commands
 from bridge.core.commands import DESK_ROOM, REGISTRY, CommandContext
 from bridge.core.intake import command_text, content_digest, kind_of, relates_to, role_of
 from bridge.core.model import (

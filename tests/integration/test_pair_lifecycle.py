@@ -128,3 +128,28 @@ async def test_undecryptable_event_is_recorded_and_therapist_told(running):
     assert [(r["action"], r["outcome"]) for r in rows] == [("room.undecryptable", "failed")]
     alert = await therapist.wait_for(desk, notice_containing("could not be decrypted"), 30)
     assert "must not read" not in alert.body
+
+
+async def test_export_in_desk_room_gives_an_encrypted_zip(running):
+    import io
+    import zipfile
+
+    from nio import DownloadResponse, RoomEncryptedFile
+    from nio.crypto.attachments import decrypt_attachment
+
+    app, patient, therapist, record = running
+    await patient.send_text(record.room_id, "words for the transcript")
+    desk = app.service.desk_of(therapist.user_id)
+    assert desk is not None
+    await therapist.wait_room(desk, timeout=20)
+    await therapist.send_text(desk, f"!export {record.label}")
+    event = await therapist.wait_for(desk, lambda e: isinstance(e, RoomEncryptedFile), 60)
+    resp = await therapist.client.download(mxc=event.url)
+    assert isinstance(resp, DownloadResponse)
+    data = decrypt_attachment(resp.body, event.key["k"], event.hashes["sha256"], event.iv)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        names = set(zf.namelist())
+        assert {"transcript.html", "transcript.json", "manifest.json"} <= names
+    # An unknown pair gets a short refusal, never a file.
+    await therapist.send_text(desk, "!export FFFF")
+    await therapist.wait_for(desk, notice_containing("No export"), timeout=30)
