@@ -1,0 +1,369 @@
+"""Wires the SLA core into the service: the pair hook, the "sla" timers, facts and commands.
+
+`install_sla(service, cfg)` is called once after the Service is built (and before the
+scheduler re-arms stored timers). Every decision is the core's (bridge.core.sla); this
+module loads the clock and the people involved, asks the core, and saves the clock in
+the caller's transaction, so the clock, its audit entries, timers and outbox rows commit
+together.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, time
+from typing import Any
+
+from bridge.config import Config, Practice
+from bridge.config import Policy as PolicyConfig
+from bridge.core import sla_commands
+from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext
+from bridge.core.model import Effect, Invoke, Kind, Pair, Role, RoomEvent, SendMessage, TimerFired
+from bridge.core.sla import (
+    Away,
+    Clock,
+    Desk,
+    SlaPolicy,
+    on_patient_message,
+    on_therapist_message,
+    on_timer,
+    parse_timer_id,
+    therapist_away,
+    therapist_back,
+)
+from bridge.core.sla_commands import OpenClockFact, ReplyPreview
+from bridge.core.workhours import WorkingCalendar
+from bridge.service import Service, to_pair
+from bridge.store import clocks, pairs, therapists
+from bridge.store.base import Executor, from_ms, to_ms
+from bridge.store.pairs import PairStatus
+from bridge.store.therapists import TherapistRecord
+
+log = logging.getLogger(__name__)
+
+#: The timer kind prefix the core's timers use ("sla.heads_up", "sla.due", ...).
+TIMER_PREFIX = "sla"
+_MIDNIGHT = time(0)
+
+
+# ---------------------------------------------------------------- config -> core
+
+
+def _clock_time(minute: int) -> time:
+    """Minutes after local midnight as a wall-clock time; 1440 is midnight at day's end."""
+    return _MIDNIGHT if minute >= 24 * 60 else time(minute // 60, minute % 60)
+
+
+def working_calendar(practice: Practice) -> WorkingCalendar:
+    """The practice's calendar: weekly hours in its time zone, public holidays, closures.
+
+    A practice without any opening hours (possible when every policy counts calendar
+    time) is open around the clock, so reminders are never held back for an opening.
+    """
+    weekly: dict[int, list[tuple[time, time]]] = {}
+    for weekday in range(7):
+        ranges = practice.working_hours.on(weekday)
+        if ranges:
+            weekly[weekday] = [
+                (_clock_time(r.start_minute), _clock_time(r.end_minute)) for r in ranges
+            ]
+    if not weekly:
+        log.info("no working hours configured: reminders may go out at any time")
+        weekly = {weekday: [(_MIDNIGHT, _MIDNIGHT)] for weekday in range(7)}
+    days_off: Any = practice.holidays.calendar() if practice.holidays is not None else frozenset()
+    return WorkingCalendar(practice.tzinfo, weekly, days_off, practice.closures)
+
+
+def sla_policy(name: str, policy: PolicyConfig, practice: Practice) -> SlaPolicy:
+    """The core's policy for one configured policy."""
+    return SlaPolicy(
+        window=policy.window,
+        window_clock=policy.window_clock,
+        heads_up_before=policy.heads_up_before,
+        remind_at_due=policy.remind_at_due,
+        escalate_after=policy.escalate_after,
+        supervisors=tuple(policy.supervisors),
+        patient_notice=policy.patient_notice,
+        open_clock_on=policy.open_clock_on,
+        tell_patient_on_breach=policy.tell_patient_on_breach,
+        email_reminders="email" in policy.channels,
+        crisis_line=practice.crisis_line,
+        name=name,
+    )
+
+
+def _command_name(text: str) -> str:
+    words = text[1:].split()
+    return words[0].lower() if words else ""
+
+
+# ---------------------------------------------------------------- runtime
+
+
+class SlaRuntime:
+    """The SLA side of the service: policies and calendar built once from the config."""
+
+    def __init__(self, service: Service, cfg: Config) -> None:
+        self.service = service
+        self.calendar = working_calendar(cfg.practice)
+        self.policies = {
+            name: sla_policy(name, policy, cfg.practice) for name, policy in cfg.policies.items()
+        }
+        self._desk_channel = {name: "desk" in p.channels for name, p in cfg.policies.items()}
+
+    def policy(self, name: str) -> SlaPolicy:
+        """The named policy; a name the config no longer has falls back to the default."""
+        found = self.policies.get(name)
+        if found is None:
+            log.warning("unknown SLA policy, using default", extra={"policy": name})
+            return self.policies["default"]
+        return found
+
+    # ------------------------------------------------------------ people
+
+    def _desk(self, policy: SlaPolicy, user_id: str, row: TherapistRecord | None) -> Desk:
+        """Where `user_id`'s reminders go under `policy`'s channels."""
+        room = row.desk_room_id if row is not None else None
+        if not self._desk_channel.get(policy.name, True):
+            room = None
+        email = row.email if row is not None and policy.email_reminders else None
+        return Desk(user_id, room, email)
+
+    async def _away(
+        self, ex: Executor, policy: SlaPolicy, row: TherapistRecord | None, now: datetime
+    ) -> Away | None:
+        """The therapist's current absence, with the cover's desk; None when not away."""
+        if row is None or row.away_until is None:
+            return None
+        away = Away(from_ms(row.away_until))
+        if not away.active(now):
+            return None
+        if row.cover_id is None:
+            return away
+        cover_row = await therapists.get(ex, row.cover_id)
+        return Away(away.until, self._desk(policy, row.cover_id, cover_row))
+
+    async def _supervisors(self, ex: Executor, policy: SlaPolicy) -> list[Desk]:
+        desks: list[Desk] = []
+        for user_id in policy.supervisors:
+            desk = self._desk(policy, user_id, await therapists.get(ex, user_id))
+            if desk.room_id is None and desk.email is None:
+                log.warning(
+                    "supervisor has no desk room: escalation skipped for them",
+                    extra={"user_id": user_id},
+                )
+                continue
+            desks.append(desk)
+        return desks
+
+    # ------------------------------------------------------------ pair hook
+
+    async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
+        """Open the clock on a patient's message, close it on the therapist's reply."""
+        if ev.role not in (Role.PATIENT, Role.THERAPIST) or pair.status != PairStatus.ACTIVE:
+            return []
+        policy = self.policy(pair.policy)
+        clock = await clocks.get_open(tx, pair.pair_id)
+        now = ev.seen_at
+        if ev.role is Role.PATIENT:
+            explicit = False
+            if ev.command is not None:
+                # Commands are not messages to answer; only a reply request opens a clock.
+                if _command_name(ev.command) != "reply" or policy.open_clock_on != "reply_request":
+                    return []
+                explicit = True
+            away = await self._away(tx, policy, await therapists.get(tx, pair.therapist_id), now)
+            new, effects = on_patient_message(
+                clock,
+                pair,
+                policy,
+                self.calendar,
+                ev.kind,
+                ev.event_id,
+                now,
+                explicit_reply_request=explicit,
+                away=away,
+            )
+        else:
+            new, effects = on_therapist_message(
+                clock,
+                policy,
+                self.calendar,
+                ev.kind,
+                ev.event_id,
+                ev.sender,
+                now,
+                is_command=ev.command is not None,
+            )
+        await self._save(tx, clock, new)
+        return effects
+
+    async def on_patient_email(
+        self, tx: Executor, pair: Pair, ref: str, now: datetime
+    ) -> list[Effect]:
+        """An e-mail from the patient was posted into the pair room: it opens a clock too.
+
+        The post is the bot's own message, which the pair hook ignores, so the e-mail
+        path calls this inside its own transaction; `ref` is a stable id of the e-mail.
+        """
+        if pair.status != PairStatus.ACTIVE:
+            return []
+        policy = self.policy(pair.policy)
+        clock = await clocks.get_open(tx, pair.pair_id)
+        away = await self._away(tx, policy, await therapists.get(tx, pair.therapist_id), now)
+        new, effects = on_patient_message(
+            clock, pair, policy, self.calendar, Kind.EMAIL, ref, now, away=away
+        )
+        await self._save(tx, clock, new)
+        return effects
+
+    @staticmethod
+    async def _save(tx: Executor, old: Clock | None, new: Clock | None) -> None:
+        if new is not None and new is not old:
+            await clocks.save(tx, new)
+
+    # ------------------------------------------------------------ timers
+
+    async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
+        """Heads-up, reminder or escalation of one clock (the core decides which, if any)."""
+        ref = parse_timer_id(fired.timer_id)
+        if ref is None:
+            log.warning("not an SLA timer id", extra={"timer_kind": fired.timer_kind})
+            return []
+        clock = await clocks.get(tx, ref.clock_id)
+        if clock is None or not clock.is_open:
+            return []
+        record = await pairs.get(tx, clock.pair_id)
+        if record is None or record.room_id is None or record.status is not PairStatus.ACTIVE:
+            log.info("SLA timer of an inactive pair ignored", extra={"pair_id": clock.pair_id})
+            return []
+        pair = to_pair(record)
+        policy = self.policy(clock.policy)
+        row = await therapists.get(tx, clock.therapist_id)
+        if row is None or row.desk_room_id is None:
+            log.warning("therapist has no desk room", extra={"user_id": clock.therapist_id})
+        new, effects = on_timer(
+            clock,
+            fired.timer_id,
+            now,
+            pair=pair,
+            policy=policy,
+            cal=self.calendar,
+            therapist=self._desk(policy, clock.therapist_id, row),
+            supervisors=await self._supervisors(tx, policy),
+            away=await self._away(tx, policy, row, now),
+        )
+        await self._save(tx, clock, new)
+        log.info(
+            "SLA timer",
+            extra={
+                "pair_id": clock.pair_id,
+                "timer_kind": fired.timer_kind,
+                "messages": sum(isinstance(e, SendMessage) for e in effects),
+            },
+        )
+        return effects
+
+    # ------------------------------------------------------------ command facts
+
+    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+        """What the SLA commands need, looked up before the core decides."""
+        out: dict[str, Any] = {sla_commands.FACT_TZ: self.calendar.tz}
+        if ctx.room_kind == DESK_ROOM and ctx.role is Role.THERAPIST:
+            listed: list[OpenClockFact] = []
+            for open_clock in await clocks.list_open(tx, therapist_id=ctx.sender):
+                record = await pairs.get(tx, open_clock.pair_id)
+                if record is not None and record.room_id is not None:
+                    listed.append(OpenClockFact(open_clock, record.label, record.room_id))
+            out[sla_commands.FACT_OPEN] = listed
+            out[sla_commands.FACT_THERAPISTS] = frozenset(
+                t.user_id for t in await therapists.list_therapists(tx)
+            )
+        elif ctx.room_kind == PAIR_ROOM and ctx.pair is not None:
+            policy = self.policy(ctx.pair.policy)
+            clock = await clocks.get_open(tx, ctx.pair.pair_id)
+            out[sla_commands.FACT_POLICY] = policy
+            out[sla_commands.FACT_CLOCK] = clock
+            if ctx.role is Role.PATIENT and policy.open_clock_on == "reply_request":
+                out[sla_commands.FACT_REPLY] = await self._reply_preview(
+                    tx, ctx.pair, policy, clock, ctx
+                )
+        return out
+
+    async def _reply_preview(
+        self, tx: Executor, pair: Pair, policy: SlaPolicy, clock: Clock | None, ctx: CommandContext
+    ) -> ReplyPreview:
+        """Ask the core what `!reply` will do, with the very inputs the pair hook uses."""
+        away = await self._away(tx, policy, await therapists.get(tx, pair.therapist_id), ctx.now)
+        opened, effects = on_patient_message(
+            clock,
+            pair,
+            policy,
+            self.calendar,
+            Kind.TEXT,
+            ctx.event_id,
+            ctx.now,
+            explicit_reply_request=True,
+            away=away,
+        )
+        if opened is None or opened is clock:
+            return ReplyPreview(opens=False)
+        notice = any(
+            isinstance(e, SendMessage) and e.template == "sla_expected_reply" for e in effects
+        )
+        return ReplyPreview(opens=True, due_at=opened.due_at, notice=notice)
+
+    # ------------------------------------------------------------ away / back
+
+    async def on_away(self, invoke: Invoke) -> None:
+        """Store the absence and pause (or hand to the cover) the therapist's open clocks."""
+        therapist = str(invoke.params["therapist"])
+        until = datetime.fromisoformat(str(invoke.params["until"]))
+        cover = invoke.params.get("cover")
+        await self._absence(therapist, until, None if cover is None else str(cover))
+
+    async def on_back(self, invoke: Invoke) -> None:
+        """End the absence and resume the therapist's paused clocks."""
+        await self._absence(str(invoke.params["therapist"]), None, None)
+
+    async def _absence(self, therapist: str, until: datetime | None, cover: str | None) -> None:
+        service = self.service
+        now = service.clock()
+        effects: list[Effect] = []
+        async with service.db.transaction() as tx:
+            await therapists.set_away(tx, therapist, None if until is None else to_ms(until), cover)
+            row = await therapists.get(tx, therapist)
+            open_clocks = await clocks.list_open(tx, therapist_id=therapist)
+            for clock in open_clocks:
+                policy = self.policy(clock.policy)
+                new: Clock | None
+                if until is None:
+                    new, changes = therapist_back(clock, policy, self.calendar, now)
+                else:
+                    away = await self._away(tx, policy, row, now) or Away(until)
+                    new, changes = therapist_away(clock, policy, self.calendar, away, now)
+                await self._save(tx, clock, new)
+                effects += changes
+            await service.apply_durable(tx, effects, now)
+        log.info(
+            "therapist away" if until is not None else "therapist back",
+            extra={"user_id": therapist, "clocks": len(open_clocks), "cover": cover is not None},
+        )
+        await service.apply_after(effects)
+
+
+def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
+    """Register the SLA hook, timer handler, facts provider, commands and away/back operations.
+
+    Call it before the scheduler re-arms stored timers, so overdue reminders find their
+    handler. A second call on the same service does nothing.
+    """
+    if TIMER_PREFIX in service.timer_handlers:
+        return None
+    runtime = SlaRuntime(service, cfg)
+    service.pair_hooks.append(runtime.on_pair_event)
+    service.timer_handlers[TIMER_PREFIX] = runtime.on_timer
+    service.facts_providers.append(runtime.facts)
+    service.invoke_handlers[sla_commands.AWAY_OPERATION] = runtime.on_away
+    service.invoke_handlers[sla_commands.BACK_OPERATION] = runtime.on_back
+    log.info("SLA installed", extra={"policies": len(runtime.policies)})
+    return runtime
