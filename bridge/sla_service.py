@@ -23,6 +23,7 @@ from bridge.core.sla import (
     Clock,
     Desk,
     SlaPolicy,
+    cancel_clock,
     on_patient_message,
     on_therapist_message,
     on_timer,
@@ -234,8 +235,11 @@ class SlaRuntime:
             return []
         record = await pairs.get(tx, clock.pair_id)
         if record is None or record.room_id is None or record.status is not PairStatus.ACTIVE:
-            log.info("SLA timer of an inactive pair ignored", extra={"pair_id": clock.pair_id})
-            return []
+            # The pair was closed with its clock still open: nobody is left to remind.
+            cancelled, effects = cancel_clock(clock, "pair_inactive", now)
+            await self._save(tx, clock, cancelled)
+            log.info("SLA clock of an inactive pair cancelled", extra={"pair_id": clock.pair_id})
+            return effects
         pair = to_pair(record)
         policy = self.policy(clock.policy)
         row = await therapists.get(tx, clock.therapist_id)
@@ -272,7 +276,11 @@ class SlaRuntime:
             listed: list[OpenClockFact] = []
             for open_clock in await clocks.list_open(tx, therapist_id=ctx.sender):
                 record = await pairs.get(tx, open_clock.pair_id)
-                if record is not None and record.room_id is not None:
+                if (
+                    record is not None
+                    and record.room_id is not None
+                    and record.status is PairStatus.ACTIVE
+                ):
                     listed.append(OpenClockFact(open_clock, record.label, record.room_id))
             out[sla_commands.FACT_OPEN] = listed
             out[sla_commands.FACT_THERAPISTS] = frozenset(

@@ -27,10 +27,11 @@ from bridge.audit.log import AuditLog
 from bridge.config import Config, minimal_config
 from bridge.core.sla import ClockState, Step
 from bridge.sealing import Sealer
-from bridge.service import Service
+from bridge.service import Service, to_pair
 from bridge.sla_service import SlaRuntime, install_sla
 from bridge.store import Database, clocks, open_database, outbox, pairs, therapists, timers
 from bridge.store.base import to_ms
+from bridge.store.pairs import PairStatus
 from tests.support.bridge_app import bridge_config, notice_containing, text_from
 
 pytestmark = pytest.mark.integration
@@ -310,6 +311,32 @@ async def test_due_away_with_and_without_cover_and_back(db: Database) -> None:
     assert answers == ["sla_away", "sla_away", "sla_back", "sla_due"]
 
 
+async def test_patient_email_opens_a_clock(db: Database) -> None:
+    rig = await make_rig(db, service_config())
+    record = await pairs.get(db, rig.pair_id)
+    assert record is not None
+    async with db.transaction() as tx:
+        effects = await rig.runtime.on_patient_email(tx, to_pair(record), "mail:1", START)
+        await rig.service.apply_durable(tx, effects, START)
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None and clock.first_kind == "email" and clock.first_event_id == "mail:1"
+    assert await timers.get(db, clock.timer_id(Step.DUE)) is not None
+
+
+async def test_clock_of_a_closed_pair_is_cancelled_not_reminded(db: Database) -> None:
+    rig = await make_rig(db, service_config())
+    await rig.say(PATIENT, SECRET)
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None
+    await pairs.set_status(db, rig.pair_id, PairStatus.REMOVED, to_ms(START))
+    await rig.fire(clock.timer_id(Step.HEADS_UP), START + timedelta(hours=3))
+    cancelled = await clocks.get(db, clock.clock_id)
+    assert cancelled is not None and cancelled.state is ClockState.CANCELLED
+    assert [await timers.get(db, clock.timer_id(s)) for s in Step] == [None] * 3
+    assert await rig.sent(DESK[DOC]) == []
+    assert len(await rig.audit("sla.cancelled")) == 1
+
+
 # ---------------------------------------------------------------- the real bridge, real Synapse
 
 
@@ -366,7 +393,7 @@ async def live_bridge(
     """Factory: the bridge with a calendar-time window of `window`, a pair and its desk."""
     started: list[Live] = []
 
-    async def make(window: str) -> Live:
+    async def make(window: str, **policy: Any) -> Live:
         bot = make_user("bot")
         cfg = bridge_config(
             homeserver,
@@ -380,6 +407,7 @@ async def live_bridge(
                     "window_clock": "calendar",
                     "heads_up_before": None,
                     "patient_notice": "never",
+                    **policy,
                 }
             },
         )
@@ -500,3 +528,19 @@ async def test_restart_while_a_reminder_is_due_sends_it_exactly_once(live_bridge
         live.pair_id,
     )
     assert len(actions) == 1
+
+
+async def test_escalation_reaches_the_supervisor(live_bridge: Any, make_nio_user: Any) -> None:
+    supervisor = await make_nio_user("supervisor")
+    live = await live_bridge("2s", escalate_after="2s", supervisors=[supervisor.user_id])
+    assert live.app is not None and live.app.parts is not None and live.app.service is not None
+    desk = await live.app.parts.pairs.ensure_therapist(supervisor.user_id, live.app.service.clock())
+    await supervisor.wait_for(desk, notice_containing("private desk"), timeout=30)
+    await live.patient.send_text(live.room_id, SECRET)
+    escalation = await supervisor.wait_for(
+        desk, notice_containing(f"Escalation: pair {live.label}"), timeout=40
+    )
+    assert live.therapist.user_id in escalation.body
+    assert f"https://matrix.to/#/{live.room_id}" in escalation.body
+    assert SECRET not in escalation.body
+    await live.therapist.wait_for(live.desk, reminder_for(live.label), timeout=30)
