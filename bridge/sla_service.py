@@ -162,8 +162,9 @@ class SlaRuntime:
         """Open the clock on a patient's message, close it on the therapist's reply."""
         if ev.role not in (Role.PATIENT, Role.THERAPIST) or pair.status != PairStatus.ACTIVE:
             return []
-        policy = self.policy(pair.policy)
         clock = await clocks.get_open(tx, pair.pair_id)
+        # An open clock keeps the policy it opened under, even if the pair's changed since.
+        policy = self.policy(clock.policy if clock is not None else pair.policy)
         now = ev.seen_at
         if ev.role is Role.PATIENT:
             explicit = False
