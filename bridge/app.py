@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,6 @@ from bridge.adapters.render import Renderer
 from bridge.adapters.scheduler import Scheduler
 from bridge.audit.log import AuditLog
 from bridge.config import Config
-from bridge.desk_export import install_desk_export
 from bridge.outbox import OutboxWorker
 from bridge.provision import PairManager, PracticeFacts
 from bridge.sealing import Sealer
@@ -26,6 +26,17 @@ from bridge.store import open_database
 from bridge.store.base import Database
 
 log = logging.getLogger(__name__)
+
+#: A feature: given the built (not yet started) App, it registers hooks, handlers and
+#: its own start/stop callbacks.
+Installer = Callable[["App"], Awaitable[None]]
+
+
+def default_features() -> list[Installer]:
+    """Every feature the bridge runs, in installation order."""
+    from bridge import features
+
+    return features.ALL
 
 
 def utcnow() -> datetime:
@@ -123,9 +134,18 @@ class App:
     cross_signing: str = ""
     #: How long an undecryptable event waits for its key before it is recorded as a failure.
     undecryptable_grace: float = 60.0
+    #: Feature installers to run (None: `default_features()`); tests may pick their own.
+    features: list[Installer] | None = None
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
+        """Build every part, install the features, then start talking to the world.
+
+        Features are installed before the first sync so that no event is handled
+        without their hooks (the SLA clock, media capture, ...).
+        """
         cfg = self.cfg
         parts = self.parts = await open_parts(cfg, templates_dir=self.templates_dir)
         service = self.service = Service(
@@ -146,6 +166,12 @@ class App:
             handler=service,
             undecryptable_grace=self.undecryptable_grace,
         )
+        self.outbox = OutboxWorker(parts.db, parts.sealer, self.bot, clock=utcnow)
+        service.outbox = self.outbox
+        self.scheduler = Scheduler(service.fire_timer)
+        service.scheduler = self.scheduler
+        for install in self.features if self.features is not None else default_features():
+            await install(self)
         await self.bot.start()
         signer = CrossSigner(
             parts.rest,
@@ -158,20 +184,30 @@ class App:
         )
         self.cross_signing = await signer.ensure(keys)
         log.info("cross-signing", extra={"state": self.cross_signing})
-        self.outbox = OutboxWorker(parts.db, parts.sealer, self.bot, clock=utcnow)
-        service.outbox = self.outbox
         self.outbox.start()
-        install_desk_export(service, parts, self.bot, utcnow)
-        self.scheduler = Scheduler(service.fire_timer)
-        service.scheduler = self.scheduler
         self.scheduler.start()
         await self.scheduler.rebuild(parts.db)
+        for start in self.starters:
+            await start()
         log.info(
             "bridge started",
             extra={"user_id": parts.creds.user_id, "device_id": parts.creds.device_id},
         )
 
+    def on_start(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` once the bridge is syncing (listeners, workers of a feature)."""
+        self.starters.append(start)
+
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Run `stop` first when the bridge stops (in reverse order of registration)."""
+        self.stoppers.append(stop)
+
     async def stop(self) -> None:
+        for stop in reversed(self.stoppers):
+            try:
+                await stop()
+            except Exception as exc:
+                log.warning("feature stop failed", extra={"error": type(exc).__name__})
         if self.scheduler:
             self.scheduler.stop()
         if self.outbox:

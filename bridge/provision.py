@@ -105,8 +105,8 @@ def power_levels(
         "ban": 100,
         "redact": 100,
         "events": {
-            WIDGET_EVENT: 50,
-            "io.element.widgets.layout": 50,
+            WIDGET_EVENT: 100 if read_only else 50,
+            "io.element.widgets.layout": 100 if read_only else 50,
             "m.room.name": 100,
             "m.room.topic": 100,
             "m.room.avatar": 100,
@@ -261,6 +261,8 @@ class PairManager:
         if existing is not None and existing.status is PairStatus.ACTIVE:
             return existing, False
         desk = await self.ensure_therapist(therapist, now)
+        # Only a pair row left by an earlier, interrupted attempt can have a room already.
+        resumed = existing is not None
         if existing is None:
             try:
                 existing = await pairs.create(
@@ -276,7 +278,7 @@ class PairManager:
                 if existing is None:
                     raise
         record = existing
-        room_id = await self._find_orphan_room(record.pair_id)
+        room_id = await self._find_orphan_room(record.pair_id) if resumed else None
         if room_id is None:
             name = self.renderer.text(
                 "room_name", {"therapist_name": display_name(therapist), "pair_label": record.label}

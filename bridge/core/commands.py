@@ -87,11 +87,17 @@ class CommandRegistry:
             return []
         name, args = words[0].lower(), words[1:]
         cmd = self.get(name)
+        # Audit details are not encrypted: record a command's name only if it is one of
+        # ours, never whatever a patient typed after the `!`.
         audit = AppendAudit(
             pair_id=ctx.pair.pair_id if ctx.pair else None,
             action="command",
             actor=ctx.sender,
-            details={"command": name, "role": ctx.role.value, "room": ctx.room_kind},
+            details={
+                "command": name if cmd is not None else "?",
+                "role": ctx.role.value,
+                "room": ctx.room_kind,
+            },
             event_id=ctx.event_id,
         )
         if cmd is None or ctx.room_kind not in cmd.rooms:

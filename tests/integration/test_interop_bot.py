@@ -44,7 +44,8 @@ async def test_element_crypto_therapist_and_bot(
 
         async def bot_read_it() -> list[str]:
             rows = await app.parts.db.fetch(
-                "SELECT action FROM audit_entries WHERE event_id = ?", event_id
+                "SELECT action FROM audit_entries WHERE event_id = ? AND action LIKE 'room.%'",
+                event_id,
             )
             return [r["action"] for r in rows]
 

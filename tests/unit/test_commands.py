@@ -108,7 +108,8 @@ def test_unknown_command_is_answered_and_audited(registry: CommandRegistry) -> N
     assert audit.actor == PAIR.patient_id
     assert audit.pair_id == PAIR.pair_id
     assert audit.event_id == "$e9"
-    assert audit.details == {"command": "nonsense", "role": "patient", "room": PAIR_ROOM}
+    # What the patient typed stays out of the (unencrypted) audit details.
+    assert audit.details == {"command": "?", "role": "patient", "room": PAIR_ROOM}
     assert msg.template == "command_unknown"
     assert msg.context == {"name": "nonsense"}
     assert msg.room_id == PAIR.room_id

@@ -142,11 +142,6 @@ def test_the_therapist_may_add_video_widgets_and_nothing_else_privileged() -> No
     assert levels["users"][THERAPIST] == 50
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="power_levels(read_only=True) keeps the widget events at 50: a closed pair room "
-    "still lets the therapist add a video call",
-)
 def test_a_read_only_room_takes_widgets_away_too() -> None:
     closed = power_levels(BOT, THERAPIST, read_only=True)
     assert all(level == 100 for level in closed["events"].values())

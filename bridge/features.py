@@ -1,0 +1,28 @@
+"""The features the running bridge installs, in order.
+
+Each entry takes the built App (parts, service, bot, outbox and scheduler exist but
+nothing has started) and registers its hooks, handlers, commands and start/stop callbacks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bridge.desk_export import install_desk_export
+from bridge.sla_service import install_sla
+
+if TYPE_CHECKING:
+    from bridge.app import App, Installer
+
+
+async def sla(app: App) -> None:
+    assert app.service is not None
+    install_sla(app.service, app.cfg)
+
+
+async def desk_export(app: App) -> None:
+    assert app.service is not None and app.parts is not None and app.bot is not None
+    install_desk_export(app.service, app.parts, app.bot, app.service.clock)
+
+
+ALL: list[Installer] = [sla, desk_export]
