@@ -295,6 +295,53 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- parser
 
 
+def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Give a command the `-c/--config FILE` option."""
+    p.add_argument(
+        "-c",
+        "--config",
+        default=DEFAULT_CONFIG,
+        help="configuration file (default: $CONFIDANT_CONFIG or config.yaml)",
+    )
+    return p
+
+
+#: Parent parser for sub-sub-commands: `-c` is accepted after them too
+#: (`confidant pair list -c FILE`).
+LATE_CONFIG = argparse.ArgumentParser(add_help=False)
+LATE_CONFIG.add_argument("-c", "--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def load_config_or_exit(path: str) -> Any:
+    """The config, or a one-line error and exit status 2."""
+    return _load(path)
+
+
+def setup_logging_for(cfg: Any) -> None:
+    _setup_logging(cfg)
+
+
+def run_with_parts(cfg: Any, work: Callable[[Any], Awaitable[int]]) -> int:
+    """Run `work(parts)` with the database, homeserver client and managers open."""
+    return asyncio.run(_with_parts(cfg, work))
+
+
+def now() -> datetime:
+    return _now()
+
+
+def register_feature_commands(sub: Any) -> None:
+    """Every module in `bridge.cli_ext` adds its commands with `register(sub)`."""
+    import importlib
+    import pkgutil
+
+    import bridge.cli_ext as ext
+
+    for info in sorted(pkgutil.iter_modules(ext.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"bridge.cli_ext.{info.name}")
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="confidant", description="Secure Matrix bridge for therapy practices."
@@ -302,18 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"confidant {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "-c",
-            "--config",
-            default=DEFAULT_CONFIG,
-            help="configuration file (default: $CONFIDANT_CONFIG or config.yaml)",
-        )
-        return p
-
-    # `-c` is accepted after the sub-command too (`confidant pair list -c FILE`).
-    late_config = argparse.ArgumentParser(add_help=False)
-    late_config.add_argument("-c", "--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    late_config = LATE_CONFIG
 
     p = with_config(sub.add_parser("run", help="run the bridge until SIGINT/SIGTERM"))
     p.set_defaults(func=cmd_run)
@@ -389,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="demo", help="where the demo keeps its state")
     p.add_argument("--setup-only", action="store_true", help="prepare, print logins, exit")
     p.set_defaults(func=lambda a: __import__("bridge.demo", fromlist=["main"]).main(a))
+    register_feature_commands(sub)
     return parser
 
 
