@@ -58,6 +58,7 @@ def practice_facts(cfg: Config, bot_user_id: str) -> PracticeFacts:
         inbound_domain=cfg.smtp.inbound_domain if cfg.smtp.enabled else None,
         reply_window=human_duration(policy.window.total_seconds()),
         working_time=policy.window_clock == "working",
+        ask_consent=cfg.practice.ask_consent,
     )
 
 

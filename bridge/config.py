@@ -490,6 +490,9 @@ class Practice(Section):
     closures: Annotated[tuple[date, ...], PlainValidator(_parse_closures)] = ()
     web_client_url: Annotated[str, PlainValidator(_http_url)] = "https://app.element.io"
     federate: bool = False
+    #: Ask each patient to accept the consent text on first contact; until they do, no
+    #: reply-time clock opens for the pair.
+    ask_consent: bool = True
     room_name_template: str = "Therapy · {therapist} · {label}"
     pair_label_length: int = Field(default=4, ge=4, le=16)
     retention: Annotated[timedelta | None, PlainValidator(_retention)] = None

@@ -43,6 +43,7 @@ class PracticeFacts:
     inbound_domain: str | None
     reply_window: str | None = None
     working_time: bool = True
+    ask_consent: bool = True
 
 
 def private_e2ee_state() -> list[dict[str, Any]]:
@@ -272,6 +273,7 @@ class PairManager:
                     now=to_ms(now),
                     policy=policy,
                     patient_email=patient_email,
+                    consent_state="pending" if self.facts.ask_consent else "not_required",
                 )
             except IntegrityError:
                 existing = await pairs.get_by_users(self.db, patient, therapist)

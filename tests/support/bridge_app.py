@@ -29,7 +29,12 @@ def bridge_config_dict(
         "homeserver": {"url": homeserver.url, "server_name": homeserver.server_name},
         "bot": {"user_id": bot_user_id, "password": bot_password},
         "data_dir": str(data_dir),
-        "practice": {"name": "Harbour Therapy", "crisis_line": "+44 800 000 000"},
+        # Consent on first contact has its own tests; elsewhere it would only hold clocks.
+        "practice": {
+            "name": "Harbour Therapy",
+            "crisis_line": "+44 800 000 000",
+            "ask_consent": False,
+        },
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
