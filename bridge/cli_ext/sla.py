@@ -1,0 +1,86 @@
+"""`confidant sla report`: response times per therapist from the SLA clocks.
+
+The report reads only the database (no homeserver needed): clocks closed by a reply
+in the period, and clocks opened in the period that are still open and past due at its
+end. Times without a zone are the practice's local time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bridge.cli import LATE_CONFIG, load_config_or_exit, now, setup_logging_for, with_config
+
+#: The period when `--from` is not given: this many days before `--to`.
+DEFAULT_DAYS = 30
+
+
+def _moment(text: str, tz: ZoneInfo) -> datetime:
+    """An ISO date or date-time; without an offset it is local to the practice."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def _period(args: argparse.Namespace, tz: ZoneInfo, at: datetime) -> tuple[datetime, datetime]:
+    end = _moment(args.end, tz) if args.end else at
+    start = _moment(args.start, tz) if args.start else end - timedelta(days=DEFAULT_DAYS)
+    return start, end
+
+
+async def _report(cfg: Any, start: datetime, end: datetime, fmt: str, at: datetime) -> str:
+    from bridge.core.sla_report import render_csv, render_table, summarize
+    from bridge.store import clocks, open_database
+
+    db = await open_database(cfg.database_url)
+    try:
+        closed = await clocks.list_closed(db, start, end)
+        still_open = [c for c in await clocks.list_open(db) if start <= c.opened_at < end]
+    finally:
+        await db.close()
+    rows = summarize([*closed, *still_open], now=min(at, end))
+    if fmt == "csv":
+        return render_csv(rows)
+    if not rows:
+        return "No replies and nothing overdue in this period.\n"
+    return render_table(rows)
+
+
+def cmd_sla_report(args: argparse.Namespace) -> int:
+    """Print the report for the period, as a table or CSV."""
+    cfg = load_config_or_exit(args.config)
+    setup_logging_for(cfg)
+    tz = cfg.practice.tzinfo
+    try:
+        start, end = _period(args, tz, now())
+    except ValueError:
+        print("--from and --to take an ISO date or time, e.g. 2026-11-01", file=sys.stderr)
+        return 2
+    if start >= end:
+        print("--from must be before --to", file=sys.stderr)
+        return 2
+    sys.stdout.write(asyncio.run(_report(cfg, start, end, args.format, now())))
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add `confidant sla report`."""
+    sla = with_config(sub.add_parser("sla", help="response-time (SLA) reports"))
+    ssub = sla.add_subparsers(dest="sla_cmd", required=True)
+    p = ssub.add_parser(
+        "report",
+        help="per therapist: replies, median and p90 response time, share met, breaches",
+        parents=[LATE_CONFIG],
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        help=f"ISO date or time, inclusive (default: {DEFAULT_DAYS} days before --to)",
+    )
+    p.add_argument("--to", dest="end", help="ISO date or time, exclusive (default: now)")
+    p.add_argument("--format", choices=("table", "csv"), default="table")
+    sla.set_defaults(func=cmd_sla_report)
