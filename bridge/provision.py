@@ -175,6 +175,10 @@ class PairManager:
         self.facts = facts
         self._creator_power: bool | None = None
 
+    async def _queue(self, tx: Executor, msg: SendMessage, now: datetime) -> None:
+        """Render a notice into the outbox; the running bridge sends it encrypted."""
+        await enqueue_message(tx, self.renderer, self.sealer, msg, now)
+
     async def creator_has_power(self) -> bool:
         """Whether new rooms get a version (12+) where the creator has unlimited power."""
         if self._creator_power is None:
@@ -223,10 +227,8 @@ class PairManager:
         )
         async with self.db.transaction() as tx:
             await therapists.set_desk_room(tx, therapist, room_id)
-            await enqueue_message(
+            await self._queue(
                 tx,
-                self.renderer,
-                self.sealer,
                 SendMessage(
                     room_id=room_id,
                     template="desk_welcome",
@@ -299,13 +301,9 @@ class PairManager:
         async with self.db.transaction() as tx:
             # Stored right after createRoom: the pair row is the source of truth.
             await pairs.set_room(tx, record.pair_id, room_id)
-            await enqueue_message(
-                tx, self.renderer, self.sealer, self._welcome(record, room_id), now
-            )
-            await enqueue_message(
+            await self._queue(tx, self._welcome(record, room_id), now)
+            await self._queue(
                 tx,
-                self.renderer,
-                self.sealer,
                 SendMessage(
                     room_id=desk,
                     template="pair_added",
@@ -400,10 +398,8 @@ class PairManager:
         async with self.db.transaction() as tx:
             await pairs.set_status(tx, record.pair_id, PairStatus.REMOVED, to_ms(now))
             if record.room_id:
-                await enqueue_message(
+                await self._queue(
                     tx,
-                    self.renderer,
-                    self.sealer,
                     SendMessage(
                         room_id=record.room_id,
                         template="pair_closed",
@@ -462,10 +458,8 @@ class PairManager:
             if err.errcode != "M_FORBIDDEN":
                 raise
         async with self.db.transaction() as tx:
-            await enqueue_message(
+            await self._queue(
                 tx,
-                self.renderer,
-                self.sealer,
                 SendMessage(
                     room_id=record.room_id,
                     template="therapist_changed",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -258,8 +258,7 @@ class Service:
                     now=now,
                     pair=pair,
                 )
-                for provider in self.facts_providers:
-                    facts.update(await provider(tx, ctx))
+                facts = await self._gather_facts(tx, ctx)
             effects = decide_pair_event(
                 pair, rev, desk_room_id=desk, content=record_content, facts=facts
             )
@@ -276,6 +275,13 @@ class Service:
             },
         )
         await self.apply_after(effects)
+
+    async def _gather_facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+        """What the registered providers know that a command may need (inside the tx)."""
+        facts: dict[str, Any] = {}
+        for provider in self.facts_providers:
+            facts.update(await provider(tx, ctx))
+        return facts
 
     # ------------------------------------------------------------ desk rooms
 
@@ -317,18 +323,7 @@ class Service:
                         event_id=ev.event_id,
                         now=now,
                     )
-                    facts: dict[str, Any] = {}
-                    for provider in self.facts_providers:
-                        facts.update(await provider(tx, ctx))
-                    ctx = CommandContext(
-                        room_kind=DESK_ROOM,
-                        room_id=ev.room_id,
-                        sender=therapist,
-                        role=Role.THERAPIST,
-                        event_id=ev.event_id,
-                        now=now,
-                        facts=facts,
-                    )
+                    ctx = replace(ctx, facts=await self._gather_facts(tx, ctx))
                     effects += REGISTRY.dispatch(ctx, text)
             await self.apply_durable(tx, effects, now)
         await self.apply_after(effects)
