@@ -97,6 +97,26 @@ def _command_name(text: str) -> str:
     return words[0].lower() if words else ""
 
 
+async def consent_pending(ex: Executor, pair_id: str) -> bool:
+    """Whether the patient has still to accept the consent text (no clock opens until then).
+
+    Pairs start "pending" only when the practice asks for consent; "accepted" and
+    "not_required" both let clocks open.
+    """
+    record = await pairs.get(ex, pair_id)
+    return record is not None and record.consent_state == "pending"
+
+
+async def live_session(ex: Executor, pair_id: str, now: datetime) -> bool:
+    """Whether patient and therapist are in a live session (a message then needs no clock)."""
+    try:
+        from bridge.store import sessions  # type: ignore[attr-defined, unused-ignore]
+    except ImportError:
+        # Live sessions are an optional part of the store: without it nothing is ever live.
+        return False
+    return bool(await sessions.live_session(ex, pair_id, now))
+
+
 # ---------------------------------------------------------------- runtime
 
 
@@ -183,6 +203,8 @@ class SlaRuntime:
                 ev.event_id,
                 now,
                 explicit_reply_request=explicit,
+                live_session=await live_session(tx, pair.pair_id, now),
+                consent_pending=await consent_pending(tx, pair.pair_id),
                 away=away,
             )
         else:
@@ -213,7 +235,16 @@ class SlaRuntime:
         clock = await clocks.get_open(tx, pair.pair_id)
         away = await self._away(tx, policy, await therapists.get(tx, pair.therapist_id), now)
         new, effects = on_patient_message(
-            clock, pair, policy, self.calendar, Kind.EMAIL, ref, now, away=away
+            clock,
+            pair,
+            policy,
+            self.calendar,
+            Kind.EMAIL,
+            ref,
+            now,
+            live_session=await live_session(tx, pair.pair_id, now),
+            consent_pending=await consent_pending(tx, pair.pair_id),
+            away=away,
         )
         await self._save(tx, clock, new)
         return effects
@@ -312,6 +343,8 @@ class SlaRuntime:
             ctx.event_id,
             ctx.now,
             explicit_reply_request=True,
+            live_session=await live_session(tx, pair.pair_id, ctx.now),
+            consent_pending=await consent_pending(tx, pair.pair_id),
             away=away,
         )
         if opened is None or opened is clock:

@@ -138,7 +138,9 @@ def service_config(**policies: dict[str, Any]) -> Config:
     )
 
 
-async def make_rig(db: Database, cfg: Config, policy: str = "default") -> Rig:
+async def make_rig(
+    db: Database, cfg: Config, policy: str = "default", consent: str = "not_required"
+) -> Rig:
     sealer = Sealer({"k1": bytes(range(32))}, "k1")
     now = [START]
     service = Service(
@@ -165,6 +167,7 @@ async def make_rig(db: Database, cfg: Config, policy: str = "default") -> Rig:
         now=to_ms(START),
         policy=policy,
         room_id="!pair:localhost",
+        consent_state=consent,
     )
     await service.refresh_rooms()
     return Rig(
@@ -237,6 +240,23 @@ async def test_timers_remind_escalate_once_and_never_leak_content(db: Database) 
     assert len(await rig.audit("sla.reminded")) == 2
     saved = await clocks.get_open(db, rig.pair_id)
     assert saved is not None and {"heads_up", "due", "escalation", "breached"} <= saved.steps_done
+
+
+async def test_no_clock_opens_while_consent_is_pending(db: Database) -> None:
+    cfg = service_config()
+    assert cfg.practice.ask_consent
+    rig = await make_rig(db, cfg, consent="pending")
+    await rig.say(PATIENT, SECRET)
+    assert await clocks.get_open(db, rig.pair_id) is None
+    assert rig.scheduler.armed == {}
+    assert await rig.audit("sla.opened") == []
+    # Once the patient has accepted, their next message opens the clock.
+    assert await pairs.set_consent(db, rig.pair_id, "accepted")
+    rig.at(START + timedelta(minutes=30))
+    later = await rig.say(PATIENT, "are you there?")
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None and clock.first_event_id == later
+    assert clock.due_at == START + timedelta(hours=4, minutes=30)
 
 
 async def test_reply_request_mode(db: Database) -> None:
