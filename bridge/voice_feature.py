@@ -1,0 +1,419 @@
+"""Voice and attachments in pair rooms: media kept for the audit, and queued voice messages.
+
+Two jobs:
+
+- Capture: a voice note, audio, image, video or file posted by the patient or the therapist
+  is downloaded and decrypted after the event's transaction, sealed in the audit media
+  store and recorded as a `media.stored` entry whose sealed content names the media by its
+  SHA-256 (`media_ref`). Exports find media through `media_ref` in an entry's content, so
+  the transcript carries the recording next to the room event it belongs to.
+- Relay: `confidant voice send` converts audio and queues it (`voice_jobs`, the Ogg sealed
+  in the audit media store), because only the running bridge holds the E2EE device. The
+  bridge polls the queue, uploads each Ogg encrypted and posts it through the outbox as
+  Element posts voice messages, audited `relay.voice`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.adapters.voice import (
+    VOICE_FILENAME,
+    VOICE_MIMETYPE,
+    AudioError,
+    VoiceClip,
+    VoiceLimits,
+    describe_audio,
+    voice_message_content,
+)
+from bridge.core.model import AppendAudit, Effect, Invoke, Kind, Pair, Role, RoomEvent
+from bridge.outbox import enqueue_content
+from bridge.store import pairs
+from bridge.store.base import Executor, to_ms
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+log = logging.getLogger(__name__)
+
+#: The operation the pair hook asks for after the event's commit.
+CAPTURE_OPERATION = "media.capture"
+#: Event kinds whose attachment is kept for the audit.
+CAPTURED_KINDS = frozenset({Kind.VOICE, Kind.AUDIO, Kind.IMAGE, Kind.FILE, Kind.VIDEO})
+#: Attachments larger than this are recorded without their bytes.
+MAX_CAPTURE_BYTES = 100 * 1024 * 1024
+#: Bounds for audio converted by `confidant voice send`.
+VOICE_LIMITS = VoiceLimits(max_input_bytes=50 * 1024 * 1024, max_seconds=15 * 60)
+#: How often the bridge looks for queued voice messages.
+POLL_SECONDS = 1.0
+
+
+# ---------------------------------------------------------------- capture
+
+
+async def capture_hook(tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
+    """Ask for the attachment of a member's media event to be kept (after the commit)."""
+    if ev.kind not in CAPTURED_KINDS or ev.role not in (Role.PATIENT, Role.THERAPIST):
+        return []
+    return [
+        Invoke(
+            CAPTURE_OPERATION,
+            pair.room_id,
+            {"event_id": ev.event_id, "kind": ev.kind.value, "sender": ev.sender},
+            pair_id=pair.pair_id,
+        )
+    ]
+
+
+def _attachment(content: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The encrypted `file` object or the plain `url` of a message content."""
+    file_obj = content.get("file")
+    if isinstance(file_obj, dict) and isinstance(file_obj.get("url"), str):
+        return file_obj, None
+    url = content.get("url")
+    return None, url if isinstance(url, str) and url.startswith("mxc://") else None
+
+
+def media_record(
+    content: dict[str, Any], media_ref: str, size: int, duration_ms: int | None
+) -> dict[str, Any]:
+    """The sealed content of a `media.stored` entry: what the export shows and links."""
+    raw_info = content.get("info")
+    info: dict[str, Any] = dict(raw_info) if isinstance(raw_info, dict) else {}
+    info["size"] = size
+    if duration_ms is not None:
+        info["duration"] = duration_ms
+    record: dict[str, Any] = {
+        "msgtype": content.get("msgtype"),
+        "body": content.get("body"),
+        "filename": content.get("filename") or content.get("body") or "media",
+        "info": {k: v for k, v in info.items() if k in ("mimetype", "size", "duration", "w", "h")},
+        "media_ref": media_ref,
+    }
+    if "org.matrix.msc3245.voice" in content:
+        record["org.matrix.msc3245.voice"] = {}
+    return record
+
+
+class VoiceFeature:
+    """Capture of media from pair rooms and the relay of queued voice messages."""
+
+    def __init__(self, app: App) -> None:
+        assert app.parts is not None and app.service is not None and app.bot is not None
+        self.app = app
+        self.parts = app.parts
+        self.service = app.service
+        self.bot = app.bot
+        self._task: asyncio.Task[None] | None = None
+        self._captures: set[asyncio.Task[None]] = set()
+        self.captured = 0
+        self.relayed = 0
+
+    # ------------------------------------------------------------ capture
+
+    async def _event_content(self, event_id: str) -> dict[str, Any] | None:
+        """The decrypted content of a pair-room event, from its sealed audit entry."""
+        seq = await self.parts.db.fetchval(
+            "SELECT seq FROM audit_entries WHERE event_id = ? AND action LIKE 'room.%'"
+            " ORDER BY seq LIMIT 1",
+            event_id,
+        )
+        if seq is None:
+            return None
+        raw = await self.parts.audit.load_content(self.parts.db, int(seq))
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None
+
+    async def capture_later(self, effect: Invoke) -> None:
+        """Capture in the background: a large download must not hold up the sync."""
+        task = asyncio.create_task(self._capture_logged(effect), name="media-capture")
+        self._captures.add(task)
+        task.add_done_callback(self._captures.discard)
+
+    async def _capture_logged(self, effect: Invoke) -> None:
+        try:
+            await self.capture(effect)
+        except Exception as exc:
+            log.warning("media capture failed", extra={"error": type(exc).__name__})
+
+    async def capture(self, effect: Invoke) -> None:
+        """Download, decrypt, seal and record one attachment."""
+        params = effect.params
+        event_id = str(params["event_id"])
+        kind = str(params["kind"])
+        content = await self._event_content(event_id)
+        if content is None:
+            log.warning("media event has no stored content", extra={"event_id": event_id})
+            return
+        file_obj, url = _attachment(content)
+        details: dict[str, Any] = {"kind": kind, "relates_to": event_id}
+        raw_info = content.get("info")
+        declared = raw_info.get("size") if isinstance(raw_info, dict) else None
+        data: bytes | None = None
+        outcome = "ok"
+        if file_obj is None and url is None:
+            outcome, details["reason"] = "failed", "no_attachment"
+        elif isinstance(declared, int) and declared > MAX_CAPTURE_BYTES:
+            outcome, details["reason"] = "failed", "too_big"
+        else:
+            try:
+                data = await self._download(file_obj, url)
+            except Exception as exc:
+                log.warning(
+                    "media download failed",
+                    extra={"event_id": event_id, "error": type(exc).__name__},
+                )
+                outcome, details["reason"] = "failed", "download"
+        duration_ms: int | None = None
+        if data is not None and kind in (Kind.VOICE.value, Kind.AUDIO.value):
+            try:
+                facts = await asyncio.to_thread(describe_audio, data)
+                duration_ms = facts.duration_ms
+                details["codec"] = facts.codec
+            except AudioError as err:
+                details["audio"] = err.reason
+        now = self.service.clock()
+        async with self.parts.db.transaction() as tx:
+            sealed: bytes | None = None
+            if data is not None:
+                ref = await self.parts.audit.store_media(tx, data, now)
+                details.update({"media_ref": ref, "size": len(data)})
+                if duration_ms is not None:
+                    details["duration_ms"] = duration_ms
+                sealed = json.dumps(
+                    media_record(content, ref, len(data), duration_ms),
+                    sort_keys=True,
+                    ensure_ascii=False,
+                ).encode()
+            await self.parts.audit.append(
+                tx,
+                AppendAudit(
+                    effect.pair_id,
+                    "media.stored",
+                    str(params["sender"]),
+                    details,
+                    event_id=event_id,
+                    content=sealed,
+                    outcome=outcome,
+                ),
+                now,
+            )
+        self.captured += 1
+        log.info(
+            "media captured",
+            extra={
+                "pair_id": effect.pair_id,
+                "event_id": event_id,
+                "kind": kind,
+                "ok": data is not None,
+            },
+        )
+
+    async def _download(self, file_obj: dict[str, Any] | None, url: str | None) -> bytes:
+        if file_obj is not None:
+            return await self.bot.download_decrypted(file_obj)
+        from nio import DownloadResponse
+
+        assert url is not None
+        resp = await self.bot.client.download(mxc=url)
+        if not isinstance(resp, DownloadResponse):
+            raise RuntimeError("download failed")
+        return bytes(resp.body)
+
+    # ------------------------------------------------------------ relay
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._poll(), name="voice-relay")
+
+    async def stop(self) -> None:
+        if self._captures:
+            # Let captures under way finish briefly; a cut-off one is only logged missing.
+            _done, late = await asyncio.wait(set(self._captures), timeout=10)
+            for task in late:
+                task.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.relay_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("voice relay pass failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def relay_pending(self) -> int:
+        """Upload and post every queued voice message; returns how many were posted."""
+        rows = await self.parts.db.fetch(
+            "SELECT * FROM voice_jobs WHERE status = 'pending' ORDER BY created_at, job_id"
+        )
+        posted = 0
+        for row in rows:
+            if await self._relay(row):
+                posted += 1
+        return posted
+
+    async def _relay(self, row: dict[str, Any]) -> bool:
+        job_id = str(row["job_id"])
+        record = await pairs.get(self.parts.db, str(row["pair_id"]))
+        ogg = await self.parts.audit.load_media(self.parts.db, str(row["media_ref"]))
+        now = self.service.clock()
+        if record is None or record.room_id is None or ogg is None:
+            reason = "no_room" if ogg is not None else "media_missing"
+            async with self.parts.db.transaction() as tx:
+                await finish_job(tx, job_id, "failed", to_ms(now), reason)
+                await self.parts.audit.append(
+                    tx,
+                    AppendAudit(
+                        str(row["pair_id"]),
+                        "relay.voice",
+                        str(row["actor"]),
+                        {"job_id": job_id, "reason": reason},
+                        outcome="failed",
+                    ),
+                    now,
+                )
+            log.warning("voice job failed", extra={"job_id": job_id, "reason": reason})
+            return False
+        clip = VoiceClip(
+            ogg=ogg,
+            duration_ms=int(row["duration_ms"]),
+            waveform=[int(v) for v in json.loads(row["waveform"])],
+            size=len(ogg),
+            sha256=str(row["media_ref"]),
+        )
+        file_obj = await self.bot.upload_encrypted(ogg, VOICE_MIMETYPE, VOICE_FILENAME)
+        content = voice_message_content(clip, file_info=file_obj, url=str(file_obj["url"]))
+        audit_content = json.dumps(
+            {**_without_keys(content), "media_ref": clip.sha256, "filename": VOICE_FILENAME},
+            sort_keys=True,
+            ensure_ascii=False,
+        ).encode()
+        async with self.parts.db.transaction() as tx:
+            if not await finish_job(tx, job_id, "sent", to_ms(now), None):
+                return False  # another pass got it first
+            await enqueue_content(
+                tx,
+                self.parts.sealer,
+                record.room_id,
+                "m.room.message",
+                content,
+                f"voice.{job_id}",
+                "voice",
+                now,
+                pair_id=record.pair_id,
+            )
+            await self.parts.audit.append(
+                tx,
+                AppendAudit(
+                    record.pair_id,
+                    "relay.voice",
+                    str(row["actor"]),
+                    {
+                        "kind": Kind.VOICE.value,
+                        "job_id": job_id,
+                        "media_ref": clip.sha256,
+                        "size": clip.size,
+                        "duration_ms": clip.duration_ms,
+                    },
+                    content=audit_content,
+                ),
+                now,
+            )
+        if self.service.outbox is not None:
+            self.service.outbox.kick()
+        self.relayed += 1
+        log.info("voice relayed", extra={"pair_id": record.pair_id, "job_id": job_id})
+        return True
+
+
+def _without_keys(content: dict[str, Any]) -> dict[str, Any]:
+    """Content for the audit: the media itself is kept, so the upload's keys are not."""
+    out = {k: v for k, v in content.items() if k != "file"}
+    file_block = out.get("org.matrix.msc1767.file")
+    if isinstance(file_block, dict):
+        out["org.matrix.msc1767.file"] = {k: v for k, v in file_block.items() if k != "file"}
+    return out
+
+
+# ---------------------------------------------------------------- the queue
+
+
+async def queue_voice(
+    tx: Executor, audit: Any, pair_id: str, clip: VoiceClip, actor: str, now: datetime
+) -> str:
+    """Queue a converted voice message for the running bridge; returns the job id.
+
+    The Ogg is sealed in the audit media store; `audit` is the AuditLog.
+    """
+    ref = await audit.store_media(tx, clip.ogg, now)
+    job_id = secrets.token_hex(8)
+    await tx.execute(
+        "INSERT INTO voice_jobs (job_id, pair_id, media_ref, duration_ms, size, waveform,"
+        " actor, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+        job_id,
+        pair_id,
+        ref,
+        clip.duration_ms,
+        clip.size,
+        json.dumps(clip.waveform),
+        actor,
+        to_ms(now),
+    )
+    await audit.append(
+        tx,
+        AppendAudit(
+            pair_id,
+            "voice.queued",
+            actor,
+            {
+                "job_id": job_id,
+                "media_ref": ref,
+                "size": clip.size,
+                "duration_ms": clip.duration_ms,
+            },
+        ),
+        now,
+    )
+    return job_id
+
+
+async def finish_job(
+    ex: Executor, job_id: str, status: str, now_ms: int, error: str | None
+) -> bool:
+    """Mark a pending job sent or failed; False when it was no longer pending."""
+    changed = await ex.execute(
+        "UPDATE voice_jobs SET status = ?, done_at = ?, error = ?"
+        " WHERE job_id = ? AND status = 'pending'",
+        status,
+        now_ms,
+        error,
+        job_id,
+    )
+    return changed == 1
+
+
+async def install_voice(app: App) -> None:
+    """Keep members' media for the audit and post voice messages queued by the CLI."""
+    assert app.service is not None
+    feature = VoiceFeature(app)
+    app.service.pair_hooks.append(capture_hook)
+    app.service.invoke_handlers[CAPTURE_OPERATION] = feature.capture_later
+
+    async def start() -> None:
+        feature.start()
+
+    app.on_start(start)
+    app.on_stop(feature.stop)
