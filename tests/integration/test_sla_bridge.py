@@ -37,7 +37,8 @@ from tests.support.bridge_app import bridge_config, notice_containing, text_from
 pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
-ALL_DAY = dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), "00:00-24:00")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ALL_DAY: dict[str, str | None] = dict.fromkeys(WEEKDAYS, "00:00-24:00")
 SECRET = "I could not sleep again, it is about my father"
 START = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 PATIENT = "@pat:localhost"
@@ -413,14 +414,16 @@ async def live_bridge(
     """Factory: the bridge with a calendar-time window of `window`, a pair and its desk."""
     started: list[Live] = []
 
-    async def make(window: str, **policy: Any) -> Live:
+    async def make(
+        window: str, working_hours: dict[str, str | None] = ALL_DAY, **policy: Any
+    ) -> Live:
         bot = make_user("bot")
         cfg = bridge_config(
             homeserver,
             bot.user_id,
             bot.password,
             tmp_path / "data",
-            practice={"timezone": "UTC", "working_hours": ALL_DAY},
+            practice={"timezone": "UTC", "working_hours": working_hours},
             policies={
                 "default": {
                     "window": window,
@@ -564,3 +567,53 @@ async def test_escalation_reaches_the_supervisor(live_bridge: Any, make_nio_user
     assert f"https://matrix.to/#/{live.room_id}" in escalation.body
     assert SECRET not in escalation.body
     await live.therapist.wait_for(live.desk, reminder_for(live.label), timeout=30)
+
+
+def closed_today() -> dict[str, str | None]:
+    """Opening hours on one day three days from now (UTC) only: the practice is closed now."""
+    open_day = WEEKDAYS[(datetime.now(UTC).weekday() + 3) % 7]
+    return {day: "09:00-17:00" if day == open_day else None for day in WEEKDAYS}
+
+
+def expected_reply_text(due_at: datetime) -> str:
+    return f"You can expect a reply by {due_at.astimezone(UTC):%Y-%m-%d %H:%M} (UTC)"
+
+
+async def test_out_of_hours_notice_tells_the_patient_when_and_the_crisis_line(
+    live_bridge: Any,
+) -> None:
+    live = await live_bridge("1h", working_hours=closed_today(), patient_notice="out_of_hours")
+    await live.patient.send_text(live.room_id, SECRET)
+    clock = await live.open_clock()
+    notice = await live.patient.wait_for(
+        live.room_id, notice_containing("You can expect a reply by"), timeout=30
+    )
+    assert notice.decrypted and notice.sender == live.cfg.bot.user_id
+    assert expected_reply_text(clock.due_at) in notice.body
+    assert "The practice is closed right now." in notice.body
+    assert f"call {live.cfg.practice.crisis_line}" in notice.body
+    assert SECRET not in notice.body
+
+
+async def test_patient_gets_the_notice_in_hours_and_is_told_of_the_reminder(
+    live_bridge: Any,
+) -> None:
+    live = await live_bridge("2s", patient_notice="always", tell_patient_on_breach=True)
+    await live.patient.send_text(live.room_id, SECRET)
+    clock = await live.open_clock()
+    notice = await live.patient.wait_for(
+        live.room_id, notice_containing("You can expect a reply by"), timeout=30
+    )
+    assert expected_reply_text(clock.due_at) in notice.body
+    assert "closed" not in notice.body and "crisis" not in notice.body
+    told = await live.patient.wait_for(
+        live.room_id, notice_containing("Your therapist has been reminded"), timeout=40
+    )
+    assert told.decrypted and told.sender == live.cfg.bot.user_id
+    await live.therapist.wait_for(live.desk, reminder_for(live.label), timeout=30)
+    # Told once per clock, under a stable transaction id.
+    rows = await live.db.fetch(
+        "SELECT txn_id FROM outbox WHERE kind = 'sla_breach_patient' AND room_id = ?",
+        live.room_id,
+    )
+    assert [r["txn_id"] for r in rows] == [f"sla:{live.pair_id}:{clock.clock_id}:breach_notice"]
