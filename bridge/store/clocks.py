@@ -7,6 +7,7 @@ clock read back equals the one saved up to sub-millisecond precision.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -109,6 +110,14 @@ async def save(ex: Executor, clock: Clock) -> None:
         f"ON CONFLICT (clock_id) DO UPDATE SET {updates}",
         *_row(clock),
     )
+
+
+async def insert_many(ex: Executor, items: Iterable[Clock]) -> None:
+    """Insert many new clocks in one statement (imports, benchmarks); an existing id raises."""
+    rows = [_row(clock) for clock in items]
+    if rows:
+        placeholders = ", ".join("?" * len(rows[0]))
+        await ex.executemany(f"INSERT INTO sla_clocks ({_COLUMNS}) VALUES ({placeholders})", rows)
 
 
 async def get(ex: Executor, clock_id: str) -> Clock | None:

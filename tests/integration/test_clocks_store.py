@@ -145,3 +145,14 @@ async def test_reassign_open(db: Database) -> None:
     stored = await clocks.get_open(db, pair.pair_id)
     assert stored is not None and stored.therapist_id == "@new:example.org"
     assert not await clocks.reassign_open(db, "nope", "@new:example.org")
+
+
+async def test_insert_many_writes_every_clock(db: Database) -> None:
+    first = await _pair(db, "@ann:example.org")
+    second = await _pair(db, "@bob:example.org")
+    opened = [_open(first, WED_10), _open(second, WED_10 + H, "$e2")]
+    await clocks.insert_many(db, opened)
+    await clocks.insert_many(db, [])
+    assert await clocks.list_open(db) == opened
+    with pytest.raises(IntegrityError):
+        await clocks.insert_many(db, opened[:1])
