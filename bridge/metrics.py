@@ -1,0 +1,230 @@
+"""Prometheus metrics of the running bridge, gathered at scrape time.
+
+`gather(app)` reads counters and the database into a `Snapshot`; `render(snapshot)`
+turns it into the Prometheus text format through a private prometheus-client registry
+(no module-level state). Labels carry only values from small fixed sets (event kinds,
+statuses, outcomes, reasons): every label value passes `safe_label`, so no user id,
+address, subject or content can ever become a label.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from bridge.store import clocks
+from bridge.store.base import Executor, to_ms
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LABEL = re.compile(r"[a-z0-9][a-z0-9_.]{0,39}")
+
+
+def safe_label(value: object) -> str:
+    """`value` if it is a short lowercase token (a kind, status, reason code), else "other"."""
+    text = str(value).lower()
+    return text if _LABEL.fullmatch(text) else "other"
+
+
+@dataclass
+class Snapshot:
+    """Everything one scrape shows; counts only."""
+
+    messages_by_kind: dict[str, int] = field(default_factory=dict)
+    decryption_failures: int = 0
+    outsiders_removed: int = 0
+    invites_refused: int = 0
+    outbox: dict[str, int] = field(default_factory=dict)
+    emails_by_status: dict[str, int] = field(default_factory=dict)
+    emails_rejected: dict[str, int] = field(default_factory=dict)
+    reminders: dict[str, int] = field(default_factory=dict)
+    escalations: int = 0
+    breaches: int = 0
+    open_clocks: int = 0
+    overdue_clocks: int = 0
+    pairs: dict[str, int] = field(default_factory=dict)
+    sync_lag_seconds: float | None = None
+    sync_errors: int = 0
+    last_sync_ok_at: float | None = None
+
+
+def _merge(into: dict[str, int], values: Mapping[Any, int]) -> dict[str, int]:
+    """Add `values` under their safe labels (two raw values may fold into "other")."""
+    for key, count in values.items():
+        label = safe_label(key)
+        into[label] = into.get(label, 0) + int(count)
+    return into
+
+
+async def _grouped(db: Executor, sql: str, *args: Any) -> dict[str, int]:
+    rows = await db.fetch(sql, *args)
+    return _merge({}, {row["k"]: int(row["n"]) for row in rows})
+
+
+async def _table_exists(db: Executor, dialect: str, table: str) -> bool:
+    if dialect == "sqlite":
+        sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+    else:
+        sql = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?"
+    return bool(await db.fetchval(sql, table))
+
+
+async def gather(app: App, now: datetime) -> Snapshot:
+    """Read the App's counters and the database into a Snapshot."""
+    snap = Snapshot()
+    if app.service is not None:
+        counters = app.service.counters
+        _merge(snap.messages_by_kind, counters.events)
+        snap.decryption_failures = counters.decryption_failures
+        snap.outsiders_removed = counters.outsiders_removed
+        snap.invites_refused = counters.invites_refused
+        # Filled by the e-mail feature when it counts refusals per reason code.
+        rejected = getattr(counters, "email_rejections", None)
+        if isinstance(rejected, Mapping):
+            _merge(snap.emails_rejected, rejected)
+    if app.bot is not None:
+        stats = app.bot.stats
+        snap.sync_lag_seconds = stats.lag_seconds if stats.synced_batches else None
+        snap.sync_errors = stats.errors
+        snap.last_sync_ok_at = stats.last_sync_ok_at or None
+        snap.decryption_failures = max(snap.decryption_failures, stats.decryption_failures)
+    if app.parts is None:
+        return snap
+    db = app.parts.db
+    snap.outbox = await _grouped(
+        db, "SELECT status AS k, COUNT(*) AS n FROM outbox GROUP BY status"
+    )
+    snap.pairs = await _grouped(db, "SELECT status AS k, COUNT(*) AS n FROM pairs GROUP BY status")
+    if await _table_exists(db, db.dialect, "inbound_emails"):
+        snap.emails_by_status = await _grouped(
+            db, "SELECT status AS k, COUNT(*) AS n FROM inbound_emails GROUP BY status"
+        )
+    snap.reminders = await _grouped(
+        db,
+        "SELECT outcome AS k, COUNT(*) AS n FROM audit_entries WHERE action = ? GROUP BY outcome",
+        "sla.reminded",
+    )
+    snap.escalations = int(
+        await db.fetchval("SELECT COUNT(*) FROM audit_entries WHERE action = ?", "sla.escalated")
+        or 0
+    )
+    snap.breaches = int(
+        await db.fetchval("SELECT COUNT(*) FROM audit_entries WHERE action = ?", "sla.breached")
+        or 0
+    )
+    open_now = await clocks.list_open(db)
+    snap.open_clocks = len(open_now)
+    snap.overdue_clocks = sum(1 for c in open_now if to_ms(c.due_at) < to_ms(now))
+    return snap
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snap
+        messages = CounterMetricFamily(
+            "confidant_messages", "Events seen in pair rooms, by kind.", labels=["kind"]
+        )
+        for kind, count in sorted(s.messages_by_kind.items()):
+            messages.add_metric([kind], count)
+        yield messages
+        yield CounterMetricFamily(
+            "confidant_decryption_failures",
+            "Events the bot could not decrypt.",
+            value=s.decryption_failures,
+        )
+        yield CounterMetricFamily(
+            "confidant_outsiders_removed",
+            "Users removed from pair rooms they do not belong to.",
+            value=s.outsiders_removed,
+        )
+        yield CounterMetricFamily(
+            "confidant_invites_refused",
+            "Invites to rooms the bot did not create.",
+            value=s.invites_refused,
+        )
+        yield _gauge("confidant_outbox", "Outbox rows by status.", "status", s.outbox)
+        yield _gauge(
+            "confidant_outbox_depth",
+            "Outbox rows waiting to be sent.",
+            None,
+            {"": s.outbox.get("pending", 0)},
+        )
+        emails = CounterMetricFamily(
+            "confidant_emails_accepted", "Inbound e-mails accepted, by status.", labels=["status"]
+        )
+        for status, count in sorted(s.emails_by_status.items()):
+            emails.add_metric([status], count)
+        yield emails
+        rejected = CounterMetricFamily(
+            "confidant_emails_rejected", "Inbound e-mails refused, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(s.emails_rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+        reminders = CounterMetricFamily(
+            "confidant_sla_reminders", "SLA reminders, by outcome.", labels=["outcome"]
+        )
+        for outcome, count in sorted(s.reminders.items()):
+            reminders.add_metric([outcome], count)
+        yield reminders
+        yield CounterMetricFamily(
+            "confidant_sla_escalations", "SLA escalations to a supervisor.", value=s.escalations
+        )
+        yield CounterMetricFamily(
+            "confidant_sla_breaches", "SLA clocks that went past due.", value=s.breaches
+        )
+        yield GaugeMetricFamily(
+            "confidant_sla_open_clocks", "Open SLA clocks.", value=s.open_clocks
+        )
+        yield GaugeMetricFamily(
+            "confidant_sla_overdue_clocks", "Open SLA clocks past due.", value=s.overdue_clocks
+        )
+        yield _gauge("confidant_pairs", "Pairs by status.", "status", s.pairs)
+        if s.sync_lag_seconds is not None:
+            yield GaugeMetricFamily(
+                "confidant_sync_lag_seconds",
+                "How late the last sync came back, beyond its long-poll timeout.",
+                value=s.sync_lag_seconds,
+            )
+        if s.last_sync_ok_at is not None:
+            yield GaugeMetricFamily(
+                "confidant_last_sync_ok_timestamp_seconds",
+                "When the last sync succeeded (Unix time).",
+                value=s.last_sync_ok_at,
+            )
+        yield CounterMetricFamily(
+            "confidant_sync_errors", "Failed sync requests.", value=s.sync_errors
+        )
+        yield GaugeMetricFamily(
+            "confidant_scrape_timestamp_seconds", "When this scrape was taken.", value=time.time()
+        )
+
+
+def _gauge(name: str, doc: str, label: str | None, values: Mapping[str, int]) -> Metric:
+    if label is None:
+        return GaugeMetricFamily(name, doc, value=sum(values.values()))
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, count in sorted(values.items()):
+        family.add_metric([key], count)
+    return family
+
+
+def render(snap: Snapshot) -> bytes:
+    """The Prometheus text exposition of `snap`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snap))
+    return generate_latest(registry)
