@@ -1,0 +1,232 @@
+"""`!video` in pair rooms: a Jitsi meeting, its links, and Element's widget.
+
+Starting a call draws an unguessable meeting name, records the call and posts a plain link
+(Element X shows no widgets), then puts Element's Jitsi widget and its layout into the room
+state. With a token-authenticated Jitsi every link carries a personal JWT: the pair room,
+which only the patient, the therapist and the bot can read, gets the patient's link; the
+therapist's moderator link goes only to their desk room, so a patient never holds a
+moderator token. `!video end` removes the widget. Start and end are audited.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.adapters.video import (
+    LAYOUT_EVENT_TYPE,
+    WIDGET_EVENT_TYPE,
+    JitsiUser,
+    jitsi_jwt,
+    layout_state_content,
+    meeting_link,
+    new_room_name,
+    remove_widget_content,
+    widget_state_content,
+)
+from bridge.config import Config
+from bridge.core import video_commands
+from bridge.core.commands import PAIR_ROOM, CommandContext
+from bridge.core.model import AppendAudit, Effect, Invoke, Pair, SendMessage
+from bridge.store import pairs, sessions, therapists
+from bridge.store.base import Executor, to_ms
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingLinks:
+    """The links of one meeting: plain, and personal ones when Jitsi wants tokens."""
+
+    plain: str
+    patient: str | None = None
+    therapist: str | None = None
+
+
+def _user(user_id: str) -> JitsiUser:
+    # The Matrix id, not a display name: the Jitsi server gets no patient names from us.
+    return {"id": user_id, "name": user_id.lstrip("@").split(":", 1)[0]}
+
+
+def meeting_links(cfg: Config, meeting: str, pair: Pair, now: datetime) -> MeetingLinks:
+    """The plain link and, with `jitsi.jwt`, each member's personal link (therapist moderates)."""
+    jitsi = cfg.jitsi
+    assert jitsi.domain is not None
+    plain = meeting_link(jitsi.domain, meeting)
+    if jitsi.jwt is None:
+        return MeetingLinks(plain)
+    token = jitsi.jwt
+
+    def personal(user_id: str, moderator: bool) -> str:
+        signed = jitsi_jwt(
+            token.app_id,
+            token.secret.get_secret_value(),
+            token.audience,
+            jitsi.domain or "",
+            meeting,
+            _user(user_id),
+            moderator,
+            now,
+            token.lifetime,
+        )
+        return meeting_link(jitsi.domain or "", meeting, signed)
+
+    return MeetingLinks(
+        plain, patient=personal(pair.patient_id, False), therapist=personal(pair.therapist_id, True)
+    )
+
+
+def link_messages(
+    cfg: Config,
+    links: MeetingLinks,
+    pair: Pair,
+    desk_room_id: str | None,
+    template: str,
+    txn_id: str,
+    context: dict[str, Any],
+) -> list[SendMessage]:
+    """The pair-room notice with the links, and the therapist's own link in their desk."""
+    out = [
+        SendMessage(
+            pair.room_id,
+            template,
+            {**context, "link": links.plain, "patient_link": links.patient},
+            txn_id=txn_id,
+            pair_id=pair.pair_id,
+        )
+    ]
+    if links.therapist is not None and desk_room_id is not None:
+        out.append(
+            SendMessage(
+                desk_room_id,
+                "video_moderator_link",
+                {"pair_label": pair.label, "link": links.therapist, "room_id": pair.room_id},
+                txn_id=f"{txn_id}.desk",
+                pair_id=pair.pair_id,
+            )
+        )
+    return out
+
+
+class VideoFeature:
+    def __init__(self, app: App) -> None:
+        assert app.parts is not None and app.service is not None
+        self.cfg = app.cfg
+        self.parts = app.parts
+        self.service = app.service
+
+    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+        if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
+            return {}
+        return {
+            video_commands.FACT_VIDEO_ON: self.cfg.jitsi.domain is not None,
+            video_commands.FACT_VIDEO_CALL: await sessions.current_call(tx, ctx.pair.pair_id),
+        }
+
+    async def _pair(self, effect: Invoke) -> tuple[Pair, str | None] | None:
+        from bridge.service import to_pair
+
+        assert effect.pair_id is not None
+        record = await pairs.get(self.parts.db, effect.pair_id)
+        if record is None or record.room_id is None:
+            return None
+        desk = await therapists.get(self.parts.db, record.therapist_id)
+        return to_pair(record), desk.desk_room_id if desk is not None else None
+
+    async def start(self, effect: Invoke) -> None:
+        """Record the call, post the links, then show Element's widget."""
+        found = await self._pair(effect)
+        if found is None or self.cfg.jitsi.domain is None:
+            return
+        pair, desk = found
+        params = effect.params
+        event_id = str(params["event_id"])
+        now = self.service.clock()
+        effects: list[Effect] = []
+        async with self.parts.db.transaction() as tx:
+            fresh = new_room_name()
+            meeting = await sessions.start_call(
+                tx, pair.pair_id, fresh, str(params["requested_by"]), to_ms(now)
+            )
+            links = meeting_links(self.cfg, meeting, pair, now)
+            effects += link_messages(
+                self.cfg,
+                links,
+                pair,
+                desk,
+                "video_started",
+                f"video.start.{event_id}",
+                {"started_by": params["requested_by"], "again": meeting != fresh},
+            )
+            if meeting == fresh:
+                effects.append(
+                    AppendAudit(
+                        pair.pair_id,
+                        "video.started",
+                        str(params["requested_by"]),
+                        {"role": params["role"], "personal_links": links.patient is not None},
+                        event_id=event_id,
+                        content=json.dumps({"meeting": meeting}).encode(),
+                    )
+                )
+            await self.service.apply_durable(tx, effects, now)
+        await self.service.apply_after(effects)
+        name = self.parts.renderer.text("video_widget_name", {})
+        widget_id, widget = widget_state_content(self.cfg.jitsi.domain, meeting, name)
+        await self.parts.rest.put_state(pair.room_id, WIDGET_EVENT_TYPE, widget_id, widget)
+        await self.parts.rest.put_state(
+            pair.room_id, LAYOUT_EVENT_TYPE, "", layout_state_content(widget_id)
+        )
+        log.info("video call started", extra={"pair_id": pair.pair_id, "event_id": event_id})
+
+    async def end(self, effect: Invoke) -> None:
+        """Forget the call, say so, and remove the widget."""
+        found = await self._pair(effect)
+        if found is None:
+            return
+        pair, _desk = found
+        params = effect.params
+        event_id = str(params["event_id"])
+        now = self.service.clock()
+        effects: list[Effect] = []
+        async with self.parts.db.transaction() as tx:
+            meeting = await sessions.end_call(tx, pair.pair_id)
+            if meeting is None:
+                return
+            effects = [
+                AppendAudit(
+                    pair.pair_id,
+                    "video.ended",
+                    str(params["requested_by"]),
+                    {"role": params["role"]},
+                    event_id=event_id,
+                ),
+                SendMessage(
+                    pair.room_id,
+                    "video_ended",
+                    {"ended_by": params["requested_by"]},
+                    txn_id=f"video.end.{event_id}",
+                    pair_id=pair.pair_id,
+                ),
+            ]
+            await self.service.apply_durable(tx, effects, now)
+        await self.service.apply_after(effects)
+        widget_id, empty = remove_widget_content(meeting)
+        await self.parts.rest.put_state(pair.room_id, WIDGET_EVENT_TYPE, widget_id, empty)
+        await self.parts.rest.put_state(pair.room_id, LAYOUT_EVENT_TYPE, "", {"widgets": {}})
+        log.info("video call ended", extra={"pair_id": pair.pair_id, "event_id": event_id})
+
+
+async def install_video(app: App) -> None:
+    """Register `!video`'s facts and its start/end operations."""
+    assert app.service is not None
+    feature = VideoFeature(app)
+    app.service.facts_providers.append(feature.facts)
+    app.service.invoke_handlers[video_commands.START_OPERATION] = feature.start
+    app.service.invoke_handlers[video_commands.END_OPERATION] = feature.end

@@ -1,0 +1,151 @@
+"""`!video` in the running bridge against the real Synapse: links with personal JWTs, the
+Element widget in the real room state, `!video end`, and a practice without Jitsi."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import jwt
+import pytest
+
+from bridge.adapters.matrix.rest import MatrixRest
+from bridge.adapters.video import is_room_name
+from bridge.app import default_features
+from bridge.store import therapists
+from bridge.video_feature import install_video
+from tests.integration.test_pair_rooms import wait_until
+from tests.support.bridge_app import bridge_config, notice_containing, start_app
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "video.harbour-therapy.org"
+SECRET = "a-jitsi-secret-of-32-characters!"
+
+
+async def _running(homeserver, make_user, make_nio_user, tmp_path: Path, jitsi):
+    bot = make_user("bot")
+    cfg = bridge_config(homeserver, bot.user_id, bot.password, tmp_path / "data", jitsi=jitsi)
+    app = await start_app(cfg, features=[*default_features(), install_video])
+    patient = await make_nio_user("patient")
+    therapist = await make_nio_user("therapist")
+    record, _ = await app.parts.pairs.add_pair(
+        patient.user_id, therapist.user_id, app.service.clock()
+    )
+    await patient.wait_for(record.room_id, notice_containing("Welcome"), timeout=30)
+    await therapist.wait_joined(record.room_id, patient.user_id, timeout=20)
+    return app, patient, therapist, record
+
+
+@pytest.fixture
+async def with_jwt(homeserver, make_user, make_nio_user, tmp_path: Path):
+    jitsi = {"domain": DOMAIN, "jwt": {"app_id": "confidant", "secret": SECRET}}
+    running = await _running(homeserver, make_user, make_nio_user, tmp_path, jitsi)
+    yield running
+    await running[0].stop()
+
+
+def _link(body: str, prefix: str) -> str:
+    match = re.search(re.escape(prefix) + r"\s*(https://\S+)", body)
+    assert match, body
+    return match.group(1)
+
+
+def _claims(link: str, room: str) -> dict:
+    url = urlparse(link)
+    assert url.netloc == DOMAIN and url.path == f"/{room}"
+    token = parse_qs(url.query)["jwt"][0]
+    return jwt.decode(token, SECRET, algorithms=["HS256"], audience="jitsi")
+
+
+async def test_video_start_and_end(with_jwt, homeserver):
+    app, patient, therapist, record = with_jwt
+    room = record.room_id
+    await patient.send_text(room, "!video")
+    started = await therapist.wait_for(room, notice_containing("Video call started"), timeout=20)
+    meeting_url = _link(started.body, "Meeting:")
+    meeting = urlparse(meeting_url).path.lstrip("/")
+    assert is_room_name(meeting) and "?" not in meeting_url
+
+    # The patient's own link: a token for this meeting, not a moderator.
+    patient_claims = _claims(_link(started.body, "personal link:"), meeting)
+    assert patient_claims["iss"] == "confidant" and patient_claims["sub"] == DOMAIN
+    assert patient_claims["room"] == meeting
+    assert patient_claims["context"]["user"]["id"] == patient.user_id
+    assert patient_claims["context"]["user"]["moderator"] == "false"
+    assert patient_claims["exp"] - patient_claims["nbf"] == 2 * 3600 + 60
+
+    # The therapist's moderator link goes only to their desk room.
+    desk = (await therapists.get(app.parts.db, therapist.user_id)).desk_room_id
+    moderator = await therapist.wait_for(desk, notice_containing("moderator link"), timeout=20)
+    therapist_claims = _claims(_link(moderator.body, f"pair {record.label}:"), meeting)
+    assert therapist_claims["context"]["user"]["moderator"] == "true"
+    assert therapist_claims["context"]["user"]["id"] == therapist.user_id
+    assert "moderator" not in " ".join(patient.texts(room))
+
+    rest = MatrixRest(homeserver.url, patient.client.access_token)
+    try:
+        widget_id = f"confidant_{meeting.replace('-', '_')}"
+
+        async def widget():
+            try:
+                return await rest.get_state(room, "im.vector.modular.widgets", widget_id)
+            except Exception:
+                return None
+
+        content = await wait_until(widget, what="the widget in the room state")
+        assert content["type"] == "jitsi"
+        assert content["name"] == "Video call"
+        assert content["url"].startswith("https://app.element.io/jitsi.html?confId=" + meeting)
+        assert content["data"] == {
+            "domain": DOMAIN,
+            "conferenceId": meeting,
+            "roomName": "Video call",
+            "isAudioOnly": False,
+            "isVideoChannel": False,
+        }
+        layout = await rest.get_state(room, "io.element.widgets.layout", "")
+        assert layout["widgets"][widget_id]["container"] == "top"
+
+        await therapist.send_text(room, "!video end")
+        await patient.wait_for(room, notice_containing("Video call ended"), timeout=20)
+
+        async def removed():
+            return await rest.get_state(room, "im.vector.modular.widgets", widget_id) == {}
+
+        await wait_until(removed, what="the widget removed")
+    finally:
+        await rest.close()
+
+    rows = await app.parts.db.fetch(
+        "SELECT action, actor, details FROM audit_entries WHERE pair_id = ?"
+        " AND action LIKE 'video.%' ORDER BY seq",
+        record.pair_id,
+    )
+    assert [(r["action"], r["actor"]) for r in rows] == [
+        ("video.started", patient.user_id),
+        ("video.ended", therapist.user_id),
+    ]
+    # The meeting name grants entry to an open Jitsi: it stays out of the plain audit details.
+    assert all(meeting not in r["details"] for r in rows)
+    assert json.loads(rows[0]["details"]) == {"personal_links": True, "role": "patient"}
+
+
+async def test_video_without_jitsi_says_so(homeserver, make_user, make_nio_user, tmp_path: Path):
+    app, patient, _therapist, record = await _running(
+        homeserver, make_user, make_nio_user, tmp_path, {"domain": None}
+    )
+    try:
+        await patient.send_text(record.room_id, "!video")
+        await patient.wait_for(record.room_id, notice_containing("not configured"), timeout=20)
+        await patient.send_text(record.room_id, "!video end")
+        await patient.send_text(record.room_id, "!help")
+        help_notice = await patient.wait_for(
+            record.room_id, notice_containing("Start a video call"), timeout=20
+        )
+        assert "!video" in help_notice.body
+        assert await app.parts.db.fetchval("SELECT COUNT(*) FROM video_calls") == 0
+    finally:
+        await app.stop()
