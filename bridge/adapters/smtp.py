@@ -39,6 +39,7 @@ __all__ = [
     "AllowedSendersFn",
     "InboundFacts",
     "InboundHandler",
+    "RejectedFn",
     "ResolveRecipientFn",
     "SmtpListener",
     "SmtpSettings",
@@ -52,6 +53,8 @@ ResolveRecipientFn = Callable[[str], Awaitable[str | None]]
 AllowedSendersFn = Callable[[str], Awaitable[Collection[str]]]
 #: Commit the message durably (raise on failure): (pair_id, raw bytes, facts).
 AcceptFn = Callable[[str, bytes, "InboundFacts"], Awaitable[None]]
+#: Told about a refused message of a known pair: (pair_id, reason code, digest); no content.
+RejectedFn = Callable[[str, str, str], Awaitable[None]]
 
 OK_QUEUED = "250 2.0.0 Ok: queued"
 TEMP_STORAGE = "451 4.3.0 Temporary failure storing the message, try again later"
@@ -156,6 +159,7 @@ class InboundHandler:
         policy: AuthPolicy,
         resolver: Resolver | None = None,
         parse_limits: ParseLimits | None = None,
+        on_rejected: RejectedFn | None = None,
     ) -> None:
         self._resolve_recipient = resolve_recipient
         self._allowed_senders = allowed_senders
@@ -163,6 +167,7 @@ class InboundHandler:
         self._policy = policy
         self._resolver = resolver
         self._limits = parse_limits or ParseLimits()
+        self._on_rejected = on_rejected
         # The pair chosen at RCPT time, per transaction; envelopes die with the transaction.
         self._pairs: weakref.WeakKeyDictionary[Envelope, str] = weakref.WeakKeyDictionary()
 
@@ -227,6 +232,7 @@ class InboundHandler:
         except MalformedEmail as exc:
             log.info("smtp: malformed message refused pair=%s digest=%s reason=%s",
                      pair_id, digest, exc.reason)  # fmt: skip
+            await self._rejected(pair_id, f"malformed:{exc.reason}", digest)
             return _MALFORMED_TEXT.get(exc.reason, _MALFORMED_DEFAULT)
 
         try:
@@ -247,6 +253,7 @@ class InboundHandler:
         if not verdict.ok:
             log.info("smtp: sender refused pair=%s digest=%s reason=%s",
                      pair_id, digest, verdict.reason)  # fmt: skip
+            await self._rejected(pair_id, verdict.reason, digest)
             return verdict.smtp_reply
 
         facts = InboundFacts(
@@ -277,6 +284,18 @@ class InboundHandler:
         log.info("smtp: accepted pair=%s digest=%s size=%d auth=%s",
                  pair_id, digest, len(raw), verdict.method)  # fmt: skip
         return OK_QUEUED
+
+    async def _rejected(self, pair_id: str, reason: str, digest: str) -> None:
+        """Report a refusal; a failing reporter never changes the SMTP answer."""
+        if self._on_rejected is None:
+            return
+        try:
+            await self._on_rejected(pair_id, reason, digest)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("smtp: recording a refusal failed pair=%s (%s)",
+                        pair_id, type(exc).__name__)  # fmt: skip
 
 
 def _peer_ip(session: Session) -> str:

@@ -1,0 +1,199 @@
+"""Inbound e-mail in the running bridge: the SMTP listener and the relay worker.
+
+`install_email(app)` does nothing unless `smtp.enabled`. Otherwise, once the bridge is
+syncing, the listener takes mail for the pairs' addresses; a message is sealed and
+committed in the inbox before the sender gets `250` (`451 4.3.0` when the commit
+fails), and the relay worker posts it into the pair room through the outbox. Refused
+messages of a known pair are audited as "email.rejected" with their reason code only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.adapters.smtp import InboundHandler, SmtpListener, SmtpSettings
+from bridge.adapters.voice import VoiceLimits
+from bridge.core.model import AppendAudit, Effect, Pair
+from bridge.email.authcheck import Resolver
+from bridge.email.inbox import make_inbox_accept, make_pair_routing
+from bridge.email.relay import EffectSink, EmailRelay, PatientEmailHook, Uploader
+from bridge.sealing import Sealer
+from bridge.store.base import Database, Executor, to_ms
+
+if TYPE_CHECKING:
+    from bridge.app import App
+    from bridge.audit.log import AuditLog
+    from bridge.config import Config
+    from bridge.service import Service
+    from bridge.sla_service import SlaRuntime
+
+__all__ = [
+    "REJECTED_ACTION",
+    "EmailFeature",
+    "attach_email",
+    "build_email",
+    "install_email",
+    "sla_runtime",
+]
+
+log = logging.getLogger(__name__)
+
+REJECTED_ACTION = "email.rejected"
+#: Longest audio attachment turned into a voice message; longer audio is posted as a file.
+VOICE_MAX_SECONDS = 15 * 60
+
+
+@dataclass
+class EmailFeature:
+    """The running parts of inbound e-mail (tests read the bound port from `listener`)."""
+
+    listener: SmtpListener
+    relay: EmailRelay | None
+
+    async def start(self) -> None:
+        """Listen for mail, then relay whatever is pending."""
+        await self.listener.start()
+        if self.relay is not None:
+            self.relay.start()
+
+    async def stop(self) -> None:
+        """Stop taking mail, then stop relaying (pending mail waits for the next start)."""
+        await self.listener.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+
+
+def sla_runtime(service: Service) -> SlaRuntime | None:
+    """The installed SLA runtime, found through its timer handler (None when not installed)."""
+    from bridge.sla_service import TIMER_PREFIX, SlaRuntime
+
+    handler = service.timer_handlers.get(TIMER_PREFIX)
+    runtime = getattr(handler, "__self__", None)
+    return runtime if isinstance(runtime, SlaRuntime) else None
+
+
+async def install_email(app: App) -> None:
+    """The feature installer for `bridge.features`: inbound e-mail when smtp is enabled."""
+    await attach_email(app)
+
+
+async def attach_email(
+    app: App,
+    *,
+    port: int | None = None,
+    resolver: Resolver | None = None,
+    run_relay: bool = True,
+) -> EmailFeature | None:
+    """Install inbound e-mail on the App and return its parts (None when smtp is disabled).
+
+    `port` overrides the configured one (0: any free port); `resolver` replaces the
+    system DNS for direct sender authentication; `run_relay=False` only accepts mail
+    and leaves relaying to a later start.
+    """
+    if not app.cfg.smtp.enabled:
+        return None
+    service, parts, bot, outbox = app.service, app.parts, app.bot, app.outbox
+    assert service is not None and parts is not None and bot is not None and outbox is not None
+
+    async def patient_email(tx: Executor, pair: Pair, ref: str, now: datetime) -> list[Effect]:
+        # Looked up per e-mail, so the order in which features are installed does not matter.
+        runtime = sla_runtime(service)
+        return [] if runtime is None else await runtime.on_patient_email(tx, pair, ref, now)
+
+    feature = build_email(
+        app.cfg,
+        db=parts.db,
+        sealer=parts.sealer,
+        audit=parts.audit,
+        template_env=parts.renderer.env,
+        uploader=bot,
+        clock=service.clock,
+        effects=service,
+        patient_email=patient_email,
+        on_queued=outbox.kick,
+        port=port,
+        resolver=resolver,
+        run_relay=run_relay,
+    )
+    app.on_start(feature.start)
+    app.on_stop(feature.stop)
+    log.info("inbound e-mail installed", extra={"relay": run_relay})
+    return feature
+
+
+def build_email(
+    cfg: Config,
+    *,
+    db: Database,
+    sealer: Sealer,
+    audit: AuditLog,
+    template_env: Any,
+    uploader: Uploader,
+    clock: Callable[[], datetime],
+    effects: EffectSink | None = None,
+    patient_email: PatientEmailHook | None = None,
+    on_queued: Callable[[], None] | None = None,
+    port: int | None = None,
+    resolver: Resolver | None = None,
+    run_relay: bool = True,
+) -> EmailFeature:
+    """The listener and relay from their parts, not started (see `attach_email`)."""
+    domain = cfg.smtp.inbound_domain
+    if domain is None:
+        raise ValueError("smtp.inbound_domain is required for inbound e-mail")
+    settings = SmtpSettings.from_config(cfg.smtp)
+    if port is not None:
+        settings = replace(settings, port=port)
+
+    relay: EmailRelay | None = None
+    if run_relay:
+        relay = EmailRelay(
+            db=db,
+            sealer=sealer,
+            audit=audit,
+            template_env=template_env,
+            uploader=uploader,
+            clock=clock,
+            inbound_domain=domain,
+            voice_limits=VoiceLimits(
+                max_input_bytes=cfg.smtp.max_message_bytes, max_seconds=VOICE_MAX_SECONDS
+            ),
+            effects=effects,
+            patient_email=patient_email,
+            on_queued=on_queued,
+        )
+
+    async def stored(pair_id: str, email_id: str, duplicate: bool) -> None:
+        if relay is not None and not duplicate:
+            relay.kick()
+
+    async def rejected(pair_id: str, reason: str, digest: str) -> None:
+        now = clock()
+        async with db.transaction() as tx:
+            await audit.append(
+                tx,
+                AppendAudit(
+                    pair_id=pair_id,
+                    action=REJECTED_ACTION,
+                    actor="smtp",
+                    details={"reason": reason, "digest": digest},
+                    outcome="deferred" if reason == "dns_temperror" else "refused",
+                ),
+                now,
+            )
+
+    resolve_recipient, allowed_senders = make_pair_routing(db, domain)
+    handler = InboundHandler(
+        resolve_recipient=resolve_recipient,
+        allowed_senders=allowed_senders,
+        accept=make_inbox_accept(db, sealer, lambda: to_ms(clock()), on_stored=stored),
+        policy=settings.auth,
+        resolver=resolver,
+        parse_limits=settings.parse_limits,
+        on_rejected=rejected,
+    )
+    return EmailFeature(SmtpListener(settings, handler), relay)
