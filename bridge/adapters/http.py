@@ -707,6 +707,12 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
     )
 
 
+def _see_other(location: str) -> web.Response:
+    response = web.Response(status=303, headers={"Location": location})
+    _harden(response)
+    return response
+
+
 def _logged_in(request: web.Request) -> bool:
     return _server(request).session_ok(request.cookies.get(SESSION_COOKIE))
 
@@ -725,7 +731,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(token, str) or not _server(request).app.cfg.http.token_ok(token):
         log.info("dashboard login refused")
         return _page(request, "login", {"error": "That token is not valid."}, 401)
-    response = web.HTTPSeeOther("/dashboard")
+    response = _see_other("/dashboard")
     _set_cookie(request, response, SESSION_COOKIE, _server(request).new_session())
     # A fresh CSRF token for the session: the one seen before login is not reused.
     _set_cookie(request, response, CSRF_COOKIE, secrets.token_urlsafe(32))
@@ -738,7 +744,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not _csrf_ok(request, form.get(CSRF_FIELD)):
         raise ApiError("forbidden")
     _server(request).end_session(request.cookies.get(SESSION_COOKIE))
-    response = web.HTTPSeeOther("/dashboard/login")
+    response = _see_other("/dashboard/login")
     response.del_cookie(SESSION_COOKIE, path="/dashboard")
     return response
 

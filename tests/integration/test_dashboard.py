@@ -1,0 +1,179 @@
+"""The practice dashboard in headless Chromium, against the running bridge and real Synapse."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from bridge.adapters.http import CSRF_COOKIE, SESSION_COOKIE, HttpServer
+from bridge.app import App, default_features
+from bridge.config import hash_token
+from bridge.http_feature import http_installer
+from bridge.store import clocks
+from tests.integration.test_pair_rooms import wait_until
+from tests.support.bridge_app import bridge_config, notice_containing
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+TOKEN = "dash-" + secrets.token_urlsafe(16)
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1000",
+)
+
+
+@pytest.fixture
+async def dashboard(homeserver, make_user, make_nio_user, tmp_path: Path):
+    bot = make_user("dashbot")
+    cfg = bridge_config(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        http={"admin_tokens": [hash_token(TOKEN)]},
+        # Working time around the clock: the clock opens whenever the test runs.
+        practice={"working_hours": {d: "00:00-24:00" for d in _DAYS}},
+    )
+    servers: list[HttpServer] = []
+    app = App(cfg, features=[*default_features(), http_installer(port=0, on_ready=servers.append)])
+    await app.start()
+    try:
+        patient = await make_nio_user("dashpatient")
+        therapist = await make_nio_user("dashtherapist")
+        record, _ = await app.parts.pairs.add_pair(
+            patient.user_id, therapist.user_id, app.service.clock()
+        )
+        await patient.wait_for(record.room_id, notice_containing("Welcome"), timeout=30)
+        await patient.send_text(record.room_id, "a message nobody should see on the dashboard")
+
+        async def clock_open():
+            return await clocks.get_open(app.parts.db, record.pair_id)
+
+        await wait_until(clock_open, timeout=30, what="SLA clock opened by the patient")
+        yield app, servers[0], record, therapist.user_id
+    finally:
+        await app.stop()
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _browse(base_url: str, shot: Path, profile: Path) -> dict[str, object]:
+    """Log in with a real browser, read the open-clocks table and take a screenshot."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(f"{base_url}/dashboard")
+        # Not logged in: the dashboard sends the browser to the login form.
+        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
+        redirected_to = driver.current_url
+        driver.find_element(By.ID, "token").send_keys("not-the-token")
+        driver.find_element(By.ID, "login-button").click()
+        error = wait.until(ec.presence_of_element_located((By.ID, "login-error"))).text
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.ID, "login-button").click()
+        table = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#open-clocks table")))
+        rows = [row.text for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        page = driver.find_element(By.TAG_NAME, "body").text
+        cookies = {c["name"]: c for c in driver.get_cookies()}
+        driver.save_screenshot(str(shot))
+        return {
+            "redirected_to": redirected_to,
+            "error": error,
+            "rows": rows,
+            "page": page,
+            "cookies": cookies,
+        }
+    finally:
+        driver.quit()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+async def test_dashboard_in_headless_chromium(dashboard, tmp_path: Path):
+    pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
+    _app, server, record, therapist = dashboard
+    shot = tmp_path / "dashboard.png"
+    seen = await asyncio.to_thread(_browse, server.base_url, shot, tmp_path / "chromium-profile")
+    assert str(seen["redirected_to"]).endswith("/dashboard/login")
+    assert "not valid" in str(seen["error"])
+    rows = seen["rows"]
+    assert isinstance(rows, list) and any(record.label in row for row in rows), rows
+    page = str(seen["page"])
+    assert therapist in page and "Health" in page
+    assert "nobody should see" not in page  # never message content
+    cookies = seen["cookies"]
+    assert isinstance(cookies, dict)
+    session = cookies[SESSION_COOKIE]
+    assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+async def test_dashboard_posts_need_the_csrf_token(dashboard):
+    _app, server, _record, _therapist = dashboard
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(server.base_url, cookie_jar=jar) as http:
+        async with http.get("/dashboard/login") as resp:
+            assert resp.status == 200
+        csrf = next(c.value for c in jar if c.key == CSRF_COOKIE)
+        # The right token but no CSRF field: refused, and no session is made.
+        async with http.post(
+            "/dashboard/login", data={"token": TOKEN}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 403
+        assert not any(c.key == SESSION_COOKIE for c in jar)
+        # A cross-site form post carries the cookie but a foreign Origin.
+        async with http.post(
+            "/dashboard/login",
+            data={"token": TOKEN, "csrf_token": csrf},
+            headers={"Origin": "https://evil.example"},
+            allow_redirects=False,
+        ) as resp:
+            assert resp.status == 403
+        async with http.post(
+            "/dashboard/login", data={"token": TOKEN, "csrf_token": csrf}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303
+            set_cookie = resp.headers.getall("Set-Cookie")
+        session_header = next(h for h in set_cookie if h.startswith(SESSION_COOKIE))
+        assert "HttpOnly" in session_header and "SameSite=Strict" in session_header
+        async with http.get("/dashboard", allow_redirects=False) as resp:
+            assert resp.status == 200
+        # After login the CSRF token changed: the old one cannot log the session out.
+        async with http.post(
+            "/dashboard/logout", data={"csrf_token": csrf}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 403
+        fresh = next(c.value for c in jar if c.key == CSRF_COOKIE)
+        async with http.post(
+            "/dashboard/logout", data={"csrf_token": fresh}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 303
+        async with http.get("/dashboard", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
