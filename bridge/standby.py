@@ -1,0 +1,91 @@
+"""Warm standby: only the instance holding a PostgreSQL advisory lock runs the bridge.
+
+    async with active_lock(cfg.database_url) as lock:
+        ...run the bridge until a signal, or until `lock.lost` is set...
+
+Each instance opens one dedicated connection and asks for a session-level advisory
+lock on it. The first gets it; the others wait in PostgreSQL (no polling). When the
+active instance dies, its connection closes, PostgreSQL releases the lock and one
+waiting instance takes over. The lock lives exactly as long as that connection, so
+the holder watches it: if it drops (network, server restart) `lock.lost` is set and
+the instance must stop, because another one may already have taken over.
+
+SQLite has no server to arbitrate: `active_lock` on a SQLite URL holds nothing and
+returns at once (a SQLite bridge is one instance on one machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+#: The advisory lock key: a fixed 64-bit number derived from a name, per database.
+LOCK_KEY = int.from_bytes(hashlib.sha256(b"confidant.active").digest()[:8], "big", signed=True)
+
+
+@dataclass
+class ActiveLock:
+    """The held lock; `lost` is set if its connection drops while held."""
+
+    key: int
+    backend_pid: int | None = None
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def is_postgres(db_url: str) -> bool:
+    return db_url.startswith(("postgresql://", "postgres://"))
+
+
+@contextlib.asynccontextmanager
+async def active_lock(
+    db_url: str, *, key: int = LOCK_KEY, check_every: float = 5.0
+) -> AsyncIterator[ActiveLock]:
+    """Wait until this instance is the active one, hold that role for the block.
+
+    Leaving the block (or the process dying) closes the connection, which releases
+    the lock for a standby.
+    """
+    lock = ActiveLock(key)
+    if not is_postgres(db_url):
+        yield lock
+        return
+    conn: asyncpg.Connection = await asyncpg.connect(db_url)
+    watcher: asyncio.Task[None] | None = None
+    try:
+        lock.backend_pid = conn.get_server_pid()
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            log.info("standby: another instance is active; waiting for it to stop")
+            # Waits inside PostgreSQL until the holder's session ends.
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+        log.info("standby: this instance is now active")
+        conn.add_termination_listener(lambda _conn: lock.lost.set())
+        watcher = asyncio.create_task(_watch(conn, lock, check_every))
+        yield lock
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(conn.close(), 5)
+        if not conn.is_closed():
+            conn.terminate()
+
+
+async def _watch(conn: asyncpg.Connection, lock: ActiveLock, every: float) -> None:
+    """Set `lock.lost` when the lock's connection stops answering."""
+    while not lock.lost.is_set():
+        await asyncio.sleep(every)
+        try:
+            await asyncio.wait_for(conn.fetchval("SELECT 1"), every)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            log.error("standby: lost the connection holding the active lock; stop now")
+            lock.lost.set()
