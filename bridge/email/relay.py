@@ -312,10 +312,9 @@ class EmailRelay:
                 ),
                 now,
             )
-            if self.patient_email is not None:
+            if self.patient_email is not None and self.effects is not None:
                 effects = await self.patient_email(tx, pair, txn, now)
-                if self.effects is not None:
-                    await self.effects.apply_durable(tx, effects, now)
+                await self.effects.apply_durable(tx, effects, now)
         self.relayed += 1
         log.info(
             "e-mail relayed",

@@ -5,6 +5,7 @@ that cannot be reached."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import os
@@ -22,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import dkim
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from nio import (
     DownloadResponse,
     Event,
@@ -39,6 +43,7 @@ from bridge.app import App, default_features, make_sealer, utcnow
 from bridge.audit.log import AuditLog
 from bridge.config import Config, load_config, minimal_config_dict
 from bridge.email import inbox
+from bridge.email.authcheck import StaticResolver
 from bridge.email.feature import EmailFeature, attach_email, build_email, install_email
 from bridge.email.relay import attachment_txn_id
 from bridge.store import clocks, open_database
@@ -325,6 +330,52 @@ async def test_attachments_image_file_and_voice(email_bridge):
 async def _files(patient: NioUser, room: str, count: int) -> list[Any]:
     found = [e for e in patient.timeline.get(room, []) if isinstance(e, RoomEncryptedFile)]
     return found if len(found) >= count else []
+
+
+async def test_direct_mode_dkim_signed_and_oversize(
+    homeserver, make_user, make_nio_user, tmp_path: Path
+):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = base64.b64encode(
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode("ascii")
+    dns = StaticResolver({("sel._domainkey.example.org", "TXT"): [f"v=DKIM1; k=rsa; p={public}"]})
+    bot = make_user("bot")
+    direct = {"enabled": True, "inbound_domain": DOMAIN, "max_message_bytes": 100_000}
+    overrides = bridge_config_dict(
+        homeserver, bot.user_id, bot.password, tmp_path / "data", smtp=direct
+    )
+    features, holder = email_features(port=0, resolver=dns)
+    app = await start_app(load_config_dict(overrides, tmp_path), features=features)
+    try:
+        patient, record, address = await new_pair(app, make_nio_user)
+        port = holder["email"].listener.port
+        raw = message(address, message_id="<s1@x>", body="canary-signed", authenticated=False)
+        signature = dkim.sign(
+            raw, b"sel", b"example.org", pem, include_headers=[b"from", b"subject"]
+        )
+        await send_mail(port, address, bytes(signature) + raw)
+        await patient.wait_for(record.room_id, post_with("canary-signed"), timeout=30)
+        assert await app.parts.db.fetchval("SELECT auth_method FROM inbound_emails") == "dkim"
+
+        unsigned = message(address, message_id="<s2@x>", body="unsigned", authenticated=False)
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            await send_mail(port, address, unsigned)
+        assert refused.value.smtp_code == 550 and refused.value.smtp_error.startswith(b"5.7.")
+        big = message(address, message_id="<s3@x>", body="x" * 150_000, authenticated=False)
+        with pytest.raises(smtplib.SMTPException) as too_big:
+            await send_mail(port, address, bytes(signature) + big)
+        assert "552" in str(too_big.value)
+        assert await app.parts.db.fetchval("SELECT COUNT(*) FROM inbound_emails") == 1
+    finally:
+        await app.stop()
 
 
 # ------------------------------------------------------------------ crashes and outages
