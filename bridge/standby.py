@@ -3,6 +3,8 @@
     async with active_lock(cfg.database_url) as lock:
         ...run the bridge until a signal, or until `lock.lost` is set...
 
+or, for the whole bridge, `await run_when_active(App(cfg))`.
+
 Each instance opens one dedicated connection and asks for a session-level advisory
 lock on it. The first gets it; the others wait in PostgreSQL (no polling). When the
 active instance dies, its connection closes, PostgreSQL releases the lock and one
@@ -22,6 +24,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -89,3 +92,34 @@ async def _watch(conn: asyncpg.Connection, lock: ActiveLock, every: float) -> No
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             log.error("standby: lost the connection holding the active lock; stop now")
             lock.lost.set()
+
+
+class LostActiveLock(RuntimeError):
+    """The connection holding the active role dropped; this instance stopped."""
+
+
+class Runnable(Protocol):
+    cfg: Any
+
+    async def run_until_signalled(self) -> None: ...
+
+
+async def run_when_active(app: Runnable) -> None:
+    """Wait to be the active instance, then run `app` until a signal or until the lock is lost.
+
+    Raises `LostActiveLock` after stopping the app if the lock's connection dropped, so
+    the process exits non-zero and its supervisor starts it again, as a standby.
+    """
+    async with active_lock(app.cfg.database_url) as lock:
+        running = asyncio.create_task(app.run_until_signalled())
+        lost = asyncio.create_task(lock.lost.wait())
+        done, _ = await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            lost.cancel()
+            running.result()
+            return
+        # run_until_signalled stops the bridge cleanly when cancelled.
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        raise LostActiveLock("lost the active lock; stopped so a standby can take over")

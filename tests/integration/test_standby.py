@@ -10,7 +10,7 @@ import sys
 import asyncpg
 import pytest
 
-from bridge.standby import LOCK_KEY, active_lock
+from bridge.standby import LOCK_KEY, LostActiveLock, active_lock, run_when_active
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +114,35 @@ async def test_lock_lost_when_its_connection_is_cut(pg_url):
 async def test_sqlite_has_no_standby(tmp_path):
     async with active_lock(f"sqlite://{tmp_path / 'x.db'}") as lock:
         assert lock.key == LOCK_KEY and lock.backend_pid is None
+
+
+class _FakeBridge:
+    """Stands in for App: runs until cancelled and records that it stopped."""
+
+    def __init__(self, url: str) -> None:
+        self.cfg = type("Cfg", (), {"database_url": url})()
+        self.started = asyncio.Event()
+        self.stopped = False
+
+    async def run_until_signalled(self) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.stopped = True
+
+
+async def test_run_when_active_stops_the_bridge_when_the_lock_is_lost(pg_url):
+    bridge = _FakeBridge(pg_url)
+    run = asyncio.create_task(run_when_active(bridge))
+    await asyncio.wait_for(bridge.started.wait(), 20)
+    ((holder_pid, granted),) = await _advisory_locks(pg_url)
+    assert granted
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute("SELECT pg_terminate_backend($1)", holder_pid)
+    finally:
+        await admin.close()
+    with pytest.raises(LostActiveLock):
+        await asyncio.wait_for(run, 30)
+    assert bridge.stopped
