@@ -702,7 +702,8 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
         path="/dashboard",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a TLS reverse proxy aiohttp sees plain HTTP; the proxy says it was HTTPS.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto") == "https",
         max_age=SESSION_LIFETIME,
     )
 
