@@ -24,6 +24,7 @@ __all__ = [
     "InboundEmail",
     "InboxStatus",
     "RawSealer",
+    "failed",
     "get",
     "inbound_token",
     "make_inbox_accept",
@@ -34,6 +35,8 @@ __all__ = [
     "pending",
     "relay_txn_id",
     "reply_target",
+    "requeue_failed",
+    "status_counts",
     "store_inbound",
     "synthetic_message_id",
 ]
@@ -228,6 +231,35 @@ async def mark_failed(ex: Executor, email_id: str, error: str) -> bool:
         email_id,
     )
     return changed > 0
+
+
+async def requeue_failed(ex: Executor, email_id: str) -> bool:
+    """Put a failed e-mail back in the queue (e.g. once its pair is active again)."""
+    changed = await ex.execute(
+        "UPDATE inbound_emails SET status = 'accepted', last_error = NULL "
+        "WHERE id = ? AND status = 'failed'",
+        email_id,
+    )
+    return changed > 0
+
+
+async def status_counts(ex: Executor) -> dict[InboxStatus, int]:
+    """How many e-mails are in each status (every status present, zero or more)."""
+    rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM inbound_emails GROUP BY status")
+    counts = dict.fromkeys(InboxStatus, 0)
+    for row in rows:
+        counts[InboxStatus(row["status"])] = int(row["n"])
+    return counts
+
+
+async def failed(ex: Executor, limit: int = 100) -> list[InboundEmail]:
+    """E-mails that could not be relayed, newest first."""
+    rows = await ex.fetch(
+        f"SELECT {_COLUMNS} FROM inbound_emails WHERE status = 'failed' "
+        "ORDER BY received_at DESC, id LIMIT ?",
+        limit,
+    )
+    return [_item(row) for row in rows]
 
 
 def inbound_token(address: str, inbound_domain: str) -> str | None:

@@ -566,3 +566,55 @@ async def test_mail_accepted_while_homeserver_is_down_arrives_once(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+# ------------------------------------------------------------------ command line
+
+
+def confidant(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+async def test_status_and_retry_from_the_command_line(tmp_path: Path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        yaml.safe_dump(minimal_config_dict(data_dir=str(tmp_path / "data"), smtp=SMTP))
+    )
+    cfg = load_config(config_file)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    db = await open_database(cfg.database_url)
+    try:
+        from bridge.store import pairs
+
+        pair = await pairs.create(
+            db, patient_id="@p:hs", therapist_id="@t:hs", now=0, patient_email=PATIENT
+        )
+        sealer = make_sealer(cfg)
+        waiting, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<a@x>", b"A", 1)
+        broken, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<b@x>", b"B", 2)
+        await inbox.mark_failed(db, broken, "pair_inactive")
+    finally:
+        await db.close()
+
+    shown = confidant("email", "status", "--json", "-c", str(config_file))
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["counts"] == {"accepted": 1, "relayed": 0, "failed": 1}
+    assert [(f["id"], f["pair"], f["reason"]) for f in data["failed"]] == [
+        (broken, pair.label, "pair_inactive")
+    ]
+    assert PATIENT not in shown.stdout
+
+    retried = confidant("email", "retry", broken, "-c", str(config_file))
+    assert retried.returncode == 0, retried.stderr
+    again = confidant("email", "retry", broken, "-c", str(config_file))
+    assert again.returncode == 1  # no longer failed
+    db = await open_database(cfg.database_url)
+    try:
+        assert [i.id for i in await inbox.pending(db)] == [waiting, broken]
+        actions = await db.fetch("SELECT action, details FROM audit_entries")
+        assert [a["action"] for a in actions] == ["email.requeued"]
+    finally:
+        await db.close()
