@@ -1,0 +1,111 @@
+"""Consent on first contact, wired into the service: the pair hook and the `!accept` facts.
+
+When a patient first joins a pair room whose consent is pending, the bot posts the
+practice's consent text and tells the therapist's desk; `!accept` records acceptance
+(with the SHA-256 of the exact text) and flips the pair's consent state in the same
+transaction as the command. Reply-time clocks read `pairs.consent_state` and stay shut
+while it is pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bridge.adapters.render import Renderer
+from bridge.config import Config
+from bridge.core import consent as core
+from bridge.core.commands import PAIR_ROOM, CommandContext
+from bridge.core.model import Effect, Pair, RoomEvent
+from bridge.provision import display_name
+from bridge.store import pairs
+from bridge.store.base import Executor
+from bridge.store.pairs import PairStatus
+
+if TYPE_CHECKING:
+    from bridge.app import App
+    from bridge.service import Service
+
+log = logging.getLogger(__name__)
+
+
+def _human_days(days: int) -> str:
+    if days % 365 == 0:
+        years = days // 365
+        return f"{years} year" + ("s" if years != 1 else "")
+    return f"{days} day" + ("s" if days != 1 else "")
+
+
+class ConsentRuntime:
+    """Renders the consent text of a pair and applies consent decisions in the service."""
+
+    def __init__(self, service: Service, cfg: Config, renderer: Renderer) -> None:
+        from bridge.app import practice_facts
+
+        self.service = service
+        self.renderer = renderer
+        facts = practice_facts(cfg, service.bot_user_id)
+        retention = cfg.practice.retention
+        self._base: dict[str, Any] = {
+            "practice_name": cfg.practice.name,
+            "crisis_line": cfg.practice.crisis_line,
+            "reply_window": facts.reply_window,
+            "working_time": facts.working_time,
+            "email_enabled": facts.inbound_domain is not None,
+            "video_enabled": cfg.jitsi.domain is not None,
+            "retention": _human_days(retention.days) if retention is not None else None,
+        }
+
+    def context(self, pair: Pair) -> dict[str, Any]:
+        """What the consent template of this pair is rendered with."""
+        return {**self._base, "therapist_name": display_name(pair.therapist_id)}
+
+    def text_and_digest(self, pair: Pair) -> tuple[dict[str, Any], str]:
+        """The template context and the SHA-256 of the exact text it renders to."""
+        context = self.context(pair)
+        return context, core.text_digest(self.renderer.text(core.CONSENT_TEMPLATE, context))
+
+    async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
+        """Ask on the patient's first join; flip the state when they `!accept`."""
+        if pair.status != PairStatus.ACTIVE:
+            return []
+        joined = core.is_patient_join(pair, ev)
+        accepting = core.is_accept(ev)
+        if not joined and not accepting:
+            return []
+        record = await pairs.get(tx, pair.pair_id)
+        if record is None:
+            return []
+        state = record.consent_state
+        if accepting:
+            if core.accept_applies(state, ev):
+                await pairs.set_consent(tx, pair.pair_id, core.ACCEPTED)
+                log.info("consent accepted", extra={"pair_id": pair.pair_id})
+            return []
+        context, digest = self.text_and_digest(pair)
+        return core.on_patient_join(
+            pair,
+            ev,
+            state,
+            desk_room_id=self.service.desk_of(pair.therapist_id),
+            consent_context=context,
+            consent_sha256=digest,
+        )
+
+    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+        """The pair's consent state and text digest, for `!accept`."""
+        if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
+            return {}
+        record = await pairs.get(tx, ctx.pair.pair_id)
+        if record is None:
+            return {}
+        _, digest = self.text_and_digest(ctx.pair)
+        return {"consent_state": record.consent_state, "consent_sha256": digest}
+
+
+async def install_consent(app: App) -> None:
+    """Register the consent hook and the facts `!accept` needs."""
+    assert app.service is not None and app.parts is not None
+    runtime = ConsentRuntime(app.service, app.cfg, app.parts.renderer)
+    app.service.pair_hooks.append(runtime.on_pair_event)
+    app.service.facts_providers.append(runtime.facts)
