@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge import metrics
+from bridge.adapters.voice import AudioError, convert_to_voice_async
 from bridge.audit.export import export_pair
 from bridge.audit.log import AuditLog
 from bridge.audit.verify import verify
@@ -41,6 +42,7 @@ from bridge.provision import PairError
 from bridge.store import clocks, pairs
 from bridge.store.base import from_ms
 from bridge.store.pairs import PairRecord, PairStatus
+from bridge.voice_feature import VOICE_LIMITS, queue_voice
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -67,6 +69,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "bad_request": (400, "The request is not valid."),
     "unknown_policy": (400, "No policy of that name; see /api/v1/policies."),
     "conflict": (409, "The pair is not in a state that allows this."),
+    "too_large": (413, "The upload is larger than the bridge accepts."),
+    "bad_audio": (422, "The audio cannot become a voice message."),
     "unavailable": (503, "The bridge is not running yet; try again shortly."),
     "internal": (500, "Something failed inside the bridge; its log names the error."),
 }
@@ -472,6 +476,41 @@ async def remove_pair(request: web.Request) -> web.Response:
     if app.outbox is not None:
         app.outbox.kick()
     return web.json_response({"pair": pair_json(record)})
+
+
+@pair_routes.post(f"{API}/pairs/{{ref}}/voice")
+async def upload_voice(request: web.Request) -> web.Response:
+    app = _running(request)
+    parts = app.parts
+    assert parts is not None
+    record = await parts.pairs.resolve(request.match_info["ref"])
+    if record.status is not PairStatus.ACTIVE:
+        raise ApiError("conflict", f"pair {record.label} is {record.status.value}")
+    limit = VOICE_LIMITS.max_input_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError("too_large", f"at most {limit // (1024 * 1024)} MiB")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        data.extend(chunk)
+        if len(data) > limit:
+            raise ApiError("too_large", f"at most {limit // (1024 * 1024)} MiB")
+    if not data:
+        raise ApiError("bad_request", "send the audio file as the request body")
+    filename = request.query.get("filename")
+    try:
+        clip = await convert_to_voice_async(
+            bytes(data), filename_hint=filename, limits=VOICE_LIMITS
+        )
+    except AudioError as err:
+        raise ApiError("bad_audio", str(err)) from None
+    now = _now(app)
+    async with parts.db.transaction() as tx:
+        job_id = await queue_voice(tx, parts.audit, record.pair_id, clip, "api", now)
+    log.info("voice queued", extra={"pair_id": record.pair_id, "job_id": job_id})
+    return web.json_response(
+        {"job_id": job_id, "pair_id": record.pair_id, "duration_ms": clip.duration_ms},
+        status=202,
+    )
 
 
 def _optional_day(request: web.Request, key: str) -> datetime | None:
@@ -1012,6 +1051,47 @@ OPENAPI: dict[str, Any] = {
                     "400": _err("Bad user id."),
                     **_PAIR_ERRORS,
                     "409": _err("The pair is not active, or the therapist is the patient."),
+                },
+            },
+        },
+        f"{API}/pairs/{{ref}}/voice": {
+            "parameters": [
+                _REF_PARAM,
+                {
+                    "name": "filename",
+                    "in": "query",
+                    "description": "The file's name, a hint for the audio format.",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "post": {
+                "summary": "Convert audio to a voice message and queue it for the pair room.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/octet-stream": {
+                            "schema": {"type": "string", "format": "binary"}
+                        },
+                        "audio/*": {"schema": {"type": "string", "format": "binary"}},
+                    },
+                },
+                "responses": {
+                    "202": _ok(
+                        "Queued; the bridge posts it shortly.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "job_id": {"type": "string"},
+                                "pair_id": {"type": "string"},
+                                "duration_ms": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    "400": _err("No body."),
+                    **_PAIR_ERRORS,
+                    "409": _err("The pair is not active."),
+                    "413": _err("Too large."),
+                    "422": _err("Not audio, too long, or ffmpeg failed."),
                 },
             },
         },

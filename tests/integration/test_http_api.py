@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
+import subprocess
 import zipfile
 from datetime import timedelta
 
@@ -17,6 +19,7 @@ from bridge.config import hash_token
 from bridge.core.sla import Clock, ClockState
 from bridge.http_feature import http_installer
 from bridge.store import clocks
+from bridge.voice_feature import install_voice
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config
 
@@ -46,7 +49,8 @@ async def api(homeserver, tmp_path_factory):
         http={"admin_tokens": [hash_token(TOKEN)]},
     )
     servers: list[HttpServer] = []
-    app = App(cfg, features=[*default_features(), http_installer(port=0, on_ready=servers.append)])
+    features = [*default_features(), install_voice, http_installer(port=0, on_ready=servers.append)]
+    app = App(cfg, features=features)
     await app.start()
     try:
         assert servers and servers[0].port, "the HTTP server did not report its port"
@@ -289,3 +293,40 @@ async def test_health_and_metrics(api):
 
 async def _async_true(value: bool) -> bool:
     return value
+
+
+async def test_voice_upload_is_converted_queued_and_posted(api, homeserver, tmp_path):
+    app, _server, session = api
+    patient = _register(homeserver, "voicepatient")
+    therapist = _register(homeserver, "voicetherapist")
+    record, _ = await app.parts.pairs.add_pair(patient, therapist, app.service.clock())
+    wav = tmp_path / "note.wav"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:duration=2", wav],
+        check=True,
+        timeout=60,
+    )
+    async with session.post(
+        f"/api/v1/pairs/{record.label}/voice?filename=note.wav",
+        data=wav.read_bytes(),
+        headers={**_auth(), "Content-Type": "audio/wav"},
+    ) as resp:
+        assert resp.status == 202, await resp.text()
+        queued = await resp.json()
+    assert 1500 <= queued["duration_ms"] <= 2500
+
+    async def posted():
+        return (
+            await app.parts.db.fetchval(
+                "SELECT status FROM voice_jobs WHERE job_id = ?", queued["job_id"]
+            )
+            == "sent"
+        )
+
+    await wait_until(posted, timeout=30, what="the queued voice message posted")
+
+    async with session.post(
+        f"/api/v1/pairs/{record.label}/voice", data=b"not audio at all", headers=_auth()
+    ) as resp:
+        assert resp.status == 422 and (await resp.json())["error"] == "bad_audio"
