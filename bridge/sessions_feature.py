@@ -1,0 +1,333 @@
+"""Scheduled live sessions in the running bridge: commands, timers, and sessions the CLI adds.
+
+The core (`bridge.core.sessions`) decides; this module stores sessions, answers the
+`session.add`/`session.cancel` operations, and handles the `session` timers. The database
+is the source of truth: a session's timers are rows in `timers`, re-armed at every start.
+Sessions added by `confidant session add` (which only writes the database) are picked up
+by a poll that arms their timers in the running bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bridge.adapters.video import (
+    LAYOUT_EVENT_TYPE,
+    WIDGET_EVENT_TYPE,
+    layout_state_content,
+    new_room_name,
+    remove_widget_content,
+    widget_state_content,
+)
+from bridge.core import sessions as core
+from bridge.core.commands import PAIR_ROOM, CommandContext
+from bridge.core.model import AppendAudit, Effect, Invoke, SendMessage, TimerFired
+from bridge.store import pairs, sessions, therapists, timers
+from bridge.store.base import Executor, from_ms, to_ms
+from bridge.store.pairs import PairStatus
+from bridge.store.sessions import SessionRecord
+from bridge.video_feature import meeting_links
+
+if TYPE_CHECKING:
+    from bridge.app import App
+
+log = logging.getLogger(__name__)
+
+#: How often the bridge looks for sessions the command line added.
+ARM_POLL_SECONDS = 2.0
+WIDGET_OPERATION = "session.widget"
+
+
+def view(record: SessionRecord) -> core.SessionView:
+    return core.SessionView(
+        record.session_id,
+        record.kind,
+        from_ms(record.starts_at),
+        from_ms(record.ends_at),
+        record.meeting,
+    )
+
+
+def scheduled_audit(record: SessionRecord, actor: str, event_id: str | None) -> AppendAudit:
+    return AppendAudit(
+        record.pair_id,
+        "session.scheduled",
+        actor,
+        {
+            "session_id": record.session_id,
+            "kind": record.kind,
+            "starts_at": record.starts_at,
+            "ends_at": record.ends_at,
+        },
+        event_id=event_id,
+    )
+
+
+async def store_session(tx: Executor, audit: Any, record: SessionRecord, now: datetime) -> bool:
+    """Write a session, its timers and its audit entry without arming anything.
+
+    For the command line (`armed` False: the running bridge arms the timers when it sees
+    the session); `audit` is the AuditLog. False when the session id exists already.
+    """
+    if not await sessions.add(tx, record):
+        return False
+    for timer in core.session_timers(
+        record.session_id, record.pair_id, from_ms(record.starts_at), from_ms(record.ends_at), now
+    ):
+        await timers.schedule(
+            tx,
+            timer_id=timer.timer_id,
+            kind=timer.timer_kind,
+            due_at=to_ms(timer.at),
+            pair_id=timer.pair_id,
+        )
+    await audit.append(tx, scheduled_audit(record, record.created_by, None), now)
+    return True
+
+
+async def attended(ex: Executor, pair_id: str, starts_at: int, ends_at: int) -> list[str]:
+    """Who wrote anything in the pair room between the session's start and end."""
+    rows = await ex.fetch(
+        "SELECT DISTINCT actor FROM audit_entries WHERE pair_id = ? AND ts >= ? AND ts < ?"
+        " AND action LIKE 'room.%' AND action <> 'room.membership'",
+        pair_id,
+        starts_at,
+        ends_at,
+    )
+    return [str(row["actor"]) for row in rows]
+
+
+class SessionsFeature:
+    def __init__(self, app: App) -> None:
+        assert app.parts is not None and app.service is not None
+        self.app = app
+        self.cfg = app.cfg
+        self.parts = app.parts
+        self.service = app.service
+        self.tz = app.cfg.practice.tzinfo
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def video_on(self) -> bool:
+        return self.cfg.jitsi.domain is not None
+
+    # ------------------------------------------------------------ commands
+
+    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+        if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
+            return {}
+        upcoming = await sessions.list_for_pair(tx, ctx.pair.pair_id, ending_after=to_ms(ctx.now))
+        return {
+            core.FACT_SESSIONS: [view(r) for r in upcoming],
+            core.FACT_SESSION_TZ: self.tz,
+            core.FACT_SESSION_VIDEO: self.video_on,
+        }
+
+    async def add(self, effect: Invoke) -> None:
+        """Store a session from `!session` with its timers, and confirm it in the room."""
+        params = effect.params
+        assert effect.pair_id is not None
+        now = self.service.clock()
+        kind = str(params["kind"])
+        record = SessionRecord(
+            session_id=str(params["session_id"]),
+            pair_id=effect.pair_id,
+            kind=kind,
+            starts_at=to_ms(datetime.fromisoformat(str(params["starts_at"]))),
+            ends_at=to_ms(datetime.fromisoformat(str(params["ends_at"]))),
+            meeting=new_room_name() if kind == "video" else None,
+            status="scheduled",
+            created_by=str(params["requested_by"]),
+            created_at=to_ms(now),
+            cancelled_at=None,
+            armed=True,
+        )
+        effects: list[Effect] = []
+        async with self.parts.db.transaction() as tx:
+            if not await sessions.add(tx, record):
+                return
+            effects = [
+                *core.session_timers(
+                    record.session_id,
+                    record.pair_id,
+                    from_ms(record.starts_at),
+                    from_ms(record.ends_at),
+                    now,
+                ),
+                scheduled_audit(record, record.created_by, str(params["event_id"])),
+                SendMessage(
+                    effect.room_id,
+                    "session_added",
+                    core.describe(view(record), self.tz),
+                    txn_id=f"session.added.{params['event_id']}",
+                    pair_id=record.pair_id,
+                ),
+            ]
+            await self.service.apply_durable(tx, effects, now)
+        await self.service.apply_after(effects)
+        log.info("session scheduled", extra={"pair_id": record.pair_id, "kind": kind})
+
+    async def cancel(self, effect: Invoke) -> None:
+        params = effect.params
+        session_id = str(params["session_id"])
+        now = self.service.clock()
+        effects: list[Effect] = []
+        async with self.parts.db.transaction() as tx:
+            record = await sessions.get(tx, session_id)
+            if record is None or record.pair_id != effect.pair_id:
+                return
+            if not await sessions.cancel(tx, session_id, to_ms(now)):
+                return
+            effects = [
+                *core.cancel_timers(session_id),
+                AppendAudit(
+                    record.pair_id,
+                    "session.cancelled",
+                    str(params["requested_by"]),
+                    {"session_id": session_id},
+                    event_id=str(params["event_id"]),
+                ),
+                SendMessage(
+                    effect.room_id,
+                    "session_cancelled",
+                    core.describe(view(record), self.tz),
+                    txn_id=f"session.cancelled.{params['event_id']}",
+                    pair_id=record.pair_id,
+                ),
+            ]
+            await self.service.apply_durable(tx, effects, now)
+        await self.service.apply_after(effects)
+
+    # ------------------------------------------------------------ timers
+
+    async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
+        """Remind, open or close a session (nothing for a cancelled one or a closed pair)."""
+        from bridge.service import to_pair
+
+        parsed = core.parse_timer_id(fired.timer_id)
+        if parsed is None:
+            log.warning("not a session timer id", extra={"timer_kind": fired.timer_kind})
+            return []
+        session_id, step = parsed
+        record = await sessions.get(tx, session_id)
+        if record is None or record.status != "scheduled":
+            return []
+        pair_record = await pairs.get(tx, record.pair_id)
+        if (
+            pair_record is None
+            or pair_record.room_id is None
+            or pair_record.status is not PairStatus.ACTIVE
+        ):
+            return []
+        pair = to_pair(pair_record)
+        session = view(record)
+        link = patient_link = None
+        effects: list[Effect] = []
+        if record.kind == "video" and record.meeting and self.cfg.jitsi.domain and step != "end":
+            links = meeting_links(self.cfg, record.meeting, pair, now)
+            link, patient_link = links.plain, links.patient
+            desk = await therapists.get(tx, pair.therapist_id)
+            if links.therapist is not None and desk is not None and desk.desk_room_id:
+                effects.append(
+                    SendMessage(
+                        desk.desk_room_id,
+                        "video_moderator_link",
+                        {
+                            "pair_label": pair.label,
+                            "link": links.therapist,
+                            "room_id": pair.room_id,
+                        },
+                        txn_id=f"{fired.timer_id}.desk",
+                        pair_id=pair.pair_id,
+                    )
+                )
+        present = (
+            await attended(tx, pair.pair_id, record.starts_at, record.ends_at)
+            if step == "end"
+            else None
+        )
+        effects += core.on_step(
+            step, session, pair, self.tz, link=link, patient_link=patient_link, attended=present
+        )
+        if record.kind == "video" and record.meeting and step in ("start", "end"):
+            effects.append(
+                Invoke(
+                    WIDGET_OPERATION,
+                    pair.room_id,
+                    {"meeting": record.meeting, "show": step == "start"},
+                    pair_id=pair.pair_id,
+                )
+            )
+        log.info("session timer", extra={"pair_id": pair.pair_id, "step": step})
+        return effects
+
+    async def widget(self, effect: Invoke) -> None:
+        """Show Element's Jitsi widget while a video session runs."""
+        domain = self.cfg.jitsi.domain
+        meeting = str(effect.params["meeting"])
+        rest = self.parts.rest
+        if effect.params.get("show") and domain is not None:
+            name = self.parts.renderer.text("video_widget_name", {})
+            widget_id, content = widget_state_content(domain, meeting, name)
+            await rest.put_state(effect.room_id, WIDGET_EVENT_TYPE, widget_id, content)
+            await rest.put_state(
+                effect.room_id, LAYOUT_EVENT_TYPE, "", layout_state_content(widget_id)
+            )
+        else:
+            widget_id, empty = remove_widget_content(meeting)
+            await rest.put_state(effect.room_id, WIDGET_EVENT_TYPE, widget_id, empty)
+            await rest.put_state(effect.room_id, LAYOUT_EVENT_TYPE, "", {"widgets": {}})
+
+    # ------------------------------------------------------------ sessions from the CLI
+
+    async def arm_new(self) -> int:
+        """Arm the timers of sessions the command line added; returns how many sessions."""
+        scheduler = self.service.scheduler
+        if scheduler is None:
+            return 0
+        found = await sessions.unarmed(self.parts.db)
+        for record in found:
+            for step in core.STEPS:
+                timer = await timers.get(self.parts.db, core.timer_id(record.session_id, step))
+                if timer is not None and timer.fired_at is None:
+                    scheduler.arm(timer.timer_id, from_ms(timer.due_at))
+            await sessions.mark_armed(self.parts.db, record.session_id)
+        if found:
+            log.info("sessions armed", extra={"count": len(found)})
+        return len(found)
+
+    async def _poll(self) -> None:
+        while True:
+            try:
+                await self.arm_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("session arming failed", extra={"error": type(exc).__name__})
+            await asyncio.sleep(ARM_POLL_SECONDS)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._poll(), name="sessions-arm")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+async def install_sessions(app: App) -> None:
+    """Register `!session`/`!sessions`, the `session` timers, and the CLI-session poll."""
+    assert app.service is not None
+    feature = SessionsFeature(app)
+    app.service.facts_providers.append(feature.facts)
+    app.service.invoke_handlers[core.ADD_OPERATION] = feature.add
+    app.service.invoke_handlers[core.CANCEL_OPERATION] = feature.cancel
+    app.service.invoke_handlers[WIDGET_OPERATION] = feature.widget
+    app.service.timer_handlers[core.TIMER_PREFIX] = feature.on_timer
+    app.on_start(feature.start)
+    app.on_stop(feature.stop)
