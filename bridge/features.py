@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bridge.desk_export import install_desk_export
+from bridge.email.feature import install_email
 from bridge.sla_service import install_sla
 
 if TYPE_CHECKING:
@@ -25,4 +26,4 @@ async def desk_export(app: App) -> None:
     install_desk_export(app.service, app.parts, app.bot, app.service.clock)
 
 
-ALL: list[Installer] = [sla, desk_export]
+ALL: list[Installer] = [sla, desk_export, install_email]
