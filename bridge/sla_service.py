@@ -110,7 +110,7 @@ async def consent_pending(ex: Executor, pair_id: str) -> bool:
 async def live_session(ex: Executor, pair_id: str, now: datetime) -> bool:
     """Whether patient and therapist are in a live session (a message then needs no clock)."""
     try:
-        from bridge.store import sessions  # type: ignore[attr-defined, unused-ignore]
+        from bridge.store import sessions
     except ImportError:
         # Live sessions are an optional part of the store: without it nothing is ever live.
         return False

@@ -29,7 +29,16 @@ from bridge.core.sla import ClockState, Step
 from bridge.sealing import Sealer
 from bridge.service import Service, to_pair
 from bridge.sla_service import SlaRuntime, install_sla
-from bridge.store import Database, clocks, open_database, outbox, pairs, therapists, timers
+from bridge.store import (
+    Database,
+    clocks,
+    open_database,
+    outbox,
+    pairs,
+    sessions,
+    therapists,
+    timers,
+)
 from bridge.store.base import to_ms
 from bridge.store.pairs import PairStatus
 from tests.support.bridge_app import bridge_config, notice_containing, text_from
@@ -258,6 +267,34 @@ async def test_no_clock_opens_while_consent_is_pending(db: Database) -> None:
     clock = await clocks.get_open(db, rig.pair_id)
     assert clock is not None and clock.first_event_id == later
     assert clock.due_at == START + timedelta(hours=4, minutes=30)
+
+
+async def test_no_clock_opens_during_a_live_session(db: Database) -> None:
+    rig = await make_rig(db, service_config())
+    await sessions.add(
+        db,
+        sessions.SessionRecord(
+            session_id="s1",
+            pair_id=rig.pair_id,
+            kind="text",
+            starts_at=to_ms(START - timedelta(minutes=5)),
+            ends_at=to_ms(START + timedelta(minutes=50)),
+            meeting=None,
+            status="scheduled",
+            created_by=DOC,
+            created_at=to_ms(START - timedelta(days=1)),
+            cancelled_at=None,
+            armed=True,
+        ),
+    )
+    await rig.say(PATIENT, "talking live now")
+    assert await clocks.get_open(db, rig.pair_id) is None
+    assert rig.scheduler.armed == {}
+    # After the session a message waits for an answer again.
+    rig.at(START + timedelta(hours=1))
+    after = await rig.say(PATIENT, "one more thing after the session")
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None and clock.first_event_id == after
 
 
 async def test_reply_request_mode(db: Database) -> None:
