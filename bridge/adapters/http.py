@@ -251,6 +251,7 @@ class HttpServer:
         self.port: int | None = None
         self.web_app = build_web_app(self)
         self._runner: web.AppRunner | None = None
+        self.tally = metrics.AuditTally()
         #: Dashboard sessions: SHA-256 of the cookie -> expiry (monotonic seconds).
         self.sessions: dict[str, float] = {}
 
@@ -388,7 +389,7 @@ async def get_health(request: web.Request) -> web.Response:
 @ops.get("/metrics")
 async def get_metrics(request: web.Request) -> web.Response:
     app = _server(request).app
-    snap = await metrics.gather(app, _now(app))
+    snap = await metrics.gather(app, _now(app), _server(request).tally)
     return web.Response(body=metrics.render(snap), headers={"Content-Type": metrics.CONTENT_TYPE})
 
 

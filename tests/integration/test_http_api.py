@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.adapters.http import OPENAPI, HttpServer
 from bridge.app import App, default_features
 from bridge.config import hash_token
+from bridge.core.model import AppendAudit
 from bridge.core.sla import Clock, ClockState
 from bridge.http_feature import http_installer
 from bridge.store import clocks
@@ -272,6 +273,30 @@ async def test_health_and_metrics(api):
         assert resp.status == 200
         text = await resp.text()
     families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["confidant_sync_lag_seconds"].samples[0].value >= 0
+
+    # Rejections and breaches counted from the audit log, incrementally between scrapes.
+    async def rejected() -> dict[str, float]:
+        async with session.get("/metrics", headers=_auth()) as resp:
+            scraped = {f.name: f for f in text_string_to_metric_families(await resp.text())}
+        return {
+            s.labels["reason"]: s.value
+            for s in scraped["confidant_emails_rejected"].samples
+            if s.name.endswith("_total")
+        }
+
+    before = (await rejected()).get("dkim_fail", 0)
+    for _ in range(2):
+        async with app.parts.db.transaction() as tx:
+            await app.parts.audit.append(
+                tx,
+                AppendAudit(
+                    None, "email.rejected", "smtp", {"reason": "dkim_fail"}, outcome="refused"
+                ),
+                app.service.clock(),
+            )
+        before += 1
+        assert (await rejected())["dkim_fail"] == before
     for name in (
         "confidant_messages",
         "confidant_outbox_depth",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.metrics import Snapshot, _merge, render, safe_label
+from bridge.metrics import AuditTally, Snapshot, _merge, render, safe_label
 
 
 def _families(snap: Snapshot) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -79,3 +79,19 @@ def test_render_without_a_sync_leaves_lag_out():
     fams = _families(Snapshot())
     assert "confidant_sync_lag_seconds" not in fams
     assert fams["confidant_outbox_depth"] == [({}, 0.0)]
+
+
+def test_audit_tally_counts_by_fixed_codes():
+    tally = AuditTally()
+    tally.add("sla.reminded", "ok", "{}")
+    tally.add("sla.reminded", "no_recipient", "{}")
+    tally.add("sla.reminded", "ok", "{}")
+    tally.add("sla.escalated", "ok", "{}")
+    tally.add("sla.breached", None, "{}")
+    tally.add("email.rejected", "refused", '{"reason": "dkim_fail", "digest": "ab"}')
+    tally.add("email.rejected", "refused", '{"reason": "malformed:Bad Header From bob@x"}')
+    tally.add("email.rejected", "refused", '{"reason": "alice@example.org"}')
+    tally.add("email.rejected", "refused", "not json")
+    assert tally.reminders == {"ok": 2, "no_recipient": 1}
+    assert (tally.escalations, tally.breaches) == (1, 1)
+    assert tally.email_rejections == {"dkim_fail": 1, "malformed": 1, "other": 2}
