@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -220,3 +220,38 @@ async def test_cli_add_list_cancel(running, config_file):
     assert rc == 0, err
     assert (await sessions.get(app.parts.db, session_id)).status == "cancelled"
     assert await timers.get(app.parts.db, core.timer_id(session_id, "start")) is None
+
+
+async def test_store_on_both_databases(db):
+    """The sessions store, calls and live_session on SQLite and PostgreSQL."""
+    from bridge.store import pairs
+
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    pair = await pairs.create(db, patient_id="@pat:hs", therapist_id="@doc:hs", now=to_ms(now))
+    first = session_record(pair.pair_id, timedelta(hours=1), timedelta(minutes=50), now)
+    later = session_record(pair.pair_id, timedelta(days=1), timedelta(minutes=50), now)
+    assert await sessions.add(db, later) and await sessions.add(db, first)
+    assert not await sessions.add(db, first)  # a replayed command stores nothing twice
+    listed = await sessions.list_for_pair(db, pair.pair_id, ending_after=to_ms(now))
+    assert [s.session_id for s in listed] == [first.session_id, later.session_id]
+    assert {s.session_id for s in await sessions.unarmed(db)} == {
+        first.session_id,
+        later.session_id,
+    }
+    await sessions.mark_armed(db, first.session_id)
+    assert [s.session_id for s in await sessions.unarmed(db)] == [later.session_id]
+
+    during = now + timedelta(hours=1, minutes=10)
+    assert await sessions.live_session(db, pair.pair_id, during)
+    assert not await sessions.live_session(db, pair.pair_id, now)
+    assert not await sessions.live_session(db, pair.pair_id, now + timedelta(hours=1, minutes=50))
+    assert await sessions.cancel(db, first.session_id, to_ms(now))
+    assert not await sessions.cancel(db, first.session_id, to_ms(now))
+    assert not await sessions.live_session(db, pair.pair_id, during)
+
+    assert await sessions.current_call(db, pair.pair_id) is None
+    assert await sessions.start_call(db, pair.pair_id, "confidant-a", "@pat:hs", 1) == "confidant-a"
+    # A second `!video` while the call is on keeps the meeting.
+    assert await sessions.start_call(db, pair.pair_id, "confidant-b", "@doc:hs", 2) == "confidant-a"
+    assert await sessions.end_call(db, pair.pair_id) == "confidant-a"
+    assert await sessions.end_call(db, pair.pair_id) is None

@@ -176,3 +176,29 @@ async def test_voice_send_reaches_the_patient_as_element_voice(running, tmp_path
     row = await wait_until(relayed, what="relay audited")
     assert json.loads(row["details"])["media_ref"] == hashlib.sha256(ogg).hexdigest()
     assert (await app.parts.db.fetchrow("SELECT status FROM voice_jobs"))["status"] == "sent"
+
+
+async def test_voice_queue_on_both_databases(db):
+    """Queued voice messages: sealed Ogg, one pending job, finished only once."""
+    from datetime import UTC, datetime
+
+    from bridge.app import make_sealer
+    from bridge.audit.log import AuditLog
+    from bridge.config import minimal_config
+    from bridge.store import pairs
+    from bridge.voice_feature import finish_job, queue_voice
+
+    cfg = minimal_config(data_dir="/nonexistent")
+    audit = AuditLog(db, make_sealer(cfg), cfg.audit.signing_key.get_secret_value())
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    pair = await pairs.create(db, patient_id="@pat:hs", therapist_id="@doc:hs", now=0)
+    clip = convert_to_voice(tone_wav(0.5), filename_hint="a.wav", limits=LIMITS)
+    async with db.transaction() as tx:
+        job_id = await queue_voice(tx, audit, pair.pair_id, clip, "admin", now)
+    job = await db.fetchrow("SELECT * FROM voice_jobs WHERE job_id = ?", job_id)
+    assert job["status"] == "pending" and json.loads(job["waveform"]) == clip.waveform
+    assert await audit.load_media(db, job["media_ref"]) == clip.ogg
+    assert await finish_job(db, job_id, "sent", 5, None)
+    assert not await finish_job(db, job_id, "failed", 6, "late")
+    queued = await db.fetchrow("SELECT details FROM audit_entries WHERE action = 'voice.queued'")
+    assert json.loads(queued["details"])["media_ref"] == clip.sha256
