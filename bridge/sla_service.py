@@ -23,6 +23,7 @@ from bridge.core.sla import (
     Clock,
     Desk,
     SlaPolicy,
+    Step,
     cancel_clock,
     on_patient_message,
     on_therapist_message,
@@ -285,7 +286,10 @@ class SlaRuntime:
             policy=policy,
             cal=self.calendar,
             therapist=self._desk(policy, clock.therapist_id, row),
-            supervisors=await self._supervisors(tx, policy),
+            # Only the escalation reaches supervisors: spare the lookups for other steps.
+            supervisors=(
+                await self._supervisors(tx, policy) if ref.step is Step.ESCALATION else []
+            ),
             away=await self._away(tx, policy, row, now),
         )
         await self._save(tx, clock, new)
