@@ -18,9 +18,10 @@ dev: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/confidant demo --dir demo
 
-## deps: what the test suite needs besides Python packages (ffmpeg, Synapse, Node packages)
+## deps: what the test suite needs besides Python packages (ffmpeg, Chromium, Synapse, Node packages)
 deps: $(STAMP)
 	command -v ffprobe >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg)
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -c 'from bridge.devhs import ensure_synapse; ensure_synapse()'
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 

@@ -86,7 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args.config)
     _setup_logging(cfg)
-    asyncio.run(App(cfg).run_until_signalled())
+    from bridge.standby import run_when_active
+
+    # With PostgreSQL, only the instance holding the advisory lock runs; others wait.
+    asyncio.run(run_when_active(App(cfg)))
     return 0
 
 

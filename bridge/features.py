@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from bridge.desk_export import install_desk_export
 from bridge.email.feature import install_email
+from bridge.http_feature import install_http
 from bridge.sla_service import install_sla
 
 if TYPE_CHECKING:
@@ -26,4 +27,5 @@ async def desk_export(app: App) -> None:
     install_desk_export(app.service, app.parts, app.bot, app.service.clock)
 
 
-ALL: list[Installer] = [sla, desk_export, install_email]
+# HTTP last: /health and /metrics report on everything installed before it.
+ALL: list[Installer] = [sla, desk_export, install_email, install_http]

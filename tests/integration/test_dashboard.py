@@ -12,7 +12,7 @@ import pytest
 from bridge.adapters.http import CSRF_COOKIE, SESSION_COOKIE, HttpServer
 from bridge.app import App, default_features
 from bridge.config import hash_token
-from bridge.http_feature import http_installer
+from bridge.http_feature import http_installer, install_http
 from bridge.store import clocks
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing
@@ -35,6 +35,11 @@ FLAGS = (
 )
 
 
+def without_http() -> list:
+    """The default features minus the configured HTTP server (tests bind a free port)."""
+    return [f for f in default_features() if f is not install_http]
+
+
 @pytest.fixture
 async def dashboard(homeserver, make_user, make_nio_user, tmp_path: Path):
     bot = make_user("dashbot")
@@ -43,12 +48,18 @@ async def dashboard(homeserver, make_user, make_nio_user, tmp_path: Path):
         bot.user_id,
         bot.password,
         tmp_path / "data",
-        http={"admin_tokens": [hash_token(TOKEN)]},
+        http={"enabled": True, "admin_tokens": [hash_token(TOKEN)]},
         # Working time around the clock: the clock opens whenever the test runs.
         practice={"working_hours": {d: "00:00-24:00" for d in _DAYS}},
     )
     servers: list[HttpServer] = []
-    app = App(cfg, features=[*default_features(), http_installer(port=0, on_ready=servers.append)])
+    app = App(
+        cfg,
+        features=[
+            *(f for f in default_features() if f is not install_http),
+            http_installer(port=0, on_ready=servers.append),
+        ],
+    )
     await app.start()
     try:
         patient = await make_nio_user("dashpatient")

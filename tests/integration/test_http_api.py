@@ -18,7 +18,7 @@ from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.core.model import AppendAudit
 from bridge.core.sla import Clock, ClockState
-from bridge.http_feature import http_installer
+from bridge.http_feature import http_installer, install_http
 from bridge.store import clocks
 from bridge.voice_feature import install_voice
 from tests.integration.test_pair_rooms import wait_until
@@ -37,6 +37,11 @@ def _register(homeserver, prefix: str) -> str:
     return user_id
 
 
+def without_http() -> list:
+    """The default features minus the configured HTTP server (tests bind a free port)."""
+    return [f for f in default_features() if f is not install_http]
+
+
 @pytest.fixture(scope="module")
 async def api(homeserver, tmp_path_factory):
     """One running bridge with HTTP on a free port, shared by this module's tests."""
@@ -47,10 +52,14 @@ async def api(homeserver, tmp_path_factory):
         bot,
         password,
         tmp_path_factory.mktemp("api") / "data",
-        http={"admin_tokens": [hash_token(TOKEN)]},
+        http={"enabled": True, "admin_tokens": [hash_token(TOKEN)]},
     )
     servers: list[HttpServer] = []
-    features = [*default_features(), install_voice, http_installer(port=0, on_ready=servers.append)]
+    features = [
+        *(f for f in default_features() if f is not install_http),
+        install_voice,
+        http_installer(port=0, on_ready=servers.append),
+    ]
     app = App(cfg, features=features)
     await app.start()
     try:

@@ -35,6 +35,8 @@ def bridge_config_dict(
             "crisis_line": "+44 800 000 000",
             "ask_consent": False,
         },
+        # Tests that need the admin API turn it on and bind a free port themselves.
+        "http": {"enabled": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
