@@ -323,6 +323,8 @@ class SessionsFeature:
 async def install_sessions(app: App) -> None:
     """Register `!session`/`!sessions`, the `session` timers, and the CLI-session poll."""
     assert app.service is not None
+    if core.TIMER_PREFIX in app.service.timer_handlers:
+        return  # installed already
     feature = SessionsFeature(app)
     app.service.facts_providers.append(feature.facts)
     app.service.invoke_handlers[core.ADD_OPERATION] = feature.add

@@ -226,6 +226,8 @@ class VideoFeature:
 async def install_video(app: App) -> None:
     """Register `!video`'s facts and its start/end operations."""
     assert app.service is not None
+    if video_commands.START_OPERATION in app.service.invoke_handlers:
+        return  # installed already
     feature = VideoFeature(app)
     app.service.facts_providers.append(feature.facts)
     app.service.invoke_handlers[video_commands.START_OPERATION] = feature.start

@@ -408,6 +408,8 @@ async def finish_job(
 async def install_voice(app: App) -> None:
     """Keep members' media for the audit and post voice messages queued by the CLI."""
     assert app.service is not None
+    if CAPTURE_OPERATION in app.service.invoke_handlers:
+        return  # installed already (a second install would capture everything twice)
     feature = VoiceFeature(app)
     app.service.pair_hooks.append(capture_hook)
     app.service.invoke_handlers[CAPTURE_OPERATION] = feature.capture_later

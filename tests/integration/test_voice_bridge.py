@@ -54,7 +54,9 @@ async def running(homeserver, make_user, make_nio_user, tmp_path: Path):
     overrides = bridge_config_dict(homeserver, bot.user_id, bot.password, tmp_path / "data")
     config_file = tmp_path / "config.yaml"
     config_file.write_text(yaml.safe_dump(minimal_config_dict(**overrides)))
-    app = await start_app(load_config(config_file), features=[*default_features(), install_voice])
+    # Installed twice on purpose: a second install must not capture media twice.
+    features = [*default_features(), install_voice, install_voice]
+    app = await start_app(load_config(config_file), features=features)
     patient = await make_nio_user("patient")
     therapist = await make_nio_user("therapist")
     record, _ = await app.parts.pairs.add_pair(
