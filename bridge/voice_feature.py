@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bridge.adapters.voice import (
@@ -50,6 +50,8 @@ CAPTURED_KINDS = frozenset({Kind.VOICE, Kind.AUDIO, Kind.IMAGE, Kind.FILE, Kind.
 MAX_CAPTURE_BYTES = 100 * 1024 * 1024
 #: Bounds for audio converted by `confidant voice send`.
 VOICE_LIMITS = VoiceLimits(max_input_bytes=50 * 1024 * 1024, max_seconds=15 * 60)
+#: At start, media events this recent whose capture was cut off are captured again.
+RECOVER_WINDOW = timedelta(days=7)
 #: How often the bridge looks for queued voice messages.
 POLL_SECONDS = 1.0
 
@@ -132,6 +134,51 @@ class VoiceFeature:
         value = json.loads(raw)
         return value if isinstance(value, dict) else None
 
+    async def missed_captures(self, since_ms: int) -> list[Invoke]:
+        """Media events audited since `since_ms` without a `media.stored` entry.
+
+        A capture runs after its event's commit; if the bridge stopped in between, the
+        event is processed but its media not kept. These are found again at start.
+        """
+        actions = [f"room.{kind.value}" for kind in sorted(CAPTURED_KINDS)]
+        marks = ", ".join("?" for _ in actions)
+        rows = await self.parts.db.fetch(
+            "SELECT e.pair_id, e.event_id, e.actor, e.action FROM audit_entries e"
+            f" WHERE e.ts >= ? AND e.action IN ({marks}) AND e.role IN ('patient', 'therapist')"
+            " AND e.event_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_entries m"
+            " WHERE m.event_id = e.event_id AND m.action = 'media.stored') ORDER BY e.seq",
+            since_ms,
+            *actions,
+        )
+        found: list[Invoke] = []
+        for row in rows:
+            record = await pairs.get(self.parts.db, str(row["pair_id"]))
+            if record is None or record.room_id is None:
+                continue
+            found.append(
+                Invoke(
+                    CAPTURE_OPERATION,
+                    record.room_id,
+                    {
+                        "event_id": str(row["event_id"]),
+                        "kind": str(row["action"]).split(".", 1)[1],
+                        "sender": str(row["actor"]),
+                    },
+                    pair_id=record.pair_id,
+                )
+            )
+        return found
+
+    async def recover(self) -> int:
+        """Capture what a stop cut off (events of the last RECOVER_WINDOW); returns how many."""
+        since = to_ms(self.service.clock() - RECOVER_WINDOW)
+        missed = await self.missed_captures(since)
+        for effect in missed:
+            await self.capture_later(effect)
+        if missed:
+            log.info("media captures resumed", extra={"count": len(missed)})
+        return len(missed)
+
     async def capture_later(self, effect: Invoke) -> None:
         """Capture in the background: a large download must not hold up the sync."""
         task = asyncio.create_task(self._capture_logged(effect), name="media-capture")
@@ -182,6 +229,8 @@ class VoiceFeature:
                 details["audio"] = err.reason
         now = self.service.clock()
         async with self.parts.db.transaction() as tx:
+            if await _captured(tx, event_id):
+                return  # a resumed capture met one under way
             sealed: bytes | None = None
             if data is not None:
                 ref = await self.parts.audit.store_media(tx, data, now)
@@ -339,6 +388,13 @@ class VoiceFeature:
         return True
 
 
+async def _captured(ex: Executor, event_id: str) -> bool:
+    seq = await ex.fetchval(
+        "SELECT seq FROM audit_entries WHERE event_id = ? AND action = 'media.stored'", event_id
+    )
+    return seq is not None
+
+
 def _without_keys(content: dict[str, Any]) -> dict[str, Any]:
     """Content for the audit: the media itself is kept, so the upload's keys are not."""
     out = {k: v for k, v in content.items() if k != "file"}
@@ -415,6 +471,7 @@ async def install_voice(app: App) -> None:
     app.service.invoke_handlers[CAPTURE_OPERATION] = feature.capture_later
 
     async def start() -> None:
+        await feature.recover()
         feature.start()
 
     app.on_start(start)

@@ -68,9 +68,7 @@ async def running(homeserver, make_user, make_nio_user, tmp_path: Path):
     await app.stop()
 
 
-async def test_voice_note_is_kept_sealed_and_exported(running, tmp_path: Path):
-    app, patient, _therapist, record, _ = running
-    clip = convert_to_voice(tone_wav(2.0), filename_hint="note.wav", limits=LIMITS)
+async def send_voice_note(patient, room_id: str, clip) -> str:
     upload, keys = await patient.client.upload(
         lambda *_: io.BytesIO(clip.ogg), encrypt=True, filesize=clip.size
     )
@@ -83,7 +81,13 @@ async def test_voice_note_is_kept_sealed_and_exported(running, tmp_path: Path):
         "org.matrix.msc3245.voice": {},
         "file": {**keys, "url": upload.content_uri},
     }
-    event_id = await patient.send(record.room_id, "m.room.message", content)
+    return await patient.send(room_id, "m.room.message", content)
+
+
+async def test_voice_note_is_kept_sealed_and_exported(running, tmp_path: Path):
+    app, patient, _therapist, record, _ = running
+    clip = convert_to_voice(tone_wav(2.0), filename_hint="note.wav", limits=LIMITS)
+    event_id = await send_voice_note(patient, record.room_id, clip)
 
     async def stored():
         return await app.parts.db.fetchrow(
@@ -128,6 +132,53 @@ async def test_voice_note_is_kept_sealed_and_exported(running, tmp_path: Path):
     entry = next(e for e in transcript["entries"] if e["entry"]["action"] == "media.stored")
     assert entry["media"] == [{"ref": details["media_ref"], "path": media[0]}]
     assert media[0] in html
+
+
+async def test_capture_cut_off_by_a_stop_resumes_at_start(
+    homeserver, make_user, make_nio_user, tmp_path: Path
+):
+    bot = make_user("bot")
+    overrides = bridge_config_dict(homeserver, bot.user_id, bot.password, tmp_path / "data")
+    cfg = load_config_from(overrides, tmp_path)
+    # First without the voice feature: the note is audited, its media not kept.
+    app = await start_app(cfg, features=[f for f in default_features() if f is not install_voice])
+    try:
+        patient = await make_nio_user("patient")
+        therapist = await make_nio_user("therapist")
+        record, _ = await app.parts.pairs.add_pair(
+            patient.user_id, therapist.user_id, app.service.clock()
+        )
+        await patient.wait_for(record.room_id, notice_containing("Welcome"), timeout=30)
+        clip = convert_to_voice(tone_wav(1.0), filename_hint="n.wav", limits=LIMITS)
+        event_id = await send_voice_note(patient, record.room_id, clip)
+
+        async def audited():
+            return await app.parts.db.fetchval(
+                "SELECT seq FROM audit_entries WHERE event_id = ?", event_id
+            )
+
+        await wait_until(audited, what="the voice note audited")
+    finally:
+        await app.stop()
+    app = await start_app(cfg, features=[*default_features(), install_voice])
+    try:
+
+        async def stored():
+            return await app.parts.db.fetch(
+                "SELECT details FROM audit_entries WHERE event_id = ? AND action = 'media.stored'",
+                event_id,
+            )
+
+        [row] = await wait_until(stored, what="the capture resumed")
+        assert json.loads(row["details"])["media_ref"] == clip.sha256
+    finally:
+        await app.stop()
+
+
+def load_config_from(overrides, tmp_path: Path):
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(yaml.safe_dump(minimal_config_dict(**overrides)))
+    return load_config(config_file)
 
 
 async def test_voice_send_reaches_the_patient_as_element_voice(running, tmp_path: Path):
