@@ -79,11 +79,21 @@ async def get(ex: Executor, timer_id: str) -> TimerRecord | None:
     return None if row is None else _record(row)
 
 
-async def get_pending(ex: Executor) -> list[TimerRecord]:
-    """Every timer that has not fired, soonest first (overdue ones included)."""
-    rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM timers WHERE fired_at IS NULL ORDER BY due_at, timer_id"
-    )
+async def get_pending(ex: Executor, due_before: int | None = None) -> list[TimerRecord]:
+    """Every timer that has not fired, soonest first (overdue ones included).
+
+    With `due_before` (ms), only those due before then.
+    """
+    if due_before is None:
+        rows = await ex.fetch(
+            f"SELECT {_COLUMNS} FROM timers WHERE fired_at IS NULL ORDER BY due_at, timer_id"
+        )
+    else:
+        rows = await ex.fetch(
+            f"SELECT {_COLUMNS} FROM timers WHERE fired_at IS NULL AND due_at < ? "
+            "ORDER BY due_at, timer_id",
+            due_before,
+        )
     return [_record(row) for row in rows]
 
 
