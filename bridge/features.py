@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 from bridge.desk_export import install_desk_export
 from bridge.email.feature import install_email
 from bridge.http_feature import install_http
+from bridge.sessions_feature import install_sessions
 from bridge.sla_service import install_sla
+from bridge.video_feature import install_video
+from bridge.voice_feature import install_voice
 
 if TYPE_CHECKING:
     from bridge.app import App, Installer
@@ -28,4 +31,12 @@ async def desk_export(app: App) -> None:
 
 
 # HTTP last: /health and /metrics report on everything installed before it.
-ALL: list[Installer] = [sla, desk_export, install_email, install_http]
+ALL: list[Installer] = [
+    sla,
+    desk_export,
+    install_email,
+    install_voice,
+    install_video,
+    install_sessions,
+    install_http,
+]
