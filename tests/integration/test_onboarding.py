@@ -115,6 +115,8 @@ async def test_invitation_to_pair_room_end_to_end(
     )  # fmt: skip
     assert code == 0, err
     assert "desk room !" in out
+    code, out, err = await confidant("therapist", "list", *c)
+    assert code == 0 and f"{therapist.user_id}" in out and supervisor.user_id in out
 
     app = App(
         minimal_config(**overrides),
