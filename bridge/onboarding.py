@@ -137,6 +137,11 @@ class SynapseAdminApi:
                 return None
             raise
 
+    async def all_tokens(self) -> dict[str, dict[str, Any]]:
+        """Every registration token on the homeserver, by token (one request)."""
+        data = await self._call("GET", "/v1/registration_tokens")
+        return {str(t["token"]): t for t in data.get("registration_tokens", [])}
+
     async def delete_token(self, token: str) -> bool:
         """Delete the token; False when it was already gone."""
         try:
@@ -424,15 +429,16 @@ class Onboarding:
         if not pending:
             return result
         used: list[tuple[InvitationRecord, UsedToken]] = []
+        asked_at = to_ms(self.clock())
+        tokens = await self.admin.all_tokens()
+        seen_at = to_ms(self.clock())
         for record in pending:
             if record.patient_id is not None:
                 # Matched before, but the pair was not finished: finish it now.
                 await self._finish(record, record.patient_id, self.clock())
                 result.matched.append((record, record.patient_id))
                 continue
-            asked_at = to_ms(self.clock())
-            info = await self.admin.token_info(record.token)
-            seen_at = to_ms(self.clock())
+            info = tokens.get(record.token)
             completed = int(info.get("completed") or 0) if info is not None else 0
             if info is not None and completed >= 1:
                 earliest = max(
