@@ -171,7 +171,11 @@ class App:
         service.outbox = self.outbox
         self.scheduler = Scheduler(service.fire_timer)
         service.scheduler = self.scheduler
+        installed: list[Installer] = []
         for install in self.features if self.features is not None else default_features():
+            if install in installed:
+                continue  # listed twice (e.g. a test adding a default feature again)
+            installed.append(install)
             await install(self)
         await self.bot.start()
         signer = CrossSigner(

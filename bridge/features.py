@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bridge.adapters.mailer import install_mailer
+from bridge.consent import install_consent
 from bridge.desk_export import install_desk_export
 from bridge.email.feature import install_email
 from bridge.http_feature import install_http
+from bridge.onboarding import install_onboarding
 from bridge.sessions_feature import install_sessions
 from bridge.sla_service import install_sla
 from bridge.video_feature import install_video
@@ -32,7 +35,10 @@ async def desk_export(app: App) -> None:
 
 # HTTP last: /health and /metrics report on everything installed before it.
 ALL: list[Installer] = [
+    install_mailer,
     sla,
+    install_consent,
+    install_onboarding,
     desk_export,
     install_email,
     install_voice,
