@@ -31,16 +31,20 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge import metrics
+from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.voice import AudioError, convert_to_voice_async
 from bridge.audit.export import export_pair
 from bridge.audit.log import AuditLog
 from bridge.audit.verify import verify
+from bridge.config import parse_duration
 from bridge.core.audit import public_key_bytes
 from bridge.core.sla import Clock
 from bridge.core.sla_report import summarize
+from bridge.onboarding import DEFAULT_VALIDITY, AdminUnavailable, Onboarding, OnboardingError
 from bridge.provision import PairError
-from bridge.store import clocks, pairs
+from bridge.store import clocks, invitations, pairs
 from bridge.store.base import from_ms
+from bridge.store.invitations import InvitationRecord, InvitationStatus
 from bridge.store.pairs import PairRecord, PairStatus
 from bridge.voice_feature import VOICE_LIMITS, queue_voice
 
@@ -71,7 +75,15 @@ ERRORS: dict[str, tuple[int, str]] = {
     "conflict": (409, "The pair is not in a state that allows this."),
     "too_large": (413, "The upload is larger than the bridge accepts."),
     "bad_audio": (422, "The audio cannot become a voice message."),
+    "invitation_not_found": (404, "No such invitation; see /api/v1/invitations."),
+    "invitation_refused": (409, "The invitation cannot be changed that way; detail says why."),
+    "email_off": (409, "Outbound e-mail is not enabled; give the patient the code yourself."),
+    "mail_failed": (502, "The mail relay did not take the e-mail; try again later."),
     "unavailable": (503, "The bridge is not running yet; try again shortly."),
+    "admin_unavailable": (
+        503,
+        "The homeserver's admin API cannot be used for invitations; detail says what to do.",
+    ),
     "internal": (500, "Something failed inside the bridge; its log names the error."),
 }
 
@@ -116,6 +128,12 @@ async def error_middleware(
     except PairError as err:
         code = "pair_not_found" if str(err).startswith("no pair") else "conflict"
         return error_response(code, str(err))
+    except AdminUnavailable as err:
+        return error_response("admin_unavailable", str(err))
+    except OnboardingError as err:
+        return error_response("invitation_refused", str(err))
+    except MailError as err:
+        return error_response("mail_failed", str(err))
     except web.HTTPException as exc:
         if exc.status < 400 or not _is_json_path(request.path):
             raise
@@ -177,6 +195,24 @@ def pair_json(record: PairRecord) -> dict[str, Any]:
         "has_patient_email": record.patient_email is not None,
         "created_at": _iso_ms(record.created_at),
         "removed_at": _iso_ms(record.removed_at),
+    }
+
+
+def invitation_json(record: InvitationRecord) -> dict[str, Any]:
+    """An invitation as the API shows it: never its code (the registration token)."""
+    return {
+        "invitation_id": record.invitation_id,
+        "email": record.email,
+        "therapist_id": record.therapist_id,
+        "policy": record.policy,
+        "status": record.status.value,
+        "created_at": _iso_ms(record.created_at),
+        "expires_at": _iso_ms(record.expires_at),
+        "sent_count": record.sent_count,
+        "last_sent_at": _iso_ms(record.last_sent_at),
+        "patient_id": record.patient_id,
+        "pair_id": record.pair_id,
+        "closed_at": _iso_ms(record.closed_at),
     }
 
 
@@ -561,6 +597,146 @@ async def export_transcript(request: web.Request) -> web.StreamResponse:
     return response
 
 
+# ---------------------------------------------------------------- invitations
+
+invitation_routes = web.RouteTableDef()
+
+
+def _onboarding(app: App) -> Onboarding:
+    """Onboarding as the API's actor, with the bridge's mailer (None: e-mail is off)."""
+    assert app.parts is not None and app.service is not None
+    mailer = app.service.mailer
+    return Onboarding(
+        app.parts,
+        mailer if isinstance(mailer, Mailer) else None,
+        actor="api",
+        clock=app.service.clock,
+    )
+
+
+async def _invitation(app: App, request: web.Request) -> InvitationRecord:
+    assert app.parts is not None
+    record = await invitations.get(app.parts.db, request.match_info["invitation_id"])
+    if record is None:
+        raise ApiError("invitation_not_found")
+    return record
+
+
+def _optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError("bad_request", f"{key} must be a string")
+    return value
+
+
+def _valid_for(body: dict[str, Any]) -> timedelta:
+    value = body.get("valid_for")
+    if value is None:
+        return DEFAULT_VALIDITY
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            valid_for = timedelta(seconds=value)
+        else:
+            valid_for = parse_duration(value)
+    except ValueError:
+        valid_for = timedelta(0)
+    if valid_for <= timedelta(0):
+        raise ApiError("bad_request", "valid_for must be seconds or a duration like '7d'")
+    return valid_for
+
+
+@invitation_routes.get(f"{API}/invitations")
+async def list_invitations(request: web.Request) -> web.Response:
+    app = _running(request)
+    assert app.parts is not None
+    status_text = request.query.get("status")
+    try:
+        status = InvitationStatus(status_text) if status_text else None
+    except ValueError:
+        known = ", ".join(s.value for s in InvitationStatus)
+        raise ApiError("bad_request", f"status must be one of {known}") from None
+    records = await invitations.list_invitations(app.parts.db, status=status)
+    return web.json_response({"invitations": [invitation_json(r) for r in records]})
+
+
+@invitation_routes.post(f"{API}/invitations")
+async def create_invitation(request: web.Request) -> web.Response:
+    app = _running(request)
+    body = await _json_body(request)
+    email = body.get("email")
+    if not isinstance(email, str) or "@" not in email or any(c.isspace() for c in email):
+        raise ApiError("bad_request", "email must be an e-mail address")
+    therapist = _user_id(body, "therapist")
+    name = _optional_str(body, "name")
+    policy = body.get("policy", "default")
+    if not isinstance(policy, str) or policy not in app.cfg.policies:
+        raise ApiError("unknown_policy")
+    valid_for = _valid_for(body)
+    onboarding = _onboarding(app)
+    mailer, onboarding.mailer = onboarding.mailer, None
+    # Stored first, e-mailed second: a relay failure must not lose the invitation.
+    record = await onboarding.invite(
+        email, therapist, _now(app), name=name, policy=policy, valid_for=valid_for
+    )
+    result: dict[str, Any] = {"email_sent": False}
+    if mailer is not None:
+        onboarding.mailer = mailer
+        try:
+            await onboarding.send(record, _now(app))
+        except MailError as err:
+            result["email_error"] = str(err)
+        else:
+            result["email_sent"] = True
+        record = await onboarding.get(record.invitation_id)
+    if not result["email_sent"]:
+        # Nobody else will tell the patient the code: the operator has to.
+        result["code"] = record.token
+    return web.json_response({"invitation": invitation_json(record), **result}, status=201)
+
+
+@invitation_routes.get(f"{API}/invitations/{{invitation_id}}")
+async def show_invitation(request: web.Request) -> web.Response:
+    record = await _invitation(_running(request), request)
+    return web.json_response({"invitation": invitation_json(record)})
+
+
+@invitation_routes.post(f"{API}/invitations/{{invitation_id}}/resend")
+async def resend_invitation(request: web.Request) -> web.Response:
+    app = _running(request)
+    record = await _invitation(app, request)
+    onboarding = _onboarding(app)
+    if onboarding.mailer is None:
+        raise ApiError("email_off")
+    record = await onboarding.resend(record.invitation_id, _now(app))
+    return web.json_response({"invitation": invitation_json(record)})
+
+
+@invitation_routes.post(f"{API}/invitations/{{invitation_id}}/revoke")
+async def revoke_invitation(request: web.Request) -> web.Response:
+    app = _running(request)
+    record = await _invitation(app, request)
+    record = await _onboarding(app).revoke(record.invitation_id, _now(app))
+    return web.json_response({"invitation": invitation_json(record)})
+
+
+@invitation_routes.post(f"{API}/invitations/{{invitation_id}}/match")
+async def match_invitation(request: web.Request) -> web.Response:
+    app = _running(request)
+    record = await _invitation(app, request)
+    user_id = _user_id(await _json_body(request), "user_id")
+    record = await _onboarding(app).match(record.invitation_id, user_id, _now(app))
+    await _refresh(app)
+    return web.json_response({"invitation": invitation_json(record)})
+
+
+async def _refresh(app: App) -> None:
+    """Let the running bridge pick up a pair created outside an event (as onboarding does)."""
+    if app.service is not None:
+        await app.service.refresh_rooms()
+    if app.outbox is not None:
+        app.outbox.kick()
+
+
 # ---------------------------------------------------------------- policies, SLA, audit
 
 sla_routes = web.RouteTableDef()
@@ -872,7 +1048,7 @@ async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/dashboard")
 
 
-ROUTE_TABLES = (ops, pair_routes, sla_routes, audit_routes, dashboard)
+ROUTE_TABLES = (ops, pair_routes, invitation_routes, sla_routes, audit_routes, dashboard)
 
 
 def build_web_app(server: HttpServer) -> web.Application:
@@ -911,6 +1087,34 @@ _PAIR = {"$ref": "#/components/schemas/Pair"}
 _PAIR_RESULT = {"type": "object", "properties": {"pair": _PAIR}}
 _AUTH_ERRORS = {"401": _err("Missing or wrong admin token.")}
 _PAIR_ERRORS = {**_AUTH_ERRORS, "404": _err("No such pair.")}
+_INVITATION_PARAM = {
+    "name": "invitation_id",
+    "in": "path",
+    "required": True,
+    "description": "The invitation's id (8 hex digits).",
+    "schema": {"type": "string"},
+}
+_INVITATION = {"$ref": "#/components/schemas/Invitation"}
+_INVITATION_RESULT = {"type": "object", "properties": {"invitation": _INVITATION}}
+_INVITATION_ERRORS = {**_AUTH_ERRORS, "404": _err("No such invitation.")}
+_ADMIN_ERRORS = {
+    "502": _err("The homeserver or the mail relay failed."),
+    "503": _err(
+        "No usable synapse_admin.access_token (admin_unavailable); detail says what to do."
+    ),
+}
+
+
+def _json_request(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"type": "object", "required": required, "properties": properties}
+            }
+        },
+    }
+
 
 #: The API's description, written by hand; tests check it names every route.
 OPENAPI: dict[str, Any] = {
@@ -918,7 +1122,8 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "Confidant admin API",
         "version": "1",
-        "description": "Pairs, policies, SLA clocks and reports, audit checks and exports. "
+        "description": "Pairs, invitations, policies, SLA clocks and reports, audit checks and "
+        "exports. "
         "Every error is JSON: {error, message, detail?}.",
     },
     "servers": [{"url": "/"}],
@@ -1116,6 +1321,122 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        f"{API}/invitations": {
+            "get": {
+                "summary": "List invitations, oldest first (never their codes).",
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": [s.value for s in InvitationStatus]},
+                    }
+                ],
+                "responses": {
+                    "200": _ok(
+                        "The invitations.",
+                        {
+                            "type": "object",
+                            "properties": {"invitations": {"type": "array", "items": _INVITATION}},
+                        },
+                    ),
+                    "400": _err("Bad status."),
+                    **_AUTH_ERRORS,
+                },
+            },
+            "post": {
+                "summary": "Invite a patient: a single-use registration code, e-mailed.",
+                "description": "Creates a single-use registration token on the homeserver "
+                "(needs synapse_admin.access_token) and e-mails it when outbound e-mail is on. "
+                "The code is in the response only when no e-mail was sent (e-mail off, or the "
+                "relay failed: see email_error), for the operator to hand over; no other "
+                "response ever shows it. The running bridge pairs the new account with the "
+                "therapist once it registers.",
+                "requestBody": _json_request(
+                    ["email", "therapist"],
+                    {
+                        "email": {"type": "string", "format": "email"},
+                        "therapist": {"type": "string", "example": "@dr:example.org"},
+                        "name": {"type": "string", "description": "How the e-mail greets them."},
+                        "policy": {"type": "string", "default": "default"},
+                        "valid_for": {
+                            "oneOf": [{"type": "integer"}, {"type": "string"}],
+                            "description": "Seconds, or a duration like '7d' (default 7 days).",
+                        },
+                    },
+                ),
+                "responses": {
+                    "201": _ok(
+                        "Created.",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "invitation": _INVITATION,
+                                "email_sent": {"type": "boolean"},
+                                "email_error": {"type": "string"},
+                                "code": {
+                                    "type": "string",
+                                    "description": "Only when email_sent is false.",
+                                },
+                            },
+                        },
+                    ),
+                    "400": _err("Bad e-mail address, user id, policy or valid_for."),
+                    **_AUTH_ERRORS,
+                    "409": _err("The therapist is not registered (invitation_refused)."),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+        f"{API}/invitations/{{invitation_id}}": {
+            "parameters": [_INVITATION_PARAM],
+            "get": {
+                "summary": "Show an invitation.",
+                "responses": {
+                    "200": _ok("The invitation.", _INVITATION_RESULT),
+                    **_INVITATION_ERRORS,
+                },
+            },
+        },
+        f"{API}/invitations/{{invitation_id}}/resend": {
+            "parameters": [_INVITATION_PARAM],
+            "post": {
+                "summary": "E-mail a pending invitation again (same code, same expiry).",
+                "responses": {
+                    "200": _ok("The invitation.", _INVITATION_RESULT),
+                    **_INVITATION_ERRORS,
+                    "409": _err("Not pending, expired, or e-mail is off (email_off)."),
+                    "502": _err("The mail relay failed."),
+                },
+            },
+        },
+        f"{API}/invitations/{{invitation_id}}/revoke": {
+            "parameters": [_INVITATION_PARAM],
+            "post": {
+                "summary": "Withdraw a pending invitation: its code is deleted on the homeserver.",
+                "responses": {
+                    "200": _ok("The revoked invitation.", _INVITATION_RESULT),
+                    **_INVITATION_ERRORS,
+                    "409": _err("The invitation is not pending."),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+        f"{API}/invitations/{{invitation_id}}/match": {
+            "parameters": [_INVITATION_PARAM],
+            "post": {
+                "summary": "Say which account used an invitation; its pair is created.",
+                "requestBody": _json_request(
+                    ["user_id"], {"user_id": {"type": "string", "example": "@pat:example.org"}}
+                ),
+                "responses": {
+                    "200": _ok("The used invitation.", _INVITATION_RESULT),
+                    "400": _err("Bad user id."),
+                    **_INVITATION_ERRORS,
+                    "409": _err("The invitation is used, revoked or expired, or no pair fits."),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
         f"{API}/policies": {
             "get": {
                 "summary": "The SLA policies from the configuration (durations in seconds).",
@@ -1220,6 +1541,23 @@ OPENAPI: dict[str, Any] = {
             "PairCreated": {
                 "type": "object",
                 "properties": {"pair": _PAIR, "created": {"type": "boolean"}},
+            },
+            "Invitation": {
+                "type": "object",
+                "properties": {
+                    "invitation_id": {"type": "string"},
+                    "email": {"type": "string", "format": "email"},
+                    "therapist_id": {"type": "string"},
+                    "policy": {"type": "string"},
+                    "status": {"type": "string", "enum": [s.value for s in InvitationStatus]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "sent_count": {"type": "integer"},
+                    "last_sent_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "patient_id": {"type": "string", "nullable": True},
+                    "pair_id": {"type": "string", "nullable": True},
+                    "closed_at": {"type": "string", "format": "date-time", "nullable": True},
+                },
             },
             "Clock": {
                 "type": "object",
