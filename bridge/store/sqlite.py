@@ -24,6 +24,22 @@ from bridge.store.base import Dialect, IntegrityError, StoreError, Transaction
 BUSY_TIMEOUT_MS = 10_000
 
 
+async def _enable_wal(conn: aiosqlite.Connection) -> None:
+    """Switch to WAL; retried, because SQLite may refuse the switch with "database is
+    locked" without calling the busy handler while another process opens the same new file."""
+    delay = 0.01
+    for _ in range(60):
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+    await conn.execute("PRAGMA journal_mode=WAL")
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
@@ -132,7 +148,7 @@ class SqliteDatabase(_SqliteExecutor):
             # First: switching a new file to WAL takes a lock that another process
             # opening the same file at the same moment must wait for, not fail on.
             await conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA journal_mode=WAL")
+            await _enable_wal(conn)
             await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA foreign_keys=ON")
             # Deleted content (sent outbox bodies, expired audit content) is
