@@ -130,7 +130,8 @@ def print_logins(root: Path, url: str, passwords: dict[str, str], room_id: str, 
     _say("Log in as each user from any Matrix client (two browsers, or one private window).")
     _say(f"In Element Web or desktop choose 'Edit' next to the homeserver and enter {url}.")
     _say("Accept the invitation to the pair room; the therapist also gets a desk room with")
-    _say("the bot for reminders.")
+    _say("the bot for reminders. The patient is asked to accept the practice's consent text")
+    _say("(reply !accept); then the reply clock runs. !help lists commands, !video starts a call.")
     _say(f"Config: {root / CONFIG_FILE}; try: confidant pair -c {root / CONFIG_FILE} list")
     _say(f"Everything is kept in {root}; delete it to start afresh.")
 
