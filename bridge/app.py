@@ -59,6 +59,7 @@ def practice_facts(cfg: Config, bot_user_id: str) -> PracticeFacts:
         reply_window=human_duration(policy.window.total_seconds()),
         working_time=policy.window_clock == "working",
         ask_consent=cfg.practice.ask_consent,
+        video_enabled=cfg.jitsi.domain is not None,
     )
 
 

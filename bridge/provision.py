@@ -44,6 +44,7 @@ class PracticeFacts:
     reply_window: str | None = None
     working_time: bool = True
     ask_consent: bool = True
+    video_enabled: bool = False
 
 
 def private_e2ee_state() -> list[dict[str, Any]]:
@@ -350,6 +351,7 @@ class PairManager:
                 "crisis_line": self.facts.crisis_line,
                 "email_address": email_address,
                 "patient_email": record.patient_email,
+                "video_enabled": self.facts.video_enabled,
             },
             txn_id=f"welcome.{record.pair_id}",
             pair_id=record.pair_id,
