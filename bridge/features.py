@@ -16,6 +16,7 @@ from bridge.http_feature import install_http
 from bridge.onboarding import install_onboarding
 from bridge.sessions_feature import install_sessions
 from bridge.sla_service import install_sla
+from bridge.unread_notice import install_unread_notice
 from bridge.video_feature import install_video
 from bridge.voice_feature import install_voice
 
@@ -36,6 +37,7 @@ async def desk_export(app: App) -> None:
 # HTTP last: /health and /metrics report on everything installed before it.
 ALL: list[Installer] = [
     install_mailer,
+    install_unread_notice,
     sla,
     install_consent,
     install_onboarding,

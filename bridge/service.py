@@ -78,6 +78,19 @@ class Counters:
         self.events[kind] = self.events.get(kind, 0) + 1
 
 
+def receipt_key(pair_id: str) -> str:
+    """The kv key holding when the pair's patient last read the room (ms since the epoch)."""
+    return f"receipt:{pair_id}"
+
+
+async def record_patient_read(tx: Executor, pair_id: str, ts: int) -> None:
+    """Keep the latest read time of the pair's patient (receipts may arrive out of order)."""
+    key = receipt_key(pair_id)
+    old = await syncstate.get_kv(tx, key)
+    if old is None or int(old) < ts:
+        await syncstate.set_kv(tx, key, str(ts))
+
+
 def event_kind(ev: IncomingEvent) -> Kind:
     if not ev.decrypted:
         return Kind.UNDECRYPTABLE
@@ -194,6 +207,14 @@ class Service:
                 self.clock(),
             )
         log.info("invite refused", extra={"room_id": room_id})
+
+    async def on_receipt(self, room_id: str, user_id: str, event_id: str, ts: int) -> None:
+        """Remember when the patient of a pair room last read it (`receipt:PAIR`, ms)."""
+        pair, _desk = await self._room(room_id)
+        if pair is None or user_id != pair.patient_id:
+            return
+        async with self.db.transaction() as tx:
+            await record_patient_read(tx, pair.pair_id, ts)
 
     async def on_event(self, ev: IncomingEvent) -> None:
         pair, desk_owner = await self._room(ev.room_id)

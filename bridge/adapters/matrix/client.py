@@ -27,6 +27,7 @@ from nio import (
     KeysQueryResponse,
     MegolmEvent,
     OlmUnverifiedDeviceError,
+    ReceiptEvent,
     RoomKeyRequest,
     RoomMessagesError,
     RoomSendResponse,
@@ -65,6 +66,7 @@ class SyncHandler(Protocol):
     async def load_kv(self, key: str) -> str | None: ...
     async def save_kv(self, key: str, value: str) -> None: ...
     def trusted_users(self, room_id: str) -> set[str] | None: ...
+    async def on_receipt(self, room_id: str, user_id: str, event_id: str, ts: int) -> None: ...
 
 
 class RoomNotReady(Exception):
@@ -207,6 +209,7 @@ class MatrixBot:
                 events = await self._backfill(room_id, info.timeline.prev_batch) + events
             for ev in events:
                 await self._dispatch(room_id, ev)
+            await self._dispatch_receipts(room_id, info.ephemeral)
         await self._retry_pending()
         await self._housekeeping()
         await self.handler.save_kv(SYNC_TOKEN_KEY, resp.next_batch)
@@ -250,6 +253,17 @@ class MatrixBot:
         incoming = to_incoming(room_id, ev)
         if incoming is not None:
             await self.handler.on_event(incoming)
+
+    async def _dispatch_receipts(self, room_id: str, ephemeral: list[Any]) -> None:
+        """Hand each public read receipt to the handler (after the room's timeline)."""
+        for ev in ephemeral:
+            if not isinstance(ev, ReceiptEvent):
+                continue
+            for receipt in ev.receipts:
+                if receipt.receipt_type == "m.read":
+                    await self.handler.on_receipt(
+                        room_id, receipt.user_id, receipt.event_id, receipt.timestamp
+                    )
 
     async def _retry_pending(self) -> None:
         """Undecryptable events: ask for the key, retry, and give up after the grace time."""

@@ -1,0 +1,119 @@
+"""E-mail the patient "you have a new secure message" when a therapist's reply stays unread.
+
+Off by default (`outbound_email.notify_unread_after`). Each therapist message re-arms one
+timer per pair; when it fires and the patient has not read the room since that message
+(read receipts, or a message of their own), one e-mail goes out with the practice name
+and the web client link only: never the message, never the therapist's name.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from bridge.core.model import (
+    CONVERSATIONAL_KINDS,
+    AppendAudit,
+    Effect,
+    Pair,
+    Role,
+    RoomEvent,
+    ScheduleTimer,
+    SendEmail,
+    TimerFired,
+)
+from bridge.service import receipt_key, record_patient_read
+from bridge.store import pairs, syncstate
+from bridge.store.base import Executor, to_ms
+from bridge.store.pairs import PairStatus
+
+if TYPE_CHECKING:
+    from bridge.app import App
+    from bridge.config import Config
+
+log = logging.getLogger(__name__)
+
+TIMER_KIND = "unread"
+TEMPLATE = "new_secure_message"
+ACTOR = "confidant:unread"
+
+
+def timer_id(pair_id: str) -> str:
+    return f"{TIMER_KIND}:{pair_id}"
+
+
+def reply_key(pair_id: str) -> str:
+    """The kv key holding the origin time (ms) of the therapist's latest message."""
+    return f"unread_reply:{pair_id}"
+
+
+class UnreadNotice:
+    """The pair hook and timer handler of the feature."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.after: timedelta | None = cfg.outbound_email.notify_unread_after
+        self.enabled = cfg.outbound_email.enabled and self.after is not None
+        self.practice_name = cfg.practice.name
+        self.web_client_url = cfg.practice.web_client_url
+
+    async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
+        if not self.enabled or ev.kind not in CONVERSATIONAL_KINDS:
+            return []
+        if ev.role is Role.PATIENT:
+            # Writing in the room means the patient has seen it.
+            await record_patient_read(tx, pair.pair_id, to_ms(ev.origin_ts))
+            return []
+        if ev.role is not Role.THERAPIST or pair.status != PairStatus.ACTIVE.value:
+            return []
+        record = await pairs.get(tx, pair.pair_id)
+        if record is None or not record.patient_email:
+            return []
+        assert self.after is not None
+        await syncstate.set_kv(tx, reply_key(pair.pair_id), str(to_ms(ev.origin_ts)))
+        return [
+            ScheduleTimer(
+                timer_id=timer_id(pair.pair_id),
+                timer_kind=TIMER_KIND,
+                at=ev.seen_at + self.after,
+                pair_id=pair.pair_id,
+            )
+        ]
+
+    async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
+        if not self.enabled or fired.pair_id is None:
+            return []
+        record = await pairs.get(tx, fired.pair_id)
+        if record is None or not record.patient_email or record.status is not PairStatus.ACTIVE:
+            return []
+        reply = await syncstate.get_kv(tx, reply_key(fired.pair_id))
+        read = await syncstate.get_kv(tx, receipt_key(fired.pair_id))
+        if reply is None or (read is not None and int(read) >= int(reply)):
+            log.info("reply read, no notice", extra={"pair_id": fired.pair_id})
+            return []
+        log.info("unread notice", extra={"pair_id": fired.pair_id})
+        return [
+            SendEmail(
+                to=record.patient_email,
+                template=TEMPLATE,
+                context={
+                    "practice_name": self.practice_name,
+                    "web_client_url": self.web_client_url,
+                },
+            ),
+            AppendAudit(fired.pair_id, "notify.unread_email", ACTOR, {"template": TEMPLATE}),
+        ]
+
+
+async def install_unread_notice(app: App) -> None:
+    """Register the unread-notice hook and timer handler (idle unless configured)."""
+    assert app.service is not None
+    service = app.service
+    if TIMER_KIND in service.timer_handlers:
+        return
+    feature = UnreadNotice(app.cfg)
+    # The handler stays registered when off, so timers armed before a config change expire quietly.
+    service.timer_handlers[TIMER_KIND] = feature.on_timer
+    if feature.enabled and feature.after is not None:
+        service.pair_hooks.append(feature.on_pair_event)
+        log.info("unread notice on", extra={"after_s": int(feature.after.total_seconds())})
