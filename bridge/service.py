@@ -156,6 +156,13 @@ class Service:
         }
 
     async def _room(self, room_id: str) -> tuple[PairRecord | None, str | None]:
+        """The pair (read afresh: a handover in another process changes who is a member)
+        or the desk owner of a room; (None, None) for rooms that are not ours."""
+        if room_id in self._pairs_by_room:
+            record = await pairs.get_by_room(self.db, room_id)
+            if record is not None:
+                self._pairs_by_room[room_id] = record
+                return record, None
         if room_id not in self._pairs_by_room and room_id not in self._desks:
             await self.refresh_rooms()
         return self._pairs_by_room.get(room_id), self._desks.get(room_id)
@@ -165,6 +172,18 @@ class Service:
             if owner == therapist:
                 return room_id
         return None
+
+    async def desk_room_of(self, therapist: str) -> str | None:
+        """The therapist's desk room, looked up in the database when not known yet
+        (created by the command line, e.g. with a handover)."""
+        known = self.desk_of(therapist)
+        if known is not None:
+            return known
+        record = await therapists.get(self.db, therapist)
+        if record is None or not record.desk_room_id:
+            return None
+        self._desks[record.desk_room_id] = therapist
+        return record.desk_room_id
 
     # ------------------------------------------------------------ SyncHandler
 
@@ -177,11 +196,11 @@ class Service:
     async def save_kv(self, key: str, value: str) -> None:
         await syncstate.set_kv(self.db, key, value)
 
-    def trusted_users(self, room_id: str) -> set[str] | None:
-        record = self._pairs_by_room.get(room_id)
+    async def trusted_users(self, room_id: str) -> set[str] | None:
+        """Whose devices get the room keys: the pair's two members, or the desk's owner."""
+        record, therapist = await self._room(room_id)
         if record is not None:
             return {record.patient_id, record.therapist_id}
-        therapist = self._desks.get(room_id)
         if therapist is not None:
             return {therapist}
         return None
@@ -264,7 +283,7 @@ class Service:
             if ev.decrypted
             else None
         )
-        desk = self.desk_of(pair.therapist_id)
+        desk = await self.desk_room_of(pair.therapist_id)
         async with self.db.transaction() as tx:
             if not await syncstate.mark_processed(tx, ev.event_id, ev.room_id, to_ms(now)):
                 return

@@ -28,6 +28,7 @@ from nio import (
     MegolmEvent,
     OlmUnverifiedDeviceError,
     ReceiptEvent,
+    RoomGetStateEventResponse,
     RoomKeyRequest,
     RoomMessagesError,
     RoomSendResponse,
@@ -65,7 +66,7 @@ class SyncHandler(Protocol):
     async def on_invite(self, room_id: str, inviter: str | None) -> None: ...
     async def load_kv(self, key: str) -> str | None: ...
     async def save_kv(self, key: str, value: str) -> None: ...
-    def trusted_users(self, room_id: str) -> set[str] | None: ...
+    async def trusted_users(self, room_id: str) -> set[str] | None: ...
     async def on_receipt(self, room_id: str, user_id: str, event_id: str, ts: int) -> None: ...
 
 
@@ -350,7 +351,8 @@ class MatrixBot:
         if not room.encrypted:
             raise UnencryptedRoom(room_id)
         async with self._send_lock:
-            trusted = self.handler.trusted_users(room_id) or set()
+            trusted = await self.handler.trusted_users(room_id) or set()
+            await self._require_members_known(room_id, trusted)
             if self.client.should_query_keys:
                 await self.client.keys_query()
             for attempt in range(3):
@@ -367,6 +369,25 @@ class MatrixBot:
                     return str(resp.event_id)
                 raise RuntimeError(f"send failed: {getattr(resp, 'status_code', '?')}")
             raise RuntimeError("send failed")
+
+    async def _require_members_known(self, room_id: str, trusted: set[str]) -> None:
+        """Refuse to send before our sync has seen every member the server has.
+
+        A member invited a moment ago (a handover, a new pair) must get the room key with
+        this message; nio shares keys only with the members it knows from sync, so a send
+        racing the sync would leave the newcomer unable to read it. Retried by the outbox.
+        """
+        room = self.client.rooms.get(room_id)
+        known = set(room.users) if room is not None else set()
+        for user in trusted - known:
+            resp = await self.client.room_get_state_event(room_id, "m.room.member", user)
+            membership = (
+                resp.content.get("membership")
+                if isinstance(resp, RoomGetStateEventResponse)
+                else None
+            )
+            if membership in ("join", "invite"):
+                raise RoomNotReady(room_id)
 
     async def upload_encrypted(self, data: bytes, mimetype: str, filename: str) -> dict[str, Any]:
         """Upload an attachment encrypted; returns the event's `file` object."""
