@@ -133,8 +133,9 @@ def assert_voice(clip: VoiceClip, tmp_path: Path, expected_ms: float) -> None:
     assert stream["codec_name"] == "opus"
     assert stream["sample_rate"] == "48000"
     assert stream["channels"] == 1
-    assert abs(clip.duration_ms - expected_ms) <= DURATION_TOLERANCE_MS
-    assert abs(float(info["format"]["duration"]) * 1000 - expected_ms) <= DURATION_TOLERANCE_MS
+    assert clip.duration_ms == pytest.approx(expected_ms, abs=DURATION_TOLERANCE_MS)
+    probed_ms = float(info["format"]["duration"]) * 1000
+    assert probed_ms == pytest.approx(expected_ms, abs=DURATION_TOLERANCE_MS)
     assert len(clip.waveform) == 100
     assert all(isinstance(v, int) and 0 <= v <= 1024 for v in clip.waveform)
     assert max(clip.waveform) == 1024
@@ -191,7 +192,7 @@ def test_silence_gives_a_flat_zero_waveform(tmp_path: Path) -> None:
     wav = write_wav(tmp_path / "silence.wav", 1.0, amplitude=0.0)
     clip = convert_to_voice(wav.read_bytes(), filename_hint="silence.wav", limits=LIMITS)
     assert clip.waveform == [0] * 100
-    assert abs(clip.duration_ms - 1000) <= DURATION_TOLERANCE_MS
+    assert clip.duration_ms == pytest.approx(1000, abs=DURATION_TOLERANCE_MS)
 
 
 def test_mono_48k_input_keeps_its_length(tmp_path: Path) -> None:
@@ -362,7 +363,7 @@ def test_describe_audio_reports_codec_rate_channels_duration(source_wav: Path) -
     assert facts.channels == 2
     assert facts.container == "ogg"
     assert facts.duration_ms is not None
-    assert abs(facts.duration_ms - SECONDS * 1000) <= DURATION_TOLERANCE_MS
+    assert facts.duration_ms == pytest.approx(SECONDS * 1000, abs=DURATION_TOLERANCE_MS)
     assert facts.size == len(data)
     assert facts.sha256 == hashlib.sha256(data).hexdigest()
 
