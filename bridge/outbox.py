@@ -17,8 +17,7 @@ from typing import Any, Protocol
 from bridge.adapters.render import Renderer
 from bridge.core.model import SendMessage
 from bridge.store import outbox
-from bridge.store.base import Database, Executor, to_ms
-from bridge.store.outbox import ContentSealer
+from bridge.store.base import ContentSealer, Database, Executor, to_ms
 
 log = logging.getLogger(__name__)
 

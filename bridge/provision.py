@@ -17,8 +17,7 @@ from bridge.adapters.render import Renderer
 from bridge.core.model import AppendAudit, SendMessage
 from bridge.outbox import enqueue_message
 from bridge.store import pairs, therapists
-from bridge.store.base import Database, Executor, IntegrityError, to_ms
-from bridge.store.outbox import ContentSealer
+from bridge.store.base import ContentSealer, Database, Executor, IntegrityError, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
 
 log = logging.getLogger(__name__)

@@ -40,8 +40,7 @@ from bridge.core.pairroom import decide_pair_event
 from bridge.outbox import OutboxWorker, enqueue_message
 from bridge.provision import AuditSink
 from bridge.store import pairs, syncstate, therapists, timers
-from bridge.store.base import Database, Executor, from_ms, to_ms
-from bridge.store.outbox import ContentSealer
+from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,17 @@ import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from bridge.store.base import Executor
+from bridge.store.base import ContentSealer, Executor
 
 if TYPE_CHECKING:
     from bridge.adapters.smtp import InboundFacts
 
 __all__ = [
+    "ContentSealer",
     "InboundEmail",
     "InboxStatus",
-    "RawSealer",
     "failed",
     "get",
     "inbound_token",
@@ -45,18 +45,6 @@ __all__ = [
 MAX_ERROR_LENGTH = 200
 #: Message-IDs looked at when finding the post an e-mail replies to.
 _MAX_REPLY_IDS = 20
-
-
-class RawSealer(Protocol):
-    """Encrypts the raw message at rest; `bridge.sealing.Sealer` is one."""
-
-    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
-        """Encrypt `plaintext`, binding `aad`."""
-        ...
-
-    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
-        """Decrypt a sealed blob; raise if it was tampered with or `aad` differs."""
-        ...
 
 
 class InboxStatus(enum.StrEnum):
@@ -125,7 +113,7 @@ def relay_txn_id(email_id: str) -> str:
 
 async def store_inbound(
     ex: Executor,
-    sealer: RawSealer,
+    sealer: ContentSealer,
     pair_id: str,
     sender: str,
     message_id: str,
@@ -182,7 +170,7 @@ async def pending(ex: Executor, limit: int = 100) -> list[InboundEmail]:
     return [_item(row) for row in rows]
 
 
-def open_raw(sealer: RawSealer, item: InboundEmail) -> bytes:
+def open_raw(sealer: ContentSealer, item: InboundEmail) -> bytes:
     """The message bytes exactly as received."""
     return sealer.open(item.raw_sealed, _aad(item.id))
 
@@ -298,7 +286,7 @@ def make_pair_routing(
 
 def make_inbox_accept(
     ex: Executor,
-    sealer: RawSealer,
+    sealer: ContentSealer,
     clock: Callable[[], int],
     on_stored: Callable[[str, str, bool], Awaitable[None]] | None = None,
 ) -> Callable[[str, bytes, InboundFacts], Awaitable[None]]:

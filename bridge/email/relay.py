@@ -38,7 +38,7 @@ from bridge.email.convert import (
     email_post_content,
 )
 from bridge.email.parse import MalformedEmail
-from bridge.outbox import enqueue_content
+from bridge.outbox import BACKOFF, enqueue_content
 from bridge.sealing import Sealer, SealError
 from bridge.service import to_pair
 from bridge.store import pairs
@@ -58,7 +58,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Seconds between attempts of an e-mail whose uploads failed; the last value repeats.
-BACKOFF = (1, 2, 5, 10, 30, 60, 120, 300)
 #: Audit action of a relayed e-mail and of one that can never be relayed.
 RELAYED_ACTION = "relay.email"
 FAILED_ACTION = "email.relay_failed"

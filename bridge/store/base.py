@@ -131,3 +131,15 @@ def to_ms(moment: datetime) -> int:
 def from_ms(value: int) -> datetime:
     """The UTC datetime of a stored millisecond timestamp."""
     return _EPOCH + value * _ONE_MS
+
+
+class ContentSealer(Protocol):
+    """Encrypts content at rest; `bridge.sealing.Sealer` is one."""
+
+    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
+        """Encrypt `plaintext`, binding `aad`."""
+        ...
+
+    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
+        """Decrypt a sealed blob; raise if it was tampered with or `aad` differs."""
+        ...

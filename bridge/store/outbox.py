@@ -14,24 +14,12 @@ import enum
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import ContentSealer, Executor
 
 #: Longest last_error kept; enough for a class name and a status line.
 MAX_ERROR_LENGTH = 200
-
-
-class ContentSealer(Protocol):
-    """Encrypts content at rest; `bridge.sealing.Sealer` is one."""
-
-    def seal(self, plaintext: bytes, aad: bytes = b"") -> bytes:
-        """Encrypt `plaintext`, binding `aad`."""
-        ...
-
-    def open(self, blob: bytes, aad: bytes = b"") -> bytes:
-        """Decrypt a sealed blob; raise if it was tampered with or `aad` differs."""
-        ...
 
 
 class OutboxStatus(enum.StrEnum):
