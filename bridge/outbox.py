@@ -24,11 +24,24 @@ log = logging.getLogger(__name__)
 #: Backoff between attempts, in seconds; the last value repeats.
 BACKOFF = (1, 2, 5, 10, 30, 60, 120, 300)
 
+#: How often a notice waiting for its member looks again (a join releases it at once).
+AWAIT_RECHECK_SECONDS = 30
+
 
 class Sender(Protocol):
     async def send(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> str: ...
+    ) -> str:
+        """Post once per txn id; raise `ConnectionError` when the homeserver is out of reach."""
+        ...
+
+    async def member_ready(self, room_id: str, user_id: str) -> bool:
+        """Whether `user_id` has joined `room_id` and has a device that will get the key."""
+        ...
+
+    async def reachable(self) -> bool:
+        """A cheap probe of the homeserver."""
+        ...
 
 
 async def enqueue_message(
@@ -50,6 +63,7 @@ async def enqueue_message(
         msg.template,
         now,
         pair_id=msg.pair_id,
+        await_member=msg.await_member,
     )
 
 
@@ -64,7 +78,14 @@ async def enqueue_content(
     now: datetime,
     *,
     pair_id: str | None = None,
+    await_member: str | None = None,
+    accepted_at: datetime | None = None,
 ) -> bool:
+    """Queue one event; False if its txn id was queued before.
+
+    `await_member`: send only once that member has joined and has a device (first contact).
+    `accepted_at`: when its cause was accepted (an e-mail's acceptance); orders the room.
+    """
     if not txn_id:
         raise ValueError("outbox rows need a stable transaction id")
     return await outbox.enqueue(
@@ -77,6 +98,8 @@ async def enqueue_content(
         now=to_ms(now),
         sealer=sealer,
         pair_id=pair_id,
+        await_member=await_member,
+        accepted_at=None if accepted_at is None else to_ms(accepted_at),
     )
 
 
@@ -103,6 +126,8 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         self.retries = 0
+        #: Set by a send that could not reach the homeserver; cleared by a probe.
+        self.homeserver_down = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
@@ -129,28 +154,45 @@ class OutboxWorker:
             self._wake.clear()
 
     async def drain(self, limit: int = 50) -> int:
-        """Send every row that is due now; returns how many were sent."""
+        """Send every row that is due now; returns how many were sent.
+
+        While the homeserver is out of reach nothing is tried but a cheap probe; when it
+        answers again every deferred row is due at once instead of sitting out its backoff
+        (up to 300 s after a long outage). A failed row holds back the later rows of its
+        room, so a pair's posts keep the order in which they were accepted.
+        """
+        if self.homeserver_down:
+            if not await self.sender.reachable():
+                return 0
+            self.homeserver_down = False
+            released = await outbox.release_deferred(self.db, to_ms(self.clock()))
+            log.info("homeserver answers again; outbox retries now", extra={"rows": released})
         sent = 0
         while True:
             items = await outbox.due(self.db, to_ms(self.clock()), limit, self.sealer)
             if not items:
                 return sent
             progressed = False
+            held_rooms: set[str] = set()
             for item in items:
+                if item.room_id in held_rooms:
+                    continue
                 assert item.content is not None
+                if item.await_member and not await self._member_ready(item):
+                    await outbox.defer_awaiting(
+                        self.db, item.txn_id, to_ms(self.clock()) + AWAIT_RECHECK_SECONDS * 1000
+                    )
+                    continue
                 try:
                     event_id = await self.sender.send(
                         item.room_id, item.event_type, item.content, item.txn_id
                     )
                 except Exception as exc:
-                    delay = BACKOFF[min(item.attempts, len(BACKOFF) - 1)]
-                    next_at = to_ms(self.clock()) + delay * 1000
-                    await outbox.mark_retry(self.db, item.txn_id, next_at, type(exc).__name__)
-                    self.retries += 1
-                    log.info(
-                        "outbox send deferred",
-                        extra={"txn_id": item.txn_id, "error": type(exc).__name__, "in_s": delay},
-                    )
+                    await self._defer(item, exc)
+                    held_rooms.add(item.room_id)
+                    if isinstance(exc, ConnectionError):
+                        self.homeserver_down = True
+                        return sent
                     continue
                 await outbox.mark_sent(self.db, item.txn_id, event_id, to_ms(self.clock()))
                 sent += 1
@@ -160,3 +202,26 @@ class OutboxWorker:
                     await self.on_sent(item.txn_id, item.room_id, event_id)
             if not progressed:
                 return sent
+
+    async def _member_ready(self, item: outbox.OutboxItem) -> bool:
+        assert item.await_member is not None
+        try:
+            return await self.sender.member_ready(item.room_id, item.await_member)
+        except Exception as exc:
+            log.info("member check failed", extra={"error": type(exc).__name__})
+            return False
+
+    async def _defer(self, item: outbox.OutboxItem, exc: Exception) -> None:
+        delay = BACKOFF[min(item.attempts, len(BACKOFF) - 1)]
+        next_at = to_ms(self.clock()) + delay * 1000
+        await outbox.mark_retry(self.db, item.txn_id, next_at, type(exc).__name__)
+        self.retries += 1
+        log.info(
+            "outbox send deferred",
+            extra={"txn_id": item.txn_id, "error": type(exc).__name__, "in_s": delay},
+        )
+
+    async def member_joined(self, room_id: str, user_id: str) -> None:
+        """Release the notices waiting for this member and send them now."""
+        if await outbox.release_awaiting(self.db, room_id, user_id, to_ms(self.clock())):
+            self.kick()

@@ -234,6 +234,7 @@ class PairManager:
                     template="desk_welcome",
                     context={"practice_name": self.facts.practice_name},
                     txn_id=f"desk-welcome.{room_id}",
+                    await_member=therapist,
                 ),
                 now,
             )
@@ -310,6 +311,7 @@ class PairManager:
                     context={"pair_label": record.label, "patient_id": patient, "room_id": room_id},
                     txn_id=f"pair-added.{record.pair_id}",
                     pair_id=record.pair_id,
+                    await_member=therapist,
                 ),
                 now,
             )
@@ -354,6 +356,7 @@ class PairManager:
             },
             txn_id=f"welcome.{record.pair_id}",
             pair_id=record.pair_id,
+            await_member=record.patient_id,
         )
 
     async def _find_orphan_room(self, pair_id: str) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bridge.adapters.matrix.client import IncomingEvent
+from bridge.adapters.matrix.client import HeldEvent, IncomingEvent
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
 from bridge.core import desk_commands  # noqa: F401 - registers the desk commands
@@ -39,7 +39,7 @@ from bridge.core.model import (
 from bridge.core.pairroom import decide_pair_event
 from bridge.outbox import OutboxWorker, enqueue_message
 from bridge.provision import AuditSink
-from bridge.store import pairs, syncstate, therapists, timers
+from bridge.store import pairs, pending, syncstate, therapists, timers
 from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
 
@@ -195,6 +195,33 @@ class Service:
     async def save_kv(self, key: str, value: str) -> None:
         await syncstate.set_kv(self.db, key, value)
 
+    async def hold_pending(self, event: HeldEvent) -> int:
+        return await pending.hold(
+            self.db,
+            event_id=event.event_id,
+            room_id=event.room_id,
+            sender=event.sender,
+            origin_ts=event.origin_server_ts,
+            source=event.source,
+            now=event.first_seen_ms,
+        )
+
+    async def held_pending(self) -> list[HeldEvent]:
+        return [
+            HeldEvent(
+                room_id=row.room_id,
+                event_id=row.event_id,
+                sender=row.sender,
+                origin_server_ts=row.origin_ts,
+                source=row.source,
+                first_seen_ms=row.first_seen_at,
+            )
+            for row in await pending.list_pending(self.db)
+        ]
+
+    async def release_pending(self, event_id: str) -> None:
+        await pending.release(self.db, event_id)
+
     async def trusted_users(self, room_id: str) -> set[str] | None:
         """Whose devices get the room keys: the pair's two members, or the desk's owner."""
         record, therapist = await self._room(room_id)
@@ -314,6 +341,7 @@ class Service:
             },
         )
         await self.apply_after(effects)
+        await self._release_first_contact(ev)
 
     async def _gather_facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         """What the registered providers know that a command may need (inside the tx)."""
@@ -366,6 +394,17 @@ class Service:
                     effects += REGISTRY.dispatch(ctx, text)
             await self.apply_durable(tx, effects, now)
         await self.apply_after(effects)
+        await self._release_first_contact(ev)
+
+    async def _release_first_contact(self, ev: IncomingEvent) -> None:
+        """A member joined: the notices waiting for them (welcome, consent) go out now."""
+        if (
+            self.outbox is not None
+            and ev.type == "m.room.member"
+            and ev.state_key
+            and ev.content.get("membership") == "join"
+        ):
+            await self.outbox.member_joined(ev.room_id, ev.state_key)
 
     # ------------------------------------------------------------ timers
 

@@ -27,6 +27,7 @@ async def _status(cfg: Any, at: datetime) -> dict[str, Any]:
     db = await open_database(cfg.database_url)
     try:
         counts = await inbox.status_counts(db)
+        posts_waiting = await inbox.relayed_posts_waiting(db)
         waiting = await inbox.pending(db, limit=1)
         failed = []
         for item in await inbox.failed(db):
@@ -46,6 +47,8 @@ async def _status(cfg: Any, at: datetime) -> dict[str, Any]:
         oldest = max(0, round(at.timestamp() - waiting[0].received_at / 1000))
     return {
         "counts": {status.value: n for status, n in counts.items()},
+        # Relayed, but the post has not reached the homeserver yet (e.g. during an outage).
+        "posts_waiting": posts_waiting,
         "oldest_pending_seconds": oldest,
         "failed": failed,
     }
@@ -60,9 +63,11 @@ def cmd_email_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
         return 0
     counts = data["counts"]
-    print(
-        f"waiting: {counts['accepted']}  relayed: {counts['relayed']}  failed: {counts['failed']}"
-    )
+    posted = counts["relayed"] - data["posts_waiting"]
+    waiting = counts["accepted"] + data["posts_waiting"]
+    print(f"waiting: {waiting}  relayed: {posted}  failed: {counts['failed']}")
+    if data["posts_waiting"]:
+        print(f"of which converted, post waiting for the homeserver: {data['posts_waiting']}")
     if data["oldest_pending_seconds"] is not None:
         print(f"oldest waiting: {data['oldest_pending_seconds']} s")
     for item in data["failed"]:

@@ -68,6 +68,7 @@ def on_patient_join(
             context=consent_context,
             txn_id=f"consent.{pair.pair_id}",
             pair_id=pair.pair_id,
+            await_member=pair.patient_id,
         ),
         AppendAudit(
             pair_id=pair.pair_id,
@@ -85,6 +86,7 @@ def on_patient_join(
                 context={"pair_label": pair.label, "room_id": pair.room_id},
                 txn_id=f"consent-pending.{pair.pair_id}",
                 pair_id=pair.pair_id,
+                await_member=pair.therapist_id,
             )
         )
     return effects

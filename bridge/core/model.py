@@ -130,6 +130,9 @@ class SendMessage:
     txn_id: str = ""
     pair_id: str | None = None
     msgtype: str = "m.notice"
+    #: The member the notice is for (first contact): it waits until they have joined and
+    #: have a device, so that device receives the post's room key.
+    await_member: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

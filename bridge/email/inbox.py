@@ -34,6 +34,7 @@ __all__ = [
     "open_raw",
     "pending",
     "relay_txn_id",
+    "relayed_posts_waiting",
     "reply_target",
     "requeue_failed",
     "status_counts",
@@ -238,6 +239,15 @@ async def status_counts(ex: Executor) -> dict[InboxStatus, int]:
     for row in rows:
         counts[InboxStatus(row["status"])] = int(row["n"])
     return counts
+
+
+async def relayed_posts_waiting(ex: Executor) -> int:
+    """Relayed e-mails whose post still waits in the outbox (not yet on the homeserver)."""
+    value = await ex.fetchval(
+        "SELECT COUNT(*) FROM inbound_emails i JOIN outbox o ON o.txn_id = i.relay_txn_id "
+        "WHERE i.status = 'relayed' AND o.status = 'pending'"
+    )
+    return int(value or 0)
 
 
 async def failed(ex: Executor, limit: int = 100) -> list[InboundEmail]:

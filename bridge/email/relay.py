@@ -42,7 +42,7 @@ from bridge.outbox import BACKOFF, enqueue_content
 from bridge.sealing import Sealer, SealError
 from bridge.service import to_pair
 from bridge.store import pairs
-from bridge.store.base import Database, Executor, to_ms
+from bridge.store.base import Database, Executor, from_ms, to_ms
 from bridge.store.pairs import PairStatus
 
 __all__ = [
@@ -295,14 +295,18 @@ class EmailRelay:
                 tx, pair.pair_id, converted.in_reply_to, converted.references
             )
             post = email_post_content(converted, self.template_env, reply_to_event_id=target)
+            # The room's posts leave in the order the e-mails were accepted, whatever
+            # order retries and restarts relay them in.
+            accepted = from_ms(item.received_at)
             await enqueue_content(
                 tx, self.sealer, pair.room_id, "m.room.message", post, txn, "email", now,
-                pair_id=pair.pair_id,
+                pair_id=pair.pair_id, accepted_at=accepted,
             )  # fmt: skip
             for index, upload in enumerate(uploads, start=1):
                 await enqueue_content(
                     tx, self.sealer, pair.room_id, "m.room.message", upload.content,
                     attachment_txn_id(txn, index), "email_attachment", now, pair_id=pair.pair_id,
+                    accepted_at=accepted,
                 )  # fmt: skip
             await self.audit.append(
                 tx,

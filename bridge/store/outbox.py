@@ -47,12 +47,27 @@ class OutboxItem:
     created_at: int
     sent_at: int | None
     event_id: str | None
+    #: The member this notice is meant for; sent once they joined and have a device.
+    await_member: str | None = None
+    #: When the post's cause was accepted; a room's posts leave in this order.
+    accepted_at: int | None = None
 
 
 _COLUMNS = (
     "txn_id, room_id, event_type, content, pair_id, kind, status, attempts, "
-    "next_attempt_at, last_error, created_at, sent_at, event_id"
+    "next_attempt_at, last_error, created_at, sent_at, event_id, await_member, accepted_at"
 )
+
+#: A pending row of the same room accepted before `o` (ties broken by txn id).
+_EARLIER_IN_ROOM = (
+    "e.room_id = o.room_id AND e.status = 'pending' AND e.await_member IS NULL AND "
+    "(COALESCE(e.accepted_at, e.created_at) < COALESCE(o.accepted_at, o.created_at) OR "
+    "(COALESCE(e.accepted_at, e.created_at) = COALESCE(o.accepted_at, o.created_at) "
+    "AND e.txn_id < o.txn_id))"
+)
+
+#: Error recorded on a first-contact notice while its member has not joined yet.
+AWAITING_MEMBER = "awaiting member"
 
 
 def _aad(txn_id: str) -> bytes:
@@ -78,6 +93,8 @@ def _item(row: dict[str, Any], sealer: ContentSealer | None) -> OutboxItem:
         created_at=int(row["created_at"]),
         sent_at=None if row["sent_at"] is None else int(row["sent_at"]),
         event_id=row["event_id"],
+        await_member=row["await_member"],
+        accepted_at=None if row["accepted_at"] is None else int(row["accepted_at"]),
     )
 
 
@@ -92,12 +109,18 @@ async def enqueue(
     now: int,
     sealer: ContentSealer,
     pair_id: str | None = None,
+    await_member: str | None = None,
+    accepted_at: int | None = None,
 ) -> bool:
-    """Queue an event for sending now; False (and nothing changes) if the txn id is known."""
+    """Queue an event for sending now; False (and nothing changes) if the txn id is known.
+
+    `await_member`: hold the event until that member has joined (see `release_awaiting`).
+    `accepted_at`: when its cause was accepted (default `now`); orders the room's posts.
+    """
     plaintext = json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     inserted = await ex.execute(
         f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, NULL, ?, "
-        "NULL, NULL) ON CONFLICT (txn_id) DO NOTHING",
+        "NULL, NULL, ?, ?) ON CONFLICT (txn_id) DO NOTHING",
         txn_id,
         room_id,
         event_type,
@@ -106,19 +129,63 @@ async def enqueue(
         kind,
         now,
         now,
+        await_member,
+        now if accepted_at is None else accepted_at,
     )
     return inserted == 1
 
 
 async def due(ex: Executor, now: int, limit: int, sealer: ContentSealer) -> list[OutboxItem]:
-    """Pending events whose next attempt is due at `now`, oldest first, content opened."""
+    """Pending events due at `now`, in the order their causes were accepted, content opened.
+
+    A room's posts leave in order: an event is not due while an earlier pending one of
+    the same room waits for its retry. Notices that wait for a member never hold others up.
+    """
+    columns = ", ".join(f"o.{c.strip()}" for c in _COLUMNS.split(","))
     rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ? "
-        "ORDER BY next_attempt_at, created_at, txn_id LIMIT ?",
+        f"SELECT {columns} FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? "
+        f"AND NOT EXISTS (SELECT 1 FROM outbox e WHERE {_EARLIER_IN_ROOM} "
+        "AND e.next_attempt_at > ?) "
+        "ORDER BY COALESCE(o.accepted_at, o.created_at), o.txn_id LIMIT ?",
+        now,
         now,
         limit,
     )
     return [_item(row, sealer) for row in rows]
+
+
+async def defer_awaiting(ex: Executor, txn_id: str, next_at: int) -> bool:
+    """Look again at `next_at` for a notice whose member is not there yet (not a failure)."""
+    changed = await ex.execute(
+        "UPDATE outbox SET next_attempt_at = ?, last_error = ? "
+        "WHERE txn_id = ? AND status = 'pending'",
+        next_at,
+        AWAITING_MEMBER,
+        txn_id,
+    )
+    return changed == 1
+
+
+async def release_awaiting(ex: Executor, room_id: str, user_id: str, now: int) -> int:
+    """A member joined `room_id`: the notices waiting for them are due at once."""
+    return await ex.execute(
+        "UPDATE outbox SET next_attempt_at = ? WHERE room_id = ? AND await_member = ? "
+        "AND status = 'pending' AND next_attempt_at > ?",
+        now,
+        room_id,
+        user_id,
+        now,
+    )
+
+
+async def release_deferred(ex: Executor, now: int) -> int:
+    """The homeserver answers again: every retry waiting out its backoff is due at once."""
+    return await ex.execute(
+        "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending' "
+        "AND await_member IS NULL AND next_attempt_at > ?",
+        now,
+        now,
+    )
 
 
 async def get(ex: Executor, txn_id: str, sealer: ContentSealer | None = None) -> OutboxItem | None:

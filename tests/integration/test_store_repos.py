@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -205,7 +206,7 @@ async def test_outbox_due_order_retry_and_sent(db: Database, sealer: Sealer) -> 
         await outbox.enqueue(
             db,
             txn_id=txn,
-            room_id="!r:x",
+            room_id="!s:x" if txn == "c" else "!r:x",
             event_type="m.room.message",
             content={"n": i},
             kind="notice",
@@ -220,7 +221,8 @@ async def test_outbox_due_order_retry_and_sent(db: Database, sealer: Sealer) -> 
     assert retried is not None
     assert (retried.attempts, retried.next_attempt_at) == (1, T0 + 100)
     assert retried.last_error is not None and len(retried.last_error) == outbox.MAX_ERROR_LENGTH
-    assert [i.txn_id for i in await outbox.due(db, T0 + 9, 10, sealer)] == ["b", "c"]
+    # "b" waits behind "a" in its room; "c", in another room, does not.
+    assert [i.txn_id for i in await outbox.due(db, T0 + 9, 10, sealer)] == ["c"]
 
     assert await outbox.mark_sent(db, "b", "$ev:x", T0 + 10)
     assert not await outbox.mark_sent(db, "b", "$ev2:x", T0 + 11)
@@ -244,6 +246,58 @@ async def test_outbox_due_order_retry_and_sent(db: Database, sealer: Sealer) -> 
     assert not await outbox.requeue(db, "c", T0 + 1000)
     reborn = await outbox.due(db, T0 + 1000, 10, sealer)
     assert [(i.txn_id, i.content) for i in reborn] == [("a", {"n": 0}), ("c", {"n": 2})]
+
+
+async def _enqueue_at(
+    db: Database, sealer: Sealer, txn: str, room: str, now: int, **extra: Any
+) -> None:
+    await outbox.enqueue(
+        db,
+        txn_id=txn,
+        room_id=room,
+        event_type="m.room.message",
+        content={"body": txn},
+        kind="email",
+        now=now,
+        sealer=sealer,
+        **extra,
+    )
+
+
+async def test_outbox_room_order_follows_acceptance(db: Database, sealer: Sealer) -> None:
+    # Relayed after a crash in another order than they were accepted in.
+    await _enqueue_at(db, sealer, "late", "!r:x", T0, accepted_at=T0 - 10)
+    await _enqueue_at(db, sealer, "early", "!r:x", T0 + 1, accepted_at=T0 - 20)
+    await _enqueue_at(db, sealer, "other", "!o:x", T0 + 2)
+    assert [i.txn_id for i in await outbox.due(db, T0 + 5, 10, sealer)] == [
+        "early",
+        "late",
+        "other",
+    ]
+    # The earliest waits for a retry: the rest of its room waits too, other rooms do not.
+    assert await outbox.mark_retry(db, "early", T0 + 100, "HomeserverUnavailable")
+    assert [i.txn_id for i in await outbox.due(db, T0 + 5, 10, sealer)] == ["other"]
+    assert await outbox.release_deferred(db, T0 + 6) == 1
+    assert [i.txn_id for i in await outbox.due(db, T0 + 6, 10, sealer)][:2] == ["early", "late"]
+
+
+async def test_outbox_notice_waits_for_its_member(db: Database, sealer: Sealer) -> None:
+    await _enqueue_at(db, sealer, "welcome", "!r:x", T0, await_member="@p:x")
+    await _enqueue_at(db, sealer, "email", "!r:x", T0 + 1)
+    assert await outbox.defer_awaiting(db, "welcome", T0 + 30_000)
+    waiting = await outbox.get(db, "welcome")
+    assert waiting is not None
+    assert (waiting.attempts, waiting.last_error, waiting.await_member) == (
+        0,
+        outbox.AWAITING_MEMBER,
+        "@p:x",
+    )
+    # A waiting notice holds nothing else up, and a homeserver recovery does not wake it.
+    assert [i.txn_id for i in await outbox.due(db, T0 + 2, 10, sealer)] == ["email"]
+    assert await outbox.release_deferred(db, T0 + 2) == 0
+    assert await outbox.release_awaiting(db, "!r:x", "@someone:x", T0 + 3) == 0
+    assert await outbox.release_awaiting(db, "!r:x", "@p:x", T0 + 3) == 1
+    assert [i.txn_id for i in await outbox.due(db, T0 + 3, 10, sealer)] == ["welcome", "email"]
 
 
 async def test_outbox_content_moved_to_another_row_does_not_open(

@@ -14,12 +14,12 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 from nio import (
-    AsyncClient,
     AsyncClientConfig,
     Event,
     InviteMemberEvent,
@@ -38,6 +38,7 @@ from nio import (
 )
 from nio.exceptions import LocalProtocolError
 
+from bridge.adapters.matrix.keyshare import CheckedKeyShareClient, KeyShareIncomplete
 from bridge.adapters.matrix.session import BotCredentials
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,33 @@ class SyncHandler(Protocol):
     async def save_kv(self, key: str, value: str) -> None: ...
     async def trusted_users(self, room_id: str) -> set[str] | None: ...
     async def on_receipt(self, room_id: str, user_id: str, event_id: str, ts: int) -> None: ...
+    async def hold_pending(self, event: HeldEvent) -> int:
+        """Keep an event waiting for its key durably; return when it was first seen (ms)."""
+        ...
+
+    async def held_pending(self) -> list[HeldEvent]:
+        """Every event still waiting, as held by this or an earlier instance."""
+        ...
+
+    async def release_pending(self, event_id: str) -> None:
+        """Forget a held event (call only once the service has committed it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class HeldEvent:
+    """An encrypted event kept durably while it waits for its room key.
+
+    `source` holds the Megolm ciphertext and routing fields only (see `megolm_source`);
+    `first_seen_ms` is wall-clock time, so the grace survives restarts and takeovers.
+    """
+
+    room_id: str
+    event_id: str
+    sender: str
+    origin_server_ts: int
+    source: dict[str, Any]
+    first_seen_ms: int
 
 
 class RoomNotReady(Exception):
@@ -78,11 +106,19 @@ class UnencryptedRoom(Exception):
     """We never send into a room without encryption."""
 
 
+class HomeserverUnavailable(ConnectionError):
+    """The homeserver (or the proxy before it) did not answer, or answered 5xx.
+
+    A `ConnectionError`, so that queues retrying sends can tell an outage (probe, then
+    retry everything at once) from a problem with one post, without importing us.
+    """
+
+
 @dataclass
 class _Pending:
-    event: MegolmEvent
-    room_id: str
-    first_seen: float
+    held: HeldEvent
+    #: None when a stored source no longer parses: it can only expire, never decrypt.
+    event: MegolmEvent | None
     requested: bool = False
 
 
@@ -94,6 +130,8 @@ class SyncStats:
     decryption_failures: int = 0
     pending_undecryptable: int = 0
     errors: int = 0
+    #: Posts held back because a member device had not received the room key.
+    key_share_failures: int = 0
     lag_seconds: float = field(default=0.0)
 
 
@@ -123,7 +161,7 @@ class MatrixBot:
             max_timeouts=2,
             request_timeout=sync_timeout_ms / 1000 + 30,
         )
-        self.client = AsyncClient(
+        self.client = CheckedKeyShareClient(
             homeserver_url,
             creds.user_id,
             device_id=creds.device_id,
@@ -149,6 +187,7 @@ class MatrixBot:
 
     async def start(self) -> None:
         """Upload device keys if needed, do the first sync, then keep syncing."""
+        await self._load_pending()
         await self._housekeeping()
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
@@ -247,13 +286,43 @@ class MatrixBot:
 
     async def _dispatch(self, room_id: str, ev: Any) -> None:
         if isinstance(ev, MegolmEvent):
-            if await self.handler.is_processed(ev.event_id):
+            if ev.event_id in self._pending or await self.handler.is_processed(ev.event_id):
                 return
-            self._pending.setdefault(ev.event_id, _Pending(ev, room_id, time.monotonic()))
+            await self._hold(room_id, ev)
             return
         incoming = to_incoming(room_id, ev)
         if incoming is not None:
             await self.handler.on_event(incoming)
+
+    async def _hold(self, room_id: str, ev: MegolmEvent) -> None:
+        """Keep an event that waits for its key, durably, before the sync token passes it."""
+        ev.room_id = room_id  # events from back-fill may lack it; decryption needs it
+        held = HeldEvent(
+            room_id=room_id,
+            event_id=ev.event_id,
+            sender=ev.sender,
+            origin_server_ts=ev.server_timestamp,
+            source=megolm_source(room_id, ev),
+            first_seen_ms=int(time.time() * 1000),
+        )
+        # Another instance (before a takeover) may have held it first: its time counts.
+        first_seen_ms = await self.handler.hold_pending(held)
+        self._pending[ev.event_id] = _Pending(replace(held, first_seen_ms=first_seen_ms), ev)
+        self.stats.pending_undecryptable = len(self._pending)
+
+    async def _load_pending(self) -> None:
+        """Take up the events an earlier run, or the instance before a takeover, held."""
+        for held in await self.handler.held_pending():
+            if held.event_id in self._pending:
+                continue
+            if await self.handler.is_processed(held.event_id):
+                # Committed by the service just before a stop, never released.
+                await self.handler.release_pending(held.event_id)
+                continue
+            self._pending[held.event_id] = _Pending(held, megolm_event(held))
+        self.stats.pending_undecryptable = len(self._pending)
+        if self._pending:
+            log.info("events waiting for their key", extra={"count": len(self._pending)})
 
     async def _dispatch_receipts(self, room_id: str, ephemeral: list[Any]) -> None:
         """Hand each public read receipt to the handler (after the room's timeline)."""
@@ -267,39 +336,54 @@ class MatrixBot:
                     )
 
     async def _retry_pending(self) -> None:
-        """Undecryptable events: ask for the key, retry, and give up after the grace time."""
-        now = time.monotonic()
+        """Events waiting for a key: retry, ask for the key, hand over after the grace.
+
+        Runs after each sync, when nio has taken in the sync's to-device messages (where
+        room keys arrive). The grace counts from the first time any instance saw the
+        event; still, nothing expires before this process has completed a sync, because
+        its key may be among the to-device messages queued while the bridge was down.
+        A row is released only after the service has committed the event: a crash in
+        between hands it over again, and the service ignores an event id it has seen.
+        """
+        now_ms = int(time.time() * 1000)
+        may_expire = self.stats.synced_batches > 0
         for event_id, item in list(self._pending.items()):
-            try:
-                decrypted = self.client.decrypt_event(item.event)
-            except Exception:
-                decrypted = None
+            decrypted: Any = None
+            if item.event is not None:
+                try:
+                    decrypted = self.client.decrypt_event(item.event)
+                except Exception:
+                    decrypted = None
             if decrypted is not None and not isinstance(decrypted, MegolmEvent):
-                del self._pending[event_id]
-                incoming = to_incoming(item.room_id, decrypted)
+                incoming = to_incoming(item.held.room_id, decrypted)
                 if incoming is not None:
                     await self.handler.on_event(incoming)
+                await self._release(event_id)
                 continue
-            if not item.requested:
+            if item.event is not None and not item.requested:
                 item.requested = True
                 with contextlib.suppress(LocalProtocolError):  # already requested
                     await self.client.request_room_key(item.event)
-            if now - item.first_seen > self._grace:
-                del self._pending[event_id]
+            if may_expire and now_ms - item.held.first_seen_ms > self._grace * 1000:
                 self.stats.decryption_failures += 1
                 await self.handler.on_event(
                     IncomingEvent(
-                        room_id=item.room_id,
+                        room_id=item.held.room_id,
                         event_id=event_id,
-                        sender=item.event.sender,
+                        sender=item.held.sender,
                         type="m.room.encrypted",
                         content={},
-                        origin_server_ts=item.event.server_timestamp,
+                        origin_server_ts=item.held.origin_server_ts,
                         encrypted=True,
                         decrypted=False,
                     )
                 )
+                await self._release(event_id)
         self.stats.pending_undecryptable = len(self._pending)
+
+    async def _release(self, event_id: str) -> None:
+        await self.handler.release_pending(event_id)
+        del self._pending[event_id]
 
     async def _housekeeping(self) -> None:
         """What `sync_forever` would do: keys up, device lists, one-time keys, to-device."""
@@ -344,31 +428,87 @@ class MatrixBot:
     async def send(
         self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
     ) -> str:
-        """Send encrypted, with a stable transaction id (a retry never posts twice)."""
+        """Send encrypted, with a stable transaction id (a retry never posts twice).
+
+        Raises `HomeserverUnavailable` when the homeserver cannot be reached or answers
+        5xx, `KeyShareIncomplete` when a member device has not received the room key yet,
+        `RoomNotReady` while our sync has not caught up with the room's members.
+        """
         room = self.client.rooms.get(room_id)
         if room is None:
             raise RoomNotReady(room_id)
         if not room.encrypted:
             raise UnencryptedRoom(room_id)
-        async with self._send_lock:
-            trusted = await self.handler.trusted_users(room_id) or set()
-            await self._require_members_known(room_id, trusted)
-            if self.client.should_query_keys:
+        try:
+            async with self._send_lock:
+                return await self._send_locked(room_id, event_type, content, txn_id)
+        except KeyShareIncomplete:
+            self.stats.key_share_failures += 1
+            raise
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise HomeserverUnavailable(type(exc).__name__) from exc
+
+    async def _send_locked(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
+    ) -> str:
+        trusted = await self.handler.trusted_users(room_id) or set()
+        await self._require_members_known(room_id, trusted)
+        assert self.client.olm is not None
+        for user in trusted:
+            # A member with no known device may have just logged in: ask before the
+            # first post, or that device would never get this post's key.
+            if not any(True for _ in self.client.device_store.active_user_devices(user)):
+                self.client.olm.users_for_key_query.add(user)
+        if self.client.should_query_keys:
+            query = await self.client.keys_query()
+            if not isinstance(query, KeysQueryResponse):
+                # Sharing from a stale device list could leave a new device without the key.
+                raise HomeserverUnavailable("keys query failed")
+        for attempt in range(3):
+            self.apply_trust(room_id, trusted)
+            try:
+                resp = await self.client.room_send(room_id, event_type, content, tx_id=txn_id)
+            except OlmUnverifiedDeviceError:
+                # A device appeared between the trust pass and the send.
                 await self.client.keys_query()
-            for attempt in range(3):
-                self.apply_trust(room_id, trusted)
-                try:
-                    resp = await self.client.room_send(room_id, event_type, content, tx_id=txn_id)
-                except OlmUnverifiedDeviceError:
-                    # A device appeared between the trust pass and the send.
-                    await self.client.keys_query()
-                    if attempt == 2:
-                        raise
-                    continue
-                if isinstance(resp, RoomSendResponse):
-                    return str(resp.event_id)
-                raise RuntimeError(f"send failed: {getattr(resp, 'status_code', '?')}")
-            raise RuntimeError("send failed")
+                if attempt == 2:
+                    raise
+                continue
+            if isinstance(resp, RoomSendResponse):
+                return str(resp.event_id)
+            status = getattr(resp.transport_response, "status", 0) or 0
+            if status >= 500 or status == 0:
+                raise HomeserverUnavailable(f"send answered {status or 'nothing'}")
+            raise RuntimeError(f"send failed: {getattr(resp, 'status_code', '?')}")
+        raise RuntimeError("send failed")
+
+    async def member_ready(self, room_id: str, user_id: str) -> bool:
+        """Whether a notice meant for `user_id` can be read by them if sent now.
+
+        True once they have joined the room and have at least one device, with their
+        device list fetched afresh: a patient who logged in a moment ago must be among
+        the devices that receive this first post's key (clients no longer ask for keys
+        later, so a post sent before her device existed would stay unreadable on it).
+        """
+        room = self.client.rooms.get(room_id)
+        if room is None or user_id not in room.users or user_id in room.invited_users:
+            return False
+        assert self.client.olm is not None
+        self.client.olm.users_for_key_query.add(user_id)
+        async with self._send_lock:
+            resp = await self.client.keys_query()
+        if not isinstance(resp, KeysQueryResponse):
+            return False
+        return any(True for _ in self.client.device_store.active_user_devices(user_id))
+
+    async def reachable(self) -> bool:
+        """A cheap probe: does the homeserver answer `/versions` right now?"""
+        try:
+            resp = await self.client.send("GET", "/_matrix/client/versions", timeout=5)
+        except (OSError, TimeoutError, aiohttp.ClientError):
+            return False
+        async with resp:
+            return bool(resp.status == 200)
 
     async def _require_members_known(self, room_id: str, trusted: set[str]) -> None:
         """Refuse to send before our sync has seen every member the server has.
@@ -418,6 +558,44 @@ class MatrixBot:
                 resp.body, file_obj["key"]["k"], file_obj["hashes"]["sha256"], file_obj["iv"]
             )
         )
+
+
+#: The fields of an encrypted event's content worth keeping: the Megolm envelope, and the
+#: relation the homeserver sees in the clear (nio copies it into the decrypted event).
+_MEGOLM_CONTENT_KEYS = (
+    "algorithm",
+    "ciphertext",
+    "device_id",
+    "m.relates_to",
+    "sender_key",
+    "session_id",
+)
+
+
+def megolm_source(room_id: str, ev: MegolmEvent) -> dict[str, Any]:
+    """What is stored of an event that waits for its key: ciphertext and routing only.
+
+    Anything else the homeserver sent along (`unsigned`: relations, redactions) is left
+    out, so a held row can never carry more than the homeserver itself could read.
+    """
+    content = ev.source.get("content", {})
+    return {
+        "type": "m.room.encrypted",
+        "room_id": room_id,
+        "event_id": ev.event_id,
+        "sender": ev.sender,
+        "origin_server_ts": ev.server_timestamp,
+        "content": {k: content[k] for k in _MEGOLM_CONTENT_KEYS if k in content},
+    }
+
+
+def megolm_event(held: HeldEvent) -> MegolmEvent | None:
+    """Rebuild the nio event from a held source; None if it no longer parses."""
+    ev = MegolmEvent.from_dict({**held.source, "room_id": held.room_id})
+    if not isinstance(ev, MegolmEvent):
+        return None
+    ev.room_id = held.room_id
+    return ev
 
 
 def to_incoming(room_id: str, ev: Any) -> IncomingEvent | None:
