@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext
@@ -15,6 +16,25 @@ from bridge.core.model import (
     RoomEvent,
     SendMessage,
 )
+
+#: Undecryptable events of one pair seen within one such window share a single desk
+#: notice: a burst (a restart, a takeover, a patient's device that lost its keys) tells
+#: the therapist once, while the audit still records every event.
+UNDECRYPTABLE_NOTICE_WINDOW = timedelta(hours=1)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def undecryptable_notice_txn(
+    pair_id: str, seen_at: datetime, window: timedelta = UNDECRYPTABLE_NOTICE_WINDOW
+) -> str:
+    """The outbox txn id of the desk notice for an undecryptable event seen at `seen_at`.
+
+    Every such event of the pair within the same window gets the same id, and the outbox
+    ignores a txn id it has queued before: one notice per pair per window, with no state
+    to keep. A burst that spans the end of a window gets a second notice, never more.
+    """
+    return f"undecryptable.{pair_id}.{(seen_at - _EPOCH) // window}"
 
 
 def audit_for_event(ev: RoomEvent, content: bytes | None) -> AppendAudit:
@@ -62,7 +82,7 @@ def decide_pair_event(
                 room_id=desk_room_id,
                 template="undecryptable",
                 context={"pair_label": pair.label, "room_id": pair.room_id},
-                txn_id=f"undecryptable.{ev.event_id}",
+                txn_id=undecryptable_notice_txn(pair.pair_id, ev.seen_at),
                 pair_id=pair.pair_id,
             )
         )

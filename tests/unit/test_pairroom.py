@@ -17,7 +17,12 @@ from bridge.core.model import (
     RoomEvent,
     SendMessage,
 )
-from bridge.core.pairroom import audit_for_event, decide_pair_event
+from bridge.core.pairroom import (
+    UNDECRYPTABLE_NOTICE_WINDOW,
+    audit_for_event,
+    decide_pair_event,
+    undecryptable_notice_txn,
+)
 
 BOT = "@confidant:practice"
 OUTSIDER = "@mallory:practice"
@@ -211,8 +216,60 @@ def test_undecryptable_fails_the_audit_and_tells_the_desk() -> None:
     assert notice.room_id == DESK
     assert notice.template == "undecryptable"
     assert notice.context == {"pair_label": "7F3A", "room_id": PAIR.room_id}
-    assert notice.txn_id == "undecryptable.$enc"
+    assert notice.txn_id == undecryptable_notice_txn(PAIR.pair_id, NOW)
     assert actions(effects) == []
+
+
+def undecryptable_at(seen_at: datetime, n: int, pair: Pair = PAIR) -> RoomEvent:
+    ev = event(Kind.UNDECRYPTABLE, pair.patient_id, Role.PATIENT, event_id=f"$enc{n}")
+    return replace(ev, pair_id=pair.pair_id, room_id=pair.room_id, seen_at=seen_at)
+
+
+def queued_notices(burst: list[tuple[Pair, RoomEvent]]) -> dict[str, SendMessage]:
+    """The desk notices an outbox would hold: it ignores a txn id it has queued before."""
+    queued: dict[str, SendMessage] = {}
+    for pair, ev in burst:
+        for msg in messages(decide_pair_event(pair, ev, desk_room_id=DESK)):
+            queued.setdefault(msg.txn_id, msg)
+    return queued
+
+
+def test_a_burst_of_undecryptable_events_gives_one_desk_notice() -> None:
+    start = datetime(2024, 5, 6, 10, 0, 5, tzinfo=UTC)
+    burst = [(PAIR, undecryptable_at(start + timedelta(seconds=i * 20), i)) for i in range(42)]
+    effects = [decide_pair_event(PAIR, ev, desk_room_id=DESK) for _, ev in burst]
+    # Every event is audited as a failure; the desk is told once.
+    assert [len(room_audits(e)) for e in effects] == [1] * 42
+    assert all(room_audits(e)[0].outcome == "failed" for e in effects)
+    (notice,) = queued_notices(burst).values()
+    assert notice.room_id == DESK and notice.template == "undecryptable"
+    assert notice.context == {"pair_label": "7F3A", "room_id": PAIR.room_id}
+
+
+def test_a_later_burst_gives_another_notice() -> None:
+    first = datetime(2024, 5, 6, 10, 0, 5, tzinfo=UTC)
+    later = first + UNDECRYPTABLE_NOTICE_WINDOW
+    burst = [(PAIR, undecryptable_at(first + timedelta(seconds=i), i)) for i in range(5)]
+    burst += [(PAIR, undecryptable_at(later + timedelta(seconds=i), 10 + i)) for i in range(5)]
+    assert len(queued_notices(burst)) == 2
+
+
+def test_each_pair_in_a_burst_gets_its_own_notice() -> None:
+    other = Pair("p2", "@pat2:practice", "@doc:practice", "!pair2:practice", label="9C1D")
+    burst = [(PAIR, undecryptable_at(NOW, 1)), (other, undecryptable_at(NOW, 2, other))]
+    notices = queued_notices(burst)
+    assert sorted(n.context["pair_label"] for n in notices.values()) == ["7F3A", "9C1D"]
+
+
+def test_one_notice_window_is_one_bucket_of_the_clock() -> None:
+    window_start = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)
+    same = {
+        undecryptable_notice_txn(PAIR.pair_id, window_start + timedelta(seconds=s))
+        for s in (0, 1, 1800, 3599)
+    }
+    assert len(same) == 1
+    assert undecryptable_notice_txn(PAIR.pair_id, window_start - timedelta(seconds=1)) not in same
+    assert undecryptable_notice_txn(PAIR.pair_id, window_start + timedelta(hours=1)) not in same
 
 
 def test_undecryptable_without_desk_is_only_audited() -> None:
