@@ -41,6 +41,8 @@ from nio import (
     RoomMessageText,
     RoomSendResponse,
     SyncResponse,
+    ToDeviceError,
+    ToDeviceMessage,
 )
 from nio.api import RoomPreset, RoomVisibility
 
@@ -392,6 +394,68 @@ class NioUser:
     async def send_text(self, room_id: str, body: str) -> str:
         """Send an m.text message; return its event id."""
         return await self.send(room_id, "m.room.message", {"msgtype": "m.text", "body": body})
+
+    async def send_withholding_key(
+        self, room_id: str, withheld_from: str, bodies: list[str]
+    ) -> tuple[list[str], dict[str, Any]]:
+        """Send texts in a fresh Megolm session whose key `withheld_from`'s devices never get.
+
+        The other members' devices get the key as usual. Returns the event ids and the
+        session's room key at index 0 (an `m.room_key` content), which `send_room_key`
+        can deliver later: a key that arrives late, as a delayed to-device message would.
+        Later sends use a new session shared with everyone again.
+        """
+        await self._prepare_room(room_id)
+        client = self.client
+        olm = client.olm
+        assert olm is not None
+        # Held for the whole send: the sync loop's trust pass would re-trust the devices.
+        async with self._crypto_lock:
+            devices = list(client.device_store.active_user_devices(withheld_from))
+            if not devices:
+                raise NioUserError(f"no known device of {withheld_from}")
+            for device in devices:
+                client.blacklist_device(device)
+            olm.create_outbound_group_session(room_id)
+            session = olm.outbound_group_sessions[room_id]
+            room_key = {
+                "algorithm": MEGOLM,
+                "room_id": room_id,
+                "session_id": session.id,
+                "session_key": session.session_key,
+            }
+            event_ids: list[str] = []
+            try:
+                for body in bodies:
+                    resp = await client.room_send(
+                        room_id, "m.room.message", {"msgtype": "m.text", "body": body}
+                    )
+                    if not isinstance(resp, RoomSendResponse):
+                        raise NioUserError(f"send to {room_id}: {resp}")
+                    event_ids.append(resp.event_id)
+            finally:
+                olm.outbound_group_sessions.pop(room_id, None)
+                for device in devices:
+                    client.unblacklist_device(device)
+                    client.verify_device(device)
+        return event_ids, room_key
+
+    async def send_room_key(self, user_id: str, room_key: dict[str, Any]) -> None:
+        """Send a room key (`m.room_key` content) to every device of `user_id`, Olm-encrypted."""
+        client = self.client
+        olm = client.olm
+        assert olm is not None
+        async with self._crypto_lock:
+            missing = olm.get_missing_sessions([user_id])
+            if missing:
+                self._check(await client.keys_claim(missing), KeysClaimError)
+            for device in client.device_store.active_user_devices(user_id):
+                session = olm.session_store.get(device.curve25519)
+                if session is None:
+                    raise NioUserError(f"no Olm session with {user_id} {device.id}")
+                content = olm._olm_encrypt(session, device, "m.room_key", room_key)
+                message = ToDeviceMessage("m.room.encrypted", user_id, device.id, content)
+                self._check(await client.to_device(message), ToDeviceError)
 
     def find(self, room_id: str, predicate: EventPredicate) -> Event | None:
         """The first readable timeline event of the room matching predicate, if any."""
