@@ -9,8 +9,10 @@ that commit and `release` hands nothing over twice.
 What is at rest: `source` is the event as the homeserver delivered it, reduced to the
 Megolm ciphertext and its routing fields (type, room id, sender, event id, origin time,
 and the cleartext `m.relates_to` the homeserver sees anyway). No plaintext is stored:
-the ciphertext is readable only with a room key from the bot's crypto store, which this
-database does not hold. The routing metadata is what the homeserver itself keeps.
+the ciphertext opens only with its Megolm room key, which lives in the bot's crypto store
+(nio's, in the data directory), not in these tables. The routing metadata is what the
+homeserver itself keeps about every event; it is acceptable at rest here for the same
+reason it is in processed_events and the audit chain.
 """
 
 from __future__ import annotations

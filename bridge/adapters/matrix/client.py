@@ -3,7 +3,8 @@
 We drive `sync()` ourselves instead of `sync_forever()` because the audit must see every
 event: a limited timeline is back-filled from `prev_batch`, and the sync token is only
 saved after every event in the batch was handed to the service (which dedupes by event
-id, so a crash in between replays nothing twice).
+id, so a crash in between replays nothing twice) or, while it waits for its room key, held
+in the database (so a restart or a standby's takeover still finds it).
 """
 
 from __future__ import annotations
