@@ -58,6 +58,8 @@ class Snapshot:
     sync_lag_seconds: float | None = None
     sync_errors: int = 0
     last_sync_ok_at: float | None = None
+    undecryptable_waiting: int = 0
+    key_share_failures: int = 0
 
 
 def _merge(into: dict[str, int], values: Mapping[Any, int]) -> dict[str, int]:
@@ -151,6 +153,8 @@ async def gather(app: App, now: datetime, tally: AuditTally | None = None) -> Sn
         snap.sync_errors = stats.errors
         snap.last_sync_ok_at = stats.last_sync_ok_at or None
         snap.decryption_failures = max(snap.decryption_failures, stats.decryption_failures)
+        snap.undecryptable_waiting = stats.pending_undecryptable
+        snap.key_share_failures = stats.key_share_failures
     if app.parts is None:
         return snap
     db = app.parts.db
@@ -252,6 +256,16 @@ class _SnapshotCollector(Collector):
             )
         yield CounterMetricFamily(
             "confidant_sync_errors", "Failed sync requests.", value=s.sync_errors
+        )
+        yield GaugeMetricFamily(
+            "confidant_undecryptable_waiting",
+            "Events held (durably) while they wait for their room key.",
+            value=s.undecryptable_waiting,
+        )
+        yield CounterMetricFamily(
+            "confidant_key_share_failures",
+            "Posts held back because a member device had not received the room key.",
+            value=s.key_share_failures,
         )
         yield GaugeMetricFamily(
             "confidant_scrape_timestamp_seconds", "When this scrape was taken.", value=time.time()

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -49,12 +49,17 @@ def is_postgres(db_url: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def active_lock(
-    db_url: str, *, key: int = LOCK_KEY, check_every: float = 5.0
+    db_url: str,
+    *,
+    key: int = LOCK_KEY,
+    check_every: float = 5.0,
+    on_wait: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[ActiveLock]:
     """Wait until this instance is the active one, hold that role for the block.
 
-    Leaving the block (or the process dying) closes the connection, which releases
-    the lock for a standby.
+    `on_wait` runs once when another instance holds the role, before the wait (the
+    standby starts collecting room keys for its device). Leaving the block (or the
+    process dying) closes the connection, which releases the lock for a standby.
     """
     lock = ActiveLock(key)
     if not is_postgres(db_url):
@@ -66,6 +71,8 @@ async def active_lock(
         lock.backend_pid = conn.get_server_pid()
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
             log.info("standby: another instance is active; waiting for it to stop")
+            if on_wait is not None:
+                await on_wait()
             # Waits inside PostgreSQL until the holder's session ends.
             await conn.execute("SELECT pg_advisory_lock($1)", key)
         log.info("standby: this instance is now active")
@@ -104,22 +111,51 @@ class Runnable(Protocol):
     async def run_until_signalled(self) -> None: ...
 
 
-async def run_when_active(app: Runnable) -> None:
+class Warm(Protocol):
+    """What keeps a standby's device supplied with room keys while it waits."""
+
+    async def start(self) -> None: ...
+    async def handover(self) -> None: ...
+
+
+async def run_when_active(app: Runnable, warm: Warm | None = None) -> None:
     """Wait to be the active instance, then run `app` until a signal or until the lock is lost.
 
+    While it waits as a standby, `warm` collects the room keys sent to this instance's
+    own device; it hands over (and closes) before the app opens the same crypto store.
     Raises `LostActiveLock` after stopping the app if the lock's connection dropped, so
     the process exits non-zero and its supervisor starts it again, as a standby.
     """
-    async with active_lock(app.cfg.database_url) as lock:
-        running = asyncio.create_task(app.run_until_signalled())
-        lost = asyncio.create_task(lock.lost.wait())
+    on_wait = warm.start if warm is not None else None
+    try:
+        async with active_lock(app.cfg.database_url, on_wait=on_wait) as lock:
+            if warm is not None:
+                await warm.handover()
+            await _run_holding(app, lock)
+    finally:
+        if warm is not None:
+            await warm.handover()  # a signal while still waiting: close the client
+
+
+async def _run_holding(app: Runnable, lock: ActiveLock) -> None:
+    running = asyncio.create_task(app.run_until_signalled())
+    lost = asyncio.create_task(lock.lost.wait())
+    try:
         done, _ = await asyncio.wait({running, lost}, return_when=asyncio.FIRST_COMPLETED)
-        if running in done:
-            lost.cancel()
-            running.result()
-            return
-        # run_until_signalled stops the bridge cleanly when cancelled.
+    except asyncio.CancelledError:
+        # Cancelled from outside: the bridge must stop before the lock is let go, or a
+        # standby would become active beside it.
+        lost.cancel()
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
-        raise LostActiveLock("lost the active lock; stopped so a standby can take over")
+        raise
+    if running in done:
+        lost.cancel()
+        running.result()
+        return
+    # run_until_signalled stops the bridge cleanly when cancelled.
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    raise LostActiveLock("lost the active lock; stopped so a standby can take over")

@@ -24,6 +24,14 @@ async def set_kv(ex: Executor, key: str, value: str) -> None:
     )
 
 
+async def set_kv_if_absent(ex: Executor, key: str, value: str) -> bool:
+    """Store `value` under `key` unless something is there already; True if stored."""
+    inserted = await ex.execute(
+        "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", key, value
+    )
+    return inserted == 1
+
+
 async def delete_kv(ex: Executor, key: str) -> bool:
     """Remove `key`; False if it was not there."""
     return await ex.execute("DELETE FROM kv WHERE key = ?", key) == 1

@@ -138,6 +138,9 @@ class SyncStats:
 
 SYNC_TOKEN_KEY = "matrix.sync_token"
 
+#: The most to-device messages Synapse returns in one sync.
+TO_DEVICE_BATCH = 100
+
 
 class MatrixBot:
     """Owns the nio client; everything else talks to Matrix through these methods."""
@@ -177,6 +180,7 @@ class MatrixBot:
         self._grace = undecryptable_grace
         self._sync_timeout_ms = sync_timeout_ms
         self._pending: dict[str, _Pending] = {}
+        self._to_device_backlog = False
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.first_sync_done = asyncio.Event()
@@ -238,6 +242,9 @@ class MatrixBot:
         if isinstance(resp, SyncError):
             raise RuntimeError(f"sync error {resp.status_code}")
         assert isinstance(resp, SyncResponse)
+        # Synapse hands out at most 100 to-device messages per sync: a full batch means
+        # more are queued (after downtime), and a waiting event's key may be among them.
+        self._to_device_backlog = len(resp.to_device_events) >= TO_DEVICE_BATCH
         for room_id, info in resp.rooms.invite.items():
             inviter = None
             for ev in info.invite_state:
@@ -347,7 +354,7 @@ class MatrixBot:
         between hands it over again, and the service ignores an event id it has seen.
         """
         now_ms = int(time.time() * 1000)
-        may_expire = self.stats.synced_batches > 0
+        may_expire = self.stats.synced_batches > 0 and not self._to_device_backlog
         for event_id, item in list(self._pending.items()):
             decrypted: Any = None
             if item.event is not None:

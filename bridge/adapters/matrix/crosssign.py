@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
+from bridge.store import syncstate
+from bridge.store.base import Database
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +65,19 @@ def _seal_key(pickle_key: str) -> bytes:
     return hkdf.derive(pickle_key.encode())
 
 
-def load_or_create_keys(path: Path, pickle_key: str) -> dict[str, SigningKey]:
-    """The bot's three cross-signing seeds, created once and kept sealed on disk."""
-    aead = AESGCM(_seal_key(pickle_key))
-    if path.exists():
-        blob = path.read_bytes()
-        plain = aead.decrypt(blob[:12], blob[12:], b"cross-signing")
-        seeds = json.loads(plain)
-        return {usage: SigningKey(base64.b64decode(seeds[usage])) for usage in USAGES}
-    seeds = {usage: base64.b64encode(os.urandom(32)).decode() for usage in USAGES}
+def _seal_seeds(seeds: dict[str, str], pickle_key: str) -> bytes:
     nonce = os.urandom(12)
-    blob = nonce + aead.encrypt(nonce, json.dumps(seeds).encode(), b"cross-signing")
+    aead = AESGCM(_seal_key(pickle_key))
+    return nonce + aead.encrypt(nonce, json.dumps(seeds).encode(), b"cross-signing")
+
+
+def _open_seeds(blob: bytes, pickle_key: str) -> dict[str, SigningKey]:
+    aead = AESGCM(_seal_key(pickle_key))
+    seeds = json.loads(aead.decrypt(blob[:12], blob[12:], b"cross-signing"))
+    return {usage: SigningKey(base64.b64decode(seeds[usage])) for usage in USAGES}
+
+
+def _write_private(path: Path, blob: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -82,7 +86,51 @@ def load_or_create_keys(path: Path, pickle_key: str) -> dict[str, SigningKey]:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    return {usage: SigningKey(base64.b64decode(seeds[usage])) for usage in USAGES}
+
+
+def _new_seeds() -> dict[str, str]:
+    return {usage: base64.b64encode(os.urandom(32)).decode() for usage in USAGES}
+
+
+def load_or_create_keys(path: Path, pickle_key: str) -> dict[str, SigningKey]:
+    """The bot's three cross-signing seeds, created once and kept sealed on disk."""
+    if path.exists():
+        return _open_seeds(path.read_bytes(), pickle_key)
+    blob = _seal_seeds(_new_seeds(), pickle_key)
+    _write_private(path, blob)
+    return _open_seeds(blob, pickle_key)
+
+
+def _existing_or_new_blob(path: Path, pickle_key: str) -> bytes:
+    """An older install's sealed seeds (checked to open with this key), or new ones."""
+    if path.exists():
+        blob = path.read_bytes()
+        _open_seeds(blob, pickle_key)
+        return blob
+    return _seal_seeds(_new_seeds(), pickle_key)
+
+
+#: The kv entry holding the sealed seeds, shared by every instance on the database.
+IDENTITY_KV_KEY = "matrix.cross_signing.sealed"
+
+
+async def shared_keys(db: Database, path: Path, pickle_key: str) -> dict[str, SigningKey]:
+    """The bot's cross-signing seeds, one identity for every instance of the bridge.
+
+    An active instance and its standby each have their own device (their own data
+    directory) but must sign it with the same self-signing key: a second identity would
+    replace the first on the homeserver and leave the other instance's device unsigned.
+    The seeds live in the database, sealed with `pickle_key` (which every instance has);
+    an older install's file in `data_dir` is adopted the first time. Two instances
+    starting at once agree, because only the first insert wins.
+    """
+    stored = await syncstate.get_kv(db, IDENTITY_KV_KEY)
+    if stored is None:
+        blob = _existing_or_new_blob(path, pickle_key)
+        await syncstate.set_kv_if_absent(db, IDENTITY_KV_KEY, base64.b64encode(blob).decode())
+        stored = await syncstate.get_kv(db, IDENTITY_KV_KEY)
+        assert stored is not None
+    return _open_seeds(base64.b64decode(stored), pickle_key)
 
 
 def cross_signing_bodies(user_id: str, keys: dict[str, SigningKey]) -> dict[str, Any]:
