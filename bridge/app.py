@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -10,10 +11,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bridge.adapters.matrix.bringup import (
+    Backoff,
+    BringUp,
+    Step,
+    first_sync,
+    retry,
+    upload_device_keys,
+)
 from bridge.adapters.matrix.client import MatrixBot
 from bridge.adapters.matrix.crosssign import CrossSigner, load_or_create_keys
 from bridge.adapters.matrix.rest import MatrixRest
-from bridge.adapters.matrix.session import BotCredentials, ensure_credentials
+from bridge.adapters.matrix.session import (
+    BotCredentials,
+    deferred_credentials,
+    ensure_credentials,
+)
 from bridge.adapters.render import Renderer
 from bridge.adapters.scheduler import Scheduler
 from bridge.audit.log import AuditLog
@@ -93,19 +106,20 @@ class Parts:
         await self.db.close()
 
 
-async def open_parts(cfg: Config, *, templates_dir: Path | None = None) -> Parts:
+async def open_parts(
+    cfg: Config, *, templates_dir: Path | None = None, defer_login: bool = False
+) -> Parts:
+    """The database, the homeserver client and the bot's credentials.
+
+    Without a saved session the command line logs in here. The running bridge passes
+    `defer_login`: with a password it then gets the bot's reserved device without a token
+    and logs in later, in the background (see `App.start`).
+    """
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     db = await open_database(cfg.database_url)
     rest = MatrixRest(cfg.homeserver.url, None, verify_tls=cfg.homeserver.verify_tls)
     try:
-        creds = await ensure_credentials(
-            rest,
-            cfg.data_dir,
-            user_id=cfg.bot.user_id,
-            password=cfg.bot.password.get_secret_value() if cfg.bot.password else None,
-            access_token=cfg.bot.access_token.get_secret_value() if cfg.bot.access_token else None,
-            device_name=cfg.bot.device_name,
-        )
+        creds = await bot_credentials(cfg, rest, defer_login=defer_login)
     except BaseException:
         await rest.close()
         await db.close()
@@ -122,6 +136,47 @@ async def open_parts(cfg: Config, *, templates_dir: Path | None = None) -> Parts
     return Parts(cfg, db, rest, renderer, sealer, audit, creds, manager)
 
 
+def _password(cfg: Config) -> str | None:
+    return cfg.bot.password.get_secret_value() if cfg.bot.password else None
+
+
+def _access_token(cfg: Config) -> str | None:
+    return cfg.bot.access_token.get_secret_value() if cfg.bot.access_token else None
+
+
+async def log_in(cfg: Config, rest: MatrixRest) -> BotCredentials:
+    """The saved session, or a login now (which saves it)."""
+    return await ensure_credentials(
+        rest,
+        cfg.data_dir,
+        user_id=cfg.bot.user_id,
+        password=_password(cfg),
+        access_token=_access_token(cfg),
+        device_name=cfg.bot.device_name,
+    )
+
+
+async def bot_credentials(cfg: Config, rest: MatrixRest, *, defer_login: bool) -> BotCredentials:
+    """The bot's credentials, asking the homeserver only when that cannot wait."""
+    if not defer_login:
+        return await log_in(cfg, rest)
+    creds = deferred_credentials(
+        cfg.data_dir,
+        user_id=cfg.bot.user_id,
+        password=_password(cfg),
+        access_token=_access_token(cfg),
+    )
+    if creds is None:
+        # A configured access token names a device only the homeserver knows.
+        return await retry("login", lambda: log_in(cfg, rest), Backoff())
+    rest.access_token = creds.access_token or None
+    return creds
+
+
+class DeviceMismatch(RuntimeError):
+    """The login answered for another user or device than the bot was built with."""
+
+
 @dataclass
 class App:
     """The running bridge."""
@@ -134,22 +189,47 @@ class App:
     outbox: OutboxWorker | None = None
     scheduler: Scheduler | None = None
     cross_signing: str = ""
+    #: The bot's bring-up on the homeserver (login, keys, cross-signing, sync), once started.
+    matrix: BringUp | None = None
+    #: Waits between bring-up attempts (tests may shorten them).
+    backoff: Backoff = field(default_factory=Backoff)
     #: How long an undecryptable event waits for its key before it is recorded as a failure.
     undecryptable_grace: float = 60.0
     #: Feature installers to run (None: `default_features()`); tests may pick their own.
     features: list[Installer] | None = None
+    listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    _bring_up: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Build every part, install the features, then start talking to the world.
+        """Build every part and install the features; start what needs only the database;
+        then bring the bot up on the homeserver in the background.
 
-        Features are installed before the first sync so that no event is handled
-        without their hooks (the SLA clock, media capture, ...).
+        Features are installed before the first sync so that no event is handled without
+        their hooks (the SLA clock, media capture, ...). Timers and listeners (SMTP, HTTP)
+        start next: they need only the database, so mail is committed and /health answers
+        while the homeserver is down or answering 5xx. The bot's steps (the first login,
+        device keys, cross-signing, the sync loop up to its first batch) then run in a task
+        that retries each one with capped backoff and never gives up; only when they are
+        done do the outbox and the features' workers start, so nothing is posted from a
+        device that is not yet cross-signed or that does not know its rooms yet.
+
+        Without a saved session the bot still has its device from the start: its id is
+        chosen locally and the first login asks for it (`reserved_device_id`), so the crypto
+        store, the bot and every feature are built with the final user and device id and
+        only the access token comes later. A configured access token instead of a password
+        names a device only the homeserver knows: that one case waits for it, retrying,
+        before anything starts.
+
+        Returns when the first round of the bring-up is known: fully started when the
+        homeserver answers, otherwise started without Matrix, which keeps trying.
         """
         cfg = self.cfg
-        parts = self.parts = await open_parts(cfg, templates_dir=self.templates_dir)
+        parts = self.parts = await open_parts(
+            cfg, templates_dir=self.templates_dir, defer_login=True
+        )
         service = self.service = Service(
             db=parts.db,
             rest=parts.rest,
@@ -172,36 +252,93 @@ class App:
         service.outbox = self.outbox
         self.scheduler = Scheduler(service.fire_timer)
         service.scheduler = self.scheduler
+        await self._install_features()
+        self.scheduler.start()
+        await self.scheduler.rebuild(parts.db)
+        for listen in self.listeners:
+            await listen()
+        self.matrix = BringUp(self._matrix_steps(), backoff=self.backoff)
+        self._bring_up = asyncio.create_task(self._run_bring_up(), name="matrix-bring-up")
+        await self._first_round()
+        log.info(
+            "bridge started",
+            extra={
+                "user_id": parts.creds.user_id,
+                "device_id": parts.creds.device_id,
+                "matrix": self.matrix.detail,
+            },
+        )
+
+    async def _install_features(self) -> None:
         installed: list[Installer] = []
         for install in self.features if self.features is not None else default_features():
             if install in installed:
                 continue  # listed twice (e.g. a test adding a default feature again)
             installed.append(install)
             await install(self)
-        await self.bot.start()
-        signer = CrossSigner(
-            parts.rest,
-            parts.creds.user_id,
-            parts.creds.device_id,
-            cfg.bot.password.get_secret_value() if cfg.bot.password else None,
-        )
+
+    def _matrix_steps(self) -> list[Step]:
+        assert self.parts is not None and self.bot is not None
+        bot = self.bot
+        steps: list[Step] = []
+        if not self.parts.creds.logged_in:
+            steps.append(("login", self._log_in))
+        # Signing needs only the device keys, so it comes before the sync loop: from its first
+        # round on, the device is one that Element's "exclude insecure devices" mode accepts.
+        steps += [
+            ("keys upload", lambda: upload_device_keys(bot)),
+            ("cross-signing", self._cross_sign),
+            ("sync start", bot.start),
+            ("first sync", lambda: first_sync(bot)),
+        ]
+        return steps
+
+    async def _log_in(self) -> None:
+        """The first login, onto the device the bot was built with; the token fills in."""
+        assert self.parts is not None and self.bot is not None
+        creds = await log_in(self.cfg, self.parts.rest)
+        if (creds.user_id, creds.device_id) != (self.bot.user_id, self.bot.device_id):
+            raise DeviceMismatch(f"logged in as {creds.user_id} {creds.device_id}")
+        self.bot.client.access_token = creds.access_token
+        self.parts.creds = creds
+
+    async def _cross_sign(self) -> None:
+        assert self.parts is not None
+        parts, cfg = self.parts, self.cfg
+        signer = CrossSigner(parts.rest, parts.creds.user_id, parts.creds.device_id, _password(cfg))
         keys = load_or_create_keys(
             cfg.data_dir / "cross-signing.sealed", cfg.bot.pickle_key.get_secret_value()
         )
         self.cross_signing = await signer.ensure(keys)
         log.info("cross-signing", extra={"state": self.cross_signing})
+
+    async def _run_bring_up(self) -> None:
+        """The bot on the homeserver, then everything that posts or downloads."""
+        assert self.matrix is not None and self.outbox is not None
+        await self.matrix.run()
         self.outbox.start()
-        self.scheduler.start()
-        await self.scheduler.rebuild(parts.db)
         for start in self.starters:
             await start()
-        log.info(
-            "bridge started",
-            extra={"user_id": parts.creds.user_id, "device_id": parts.creds.device_id},
-        )
+        log.info("matrix ready")
+
+    async def _first_round(self) -> None:
+        """Wait until the bring-up is done or has failed once; re-raise a feature's error."""
+        assert self.matrix is not None and self._bring_up is not None
+        failed = asyncio.create_task(self.matrix.first_failure.wait())
+        try:
+            await asyncio.wait({self._bring_up, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failed.cancel()
+        if self._bring_up.done():
+            self._bring_up.result()
+
+    def on_listen(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` before the homeserver is needed (listeners that take work into the
+        database: SMTP, HTTP); a port that cannot be bound stops the start."""
+        self.listeners.append(start)
 
     def on_start(self, start: Callable[[], Awaitable[None]]) -> None:
-        """Run `start` once the bridge is syncing (listeners, workers of a feature)."""
+        """Run `start` once the bot is up on the homeserver (a feature's workers)."""
         self.starters.append(start)
 
     def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
@@ -209,6 +346,10 @@ class App:
         self.stoppers.append(stop)
 
     async def stop(self) -> None:
+        if self._bring_up is not None:
+            self._bring_up.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._bring_up
         for stop in reversed(self.stoppers):
             try:
                 await stop()
@@ -226,13 +367,36 @@ class App:
         log.info("bridge stopped")
 
     async def run_until_signalled(self) -> None:
-        """Start, then run until SIGINT or SIGTERM, then stop cleanly."""
+        """Start, then run until SIGINT or SIGTERM, then stop cleanly.
+
+        A signal also ends a start that is still waiting for the homeserver. If a feature
+        fails to start once the homeserver came back, the bridge stops and re-raises.
+        """
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        starting = asyncio.create_task(self.start(), name="bridge-start")
         try:
-            await self.start()
+            if await _until_stopped(starting, stop) and self._bring_up is not None:
+                await _until_stopped(self._bring_up, stop)
             await stop.wait()
         finally:
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
             await self.stop()
+
+
+async def _until_stopped(task: asyncio.Task[None], stop: asyncio.Event) -> bool:
+    """Wait for `task` or `stop`; True (and the task's error raised) if the task ended first."""
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not task.done():
+        return False
+    task.result()
+    return True

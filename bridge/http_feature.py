@@ -36,7 +36,8 @@ def http_installer(
             if on_ready is not None:
                 on_ready(server)
 
-        app.on_start(start)
+        # Before the homeserver answers: /health must say why the bridge is degraded.
+        app.on_listen(start)
         app.on_stop(server.stop)
 
     return install

@@ -338,7 +338,8 @@ class HttpServer:
     # ------------------------------------------------------------ health
 
     async def health(self) -> list[HealthCheck]:
-        """Homeserver reachable, database answering, SMTP listening (if enabled), sync lag."""
+        """Homeserver reachable, bot ready on it, database answering, SMTP listening (if
+        enabled), sync lag."""
         app = self.app
         checks: list[HealthCheck] = []
         parts = app.parts
@@ -351,6 +352,9 @@ class HttpServer:
             checks.append(HealthCheck("homeserver", True))
         except Exception as exc:
             checks.append(HealthCheck("homeserver", False, type(exc).__name__))
+        if app.matrix is not None:
+            # Logged in, keys up, syncing and cross-signed; until then nothing is posted.
+            checks.append(HealthCheck("matrix", app.matrix.ready.is_set(), app.matrix.detail))
         try:
             await asyncio.wait_for(parts.db.fetchval("SELECT 1"), 5)
             checks.append(HealthCheck("database", True, parts.db.dialect))
@@ -1131,7 +1135,7 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/health": {
             "get": {
-                "summary": "Homeserver, database, SMTP and sync health.",
+                "summary": "Homeserver, bot readiness, database, SMTP and sync health.",
                 "security": [],
                 "responses": {
                     "200": _ok("Everything is healthy.", {"$ref": "#/components/schemas/Health"}),

@@ -1,7 +1,7 @@
 """Inbound e-mail in the running bridge: the SMTP listener and the relay worker.
 
-`install_email(app)` does nothing unless `smtp.enabled`. Otherwise, once the bridge is
-syncing, the listener takes mail for the pairs' addresses; a message is sealed and
+`install_email(app)` does nothing unless `smtp.enabled`. Otherwise the listener takes
+mail for the pairs' addresses from the start, homeserver or not; a message is sealed and
 committed in the inbox before the sender gets `250` (`451 4.3.0` when the commit
 fails), and the relay worker posts it into the pair room through the outbox. Refused
 messages of a known pair are audited as "email.rejected" with their reason code only.
@@ -56,7 +56,15 @@ class EmailFeature:
 
     async def start(self) -> None:
         """Listen for mail, then relay whatever is pending."""
+        await self.listen()
+        await self.start_relay()
+
+    async def listen(self) -> None:
+        """Take mail: this needs only the database, so it runs while the homeserver is down."""
         await self.listener.start()
+
+    async def start_relay(self) -> None:
+        """Relay whatever is pending (once the bot can upload and post)."""
         if self.relay is not None:
             self.relay.start()
 
@@ -119,7 +127,8 @@ async def attach_email(
         resolver=resolver,
         run_relay=run_relay,
     )
-    app.on_start(feature.start)
+    app.on_listen(feature.listen)
+    app.on_start(feature.start_relay)
     app.on_stop(feature.stop)
     log.info("inbound e-mail installed", extra={"relay": run_relay})
     return feature
