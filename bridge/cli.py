@@ -82,6 +82,7 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.adapters.listen import ListenError
     from bridge.app import App
 
     cfg = _load(args.config)
@@ -89,7 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bridge.standby import run_when_active
 
     # With PostgreSQL, only the instance holding the advisory lock runs; others wait.
-    asyncio.run(run_when_active(App(cfg)))
+    try:
+        asyncio.run(run_when_active(App(cfg)))
+    except ListenError as err:
+        # A configuration problem like any other: one line naming the key, exit 2.
+        print(str(err), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from bridge import metrics
+from bridge.adapters.listen import ListenError
 from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.voice import AudioError, convert_to_voice_async
 from bridge.audit.export import export_pair
@@ -300,7 +301,11 @@ class HttpServer:
         runner = web.AppRunner(self.web_app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.requested_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as err:
+            await runner.cleanup()
+            raise ListenError("http", self.host, self.requested_port, err) from err
         self._runner = runner
         server = site._server
         sockets = getattr(server, "sockets", None) or []

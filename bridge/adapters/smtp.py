@@ -23,6 +23,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from bridge.adapters.listen import ListenError
 from bridge.email.authcheck import (
     AuthMode,
     AuthPolicy,
@@ -375,9 +376,11 @@ class SmtpListener:
         if mail_log.getEffectiveLevel() < logging.WARNING:
             mail_log.setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            self._protocol, host=self._settings.host, port=self._settings.port
-        )
+        host, port = self._settings.host, self._settings.port
+        try:
+            self._server = await loop.create_server(self._protocol, host=host, port=port)
+        except OSError as err:
+            raise ListenError("smtp", host, port, err) from err
         log.info("smtp: listening on port %d", self.port)
 
     async def stop(self) -> None:
