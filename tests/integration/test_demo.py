@@ -3,6 +3,7 @@ state reused on a second run, and nothing left running after Ctrl-C."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import RoomMessageNotice
 
 from bridge.config import load_config
 from bridge.demo import READY
+from tests.support.nio_user import NioUser
 
 pytestmark = pytest.mark.integration
 
@@ -182,6 +185,22 @@ def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
+async def _patient_reads_welcome(
+    url: str, user_id: str, password: str, room_id: str, store: Path
+) -> str:
+    patient = await NioUser.create(url, user_id, password, store, auto_join=True)
+    try:
+        event = await patient.wait_for(
+            room_id,
+            lambda e: isinstance(e, RoomMessageNotice) and e.sender == "@confidant:localhost",
+            timeout=60,
+        )
+        assert isinstance(event, RoomMessageNotice)
+        return str(event.body)
+    finally:
+        await patient.close()
+
+
 def test_running_demo_lets_the_patient_in_and_stops_cleanly_on_ctrl_c(
     demo_dir: Path, tmp_path: Path
 ) -> None:
@@ -210,48 +229,16 @@ def test_running_demo_lets_the_patient_in_and_stops_cleanly_on_ctrl_c(
         printed = parse(output)
         [synapse_pid] = synapse_pids(demo_dir / "synapse")
 
-        # Log in as the patient with the printed password, as a Matrix client would.
+        # The patient logs in with the printed password, as a Matrix client with E2EE
+        # would (a new device), joins, and reads the bot's welcome: it waited for her device.
         user_id, password = printed.logins["patient"]
-        status, body = call(
-            printed.url,
-            "POST",
-            "/_matrix/client/v3/login",
-            {
-                "type": "m.login.password",
-                "identifier": {"type": "m.id.user", "user": user_id},
-                "password": password,
-            },
-        )
-        assert status == 200, body
-        token = body["access_token"]
-        status, body = call(printed.url, "GET", "/_matrix/client/v3/sync?timeout=0", token=token)
-        assert status == 200, body
-        rooms = body.get("rooms", {})
-        assert printed.room_id in {**rooms.get("invite", {}), **rooms.get("join", {})}
-
-        room = urllib.parse.quote(printed.room_id)
-        status, body = call(printed.url, "POST", f"/_matrix/client/v3/rooms/{room}/join", {}, token)
-        assert status == 200, body
-        status, body = call(printed.url, "GET", "/_matrix/client/v3/joined_rooms", token=token)
-        assert printed.room_id in body["joined_rooms"]
-
-        # The bridge is live: its welcome notice reaches the room, encrypted.
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = call(
-                printed.url,
-                "GET",
-                f"/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50",
-                token=token,
+        (tmp_path / "patient").mkdir()
+        welcome = asyncio.run(
+            _patient_reads_welcome(
+                printed.url, user_id, password, printed.room_id, tmp_path / "patient"
             )
-            assert status == 200, body
-            if any(
-                event["type"] == "m.room.encrypted" and event["sender"] == "@confidant:localhost"
-                for event in body["chunk"]
-            ):
-                break
-            assert time.monotonic() < deadline, "no encrypted message from the bot"
-            time.sleep(0.2)
+        )
+        assert "Welcome" in welcome
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, stderr_path.read_text()[-3000:]
