@@ -9,6 +9,7 @@ import logging
 import pkgutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -56,16 +57,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     rows: list[Row] = []
+    failed: list[tuple[str, str]] = []
     for name in args.names or names:
         runner = load(name)
         if runner is None:
             continue
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        rows.extend(asyncio.run(runner()))
+        try:
+            got = asyncio.run(runner())
+        except Exception as exc:
+            # One broken benchmark must not lose the figures of the others.
+            failed.append((name, f"{type(exc).__name__}: {exc}"))
+            print(f"  {name} FAILED after {time.monotonic() - started:.1f} s", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            continue
         print(f"  {name} took {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
-    print(format_table(rows))
-    return 0
+        print(format_table(got), flush=True)
+        rows.extend(got)
+    if len(args.names or names) > 1:
+        print("\nall benchmarks:")
+        print(format_table(rows))
+    for name, error in failed:
+        print(f"FAILED {name}: {error}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
