@@ -88,6 +88,34 @@ async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) 
     )
 
 
+async def test_relayed_mail_whose_post_waits_is_counted(db: Database, sealer: Sealer) -> None:
+    pair = await _pair(db)
+    await pairs.set_room(db, pair.pair_id, "!room:hs.test")
+    ids = [
+        (await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, f"<{n}@x>", b"A", NOW))[0]
+        for n in range(3)
+    ]
+    for email_id in ids:
+        txn = inbox.relay_txn_id(email_id)
+        async with db.transaction() as tx:
+            assert await inbox.mark_relayed(tx, email_id, txn, NOW + 10)
+            await outbox.enqueue(
+                tx,
+                txn_id=txn,
+                room_id="!room:hs.test",
+                event_type="m.room.message",
+                content={"body": "post"},
+                kind="email",
+                now=NOW + 10,
+                sealer=sealer,
+                pair_id=pair.pair_id,
+            )
+    # The homeserver is away: relayed, but every post still sits in the outbox.
+    assert await inbox.relayed_posts_waiting(db) == 3
+    assert await outbox.mark_sent(db, inbox.relay_txn_id(ids[0]), "$e:hs.test", NOW + 20)
+    assert await inbox.relayed_posts_waiting(db) == 2
+
+
 @pytest.fixture
 async def smtp_inbox(db: Database, sealer: Sealer) -> AsyncIterator[tuple[SmtpListener, str]]:
     pair = await _pair(db)
