@@ -34,6 +34,7 @@ from bridge.config import Config
 from bridge.outbox import OutboxWorker
 from bridge.provision import PairManager, PracticeFacts
 from bridge.sealing import Sealer
+from bridge.selfcheck import SelfCheck
 from bridge.service import Service
 from bridge.store import open_database
 from bridge.store.base import Database
@@ -189,6 +190,8 @@ class App:
     outbox: OutboxWorker | None = None
     scheduler: Scheduler | None = None
     cross_signing: str = ""
+    #: The self-check of the bot's posts (its witness device), once installed.
+    selfcheck: SelfCheck | None = None
     #: The bot's bring-up on the homeserver (login, keys, cross-signing, sync), once started.
     matrix: BringUp | None = None
     #: Waits between bring-up attempts (tests may shorten them).

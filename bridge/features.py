@@ -14,6 +14,7 @@ from bridge.desk_export import install_desk_export
 from bridge.email.feature import install_email
 from bridge.http_feature import install_http
 from bridge.onboarding import install_onboarding
+from bridge.selfcheck import install_selfcheck
 from bridge.sessions_feature import install_sessions
 from bridge.sla_service import install_sla
 from bridge.unread_notice import install_unread_notice
@@ -46,5 +47,6 @@ ALL: list[Installer] = [
     install_voice,
     install_video,
     install_sessions,
+    install_selfcheck,
     install_http,
 ]

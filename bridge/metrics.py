@@ -26,6 +26,7 @@ from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
     from bridge.app import App
+    from bridge.selfcheck import Figures
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -60,6 +61,8 @@ class Snapshot:
     last_sync_ok_at: float | None = None
     undecryptable_waiting: int = 0
     key_share_failures: int = 0
+    #: The self-check of the bot's posts; None when it is off.
+    witness: Figures | None = None
 
 
 def _merge(into: dict[str, int], values: Mapping[Any, int]) -> dict[str, int]:
@@ -157,6 +160,8 @@ async def gather(app: App, now: datetime, tally: AuditTally | None = None) -> Sn
         snap.key_share_failures = stats.key_share_failures
     if app.parts is None:
         return snap
+    if app.selfcheck is not None:
+        snap.witness = await app.selfcheck.figures()
     db = app.parts.db
     snap.outbox = await _grouped(
         db, "SELECT status AS k, COUNT(*) AS n FROM outbox GROUP BY status"
@@ -267,9 +272,38 @@ class _SnapshotCollector(Collector):
             "Posts held back because a member device had not received the room key.",
             value=s.key_share_failures,
         )
+        if s.witness is not None:
+            yield from _witness_metrics(s.witness)
         yield GaugeMetricFamily(
             "confidant_scrape_timestamp_seconds", "When this scrape was taken.", value=time.time()
         )
+
+
+def _witness_metrics(w: Figures) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "confidant_witness_up", "Whether the witness device is syncing.", value=int(w.up)
+    )
+    checks = CounterMetricFamily(
+        "confidant_witness_checks",
+        "Bot posts the witness device checked, by outcome.",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(w.checks.items()):
+        checks.add_metric([safe_label(outcome)], count)
+    yield checks
+    yield GaugeMetricFamily(
+        "confidant_witness_checks_waiting",
+        "Bot posts not read by the witness yet.",
+        value=w.waiting,
+    )
+    yield CounterMetricFamily(
+        "confidant_witness_reposts", "Unreadable bot posts sent again.", value=w.reposts
+    )
+    yield GaugeMetricFamily(
+        "confidant_witness_repairs_pending",
+        "Reposts the witness has not read yet.",
+        value=w.repairs_pending,
+    )
 
 
 def _gauge(name: str, doc: str, label: str | None, values: Mapping[str, int]) -> Metric:

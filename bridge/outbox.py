@@ -128,6 +128,8 @@ class OutboxWorker:
         self.retries = 0
         #: Set by a send that could not reach the homeserver; cleared by a probe.
         self.homeserver_down = False
+        #: Keep a sent row's content sealed for the self-check (see `bridge.selfcheck`).
+        self.keep_sent_content = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
@@ -194,7 +196,13 @@ class OutboxWorker:
                         self.homeserver_down = True
                         return sent
                     continue
-                await outbox.mark_sent(self.db, item.txn_id, event_id, to_ms(self.clock()))
+                await outbox.mark_sent(
+                    self.db,
+                    item.txn_id,
+                    event_id,
+                    to_ms(self.clock()),
+                    keep_content=self.keep_sent_content,
+                )
                 sent += 1
                 self.sent += 1
                 progressed = True

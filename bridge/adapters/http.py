@@ -387,6 +387,10 @@ class HttpServer:
                         "sync", age < 90, f"lag {stats.lag_seconds:.1f}s, last {age:.0f}s ago"
                     )
                 )
+        if app.selfcheck is not None:
+            # Degraded while an unreadable post waits for its repair, or could not be repaired.
+            ok, detail, _ = await app.selfcheck.health()
+            checks.append(HealthCheck("witness", ok, detail))
         return checks
 
 
@@ -428,6 +432,8 @@ async def get_health(request: web.Request) -> web.Response:
     app = _server(request).app
     if app.bot is not None:
         body["sync_lag_seconds"] = round(app.bot.stats.lag_seconds, 3)
+    if app.selfcheck is not None:
+        body["witness"] = (await app.selfcheck.health())[2]
     return web.json_response(body, status=200 if ok else 503)
 
 
@@ -1140,7 +1146,7 @@ OPENAPI: dict[str, Any] = {
     "paths": {
         "/health": {
             "get": {
-                "summary": "Homeserver, bot readiness, database, SMTP and sync health.",
+                "summary": "Homeserver, bot readiness, database, SMTP, sync and self-check health.",
                 "security": [],
                 "responses": {
                     "200": _ok("Everything is healthy.", {"$ref": "#/components/schemas/Health"}),
@@ -1588,6 +1594,11 @@ OPENAPI: dict[str, Any] = {
                     "status": {"type": "string", "enum": ["ok", "degraded"]},
                     "checks": {"type": "object"},
                     "sync_lag_seconds": {"type": "number"},
+                    "witness": {
+                        "type": "object",
+                        "description": "The self-check of the bot's posts: state, posts "
+                        "checked and unreadable in the last hour, repairs pending.",
+                    },
                 },
             },
         },

@@ -3,7 +3,8 @@
 Content can be clinical (a relayed e-mail, a voice note's keys), so it is never
 stored in the clear: `enqueue` seals the JSON with the caller's sealer (for
 example `bridge.sealing.Sealer`) bound to the txn id, and `due` opens it again.
-Once sent, the content is deleted; the row remains as a record of the send.
+Once sent, the content is deleted (after the self-check, when it runs); the row remains as
+a record of the send.
 Errors recorded with a retry must name a cause (an error class or HTTP code),
 never content.
 """
@@ -194,10 +195,17 @@ async def get(ex: Executor, txn_id: str, sealer: ContentSealer | None = None) ->
     return None if row is None else _item(row, sealer)
 
 
-async def mark_sent(ex: Executor, txn_id: str, event_id: str, now: int) -> bool:
-    """Record the homeserver's event id and drop the content. False unless it was pending."""
+async def mark_sent(
+    ex: Executor, txn_id: str, event_id: str, now: int, *, keep_content: bool = False
+) -> bool:
+    """Record the homeserver's event id and drop the content. False unless it was pending.
+
+    `keep_content`: leave it sealed, for a self-check that may have to post it again
+    (`bridge.store.witness` drops it once the post was read).
+    """
+    content = "content" if keep_content else "NULL"
     changed = await ex.execute(
-        "UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, content = NULL, "
+        f"UPDATE outbox SET status = 'sent', event_id = ?, sent_at = ?, content = {content}, "
         "attempts = attempts + 1, last_error = NULL WHERE txn_id = ? AND status = 'pending'",
         event_id,
         now,

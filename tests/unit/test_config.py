@@ -62,6 +62,13 @@ BROKEN: list[tuple[str, str, dict[str, str], str, str]] = [
         "unknown key; did you mean 'timezone'?",
     ),
     (
+        "a witness without a password",
+        with_overrides(bot={"password": None, "access_token": "tok", "witness": {"enabled": True}}),
+        {},
+        "bot.witness.enabled",
+        "needs bot.password",
+    ),
+    (
         "unknown top-level section",
         with_overrides(logs={"level": "INFO"}),
         {},
@@ -355,6 +362,15 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
         load_config(write(tmp_path, "# nothing\n"))
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_the_witness_is_on_by_default_only_with_a_password() -> None:
+    assert minimal_config().bot.witness_on
+    assert minimal_config().bot.witness.deadline == timedelta(seconds=30)
+    token_only = minimal_config(bot={"password": None, "access_token": "tok"})
+    assert not token_only.bot.witness_on
+    off = minimal_config(bot={"witness": {"enabled": False, "deadline": "5s"}})
+    assert not off.bot.witness_on and off.bot.witness.deadline == timedelta(seconds=5)
 
 
 def test_secret_values_are_not_repeated_in_errors(tmp_path: Path) -> None:

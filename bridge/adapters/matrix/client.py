@@ -431,6 +431,46 @@ class MatrixBot:
                 elif not self.client.olm.is_device_blacklisted(device):
                     self.client.blacklist_device(device)
 
+    # ------------------------------------------------------------ self-check
+
+    async def own_devices(self) -> set[str]:
+        """The bot account's other devices, from a device list fetched afresh.
+
+        A device of ours that appeared a moment ago (the witness) is trusted and gets room
+        keys only once this device knows it; nio does not always track its own user.
+        """
+        assert self.client.olm is not None
+        self.client.olm.users_for_key_query.add(self.user_id)
+        async with self._send_lock:
+            resp = await self.client.keys_query()
+        if not isinstance(resp, KeysQueryResponse):
+            raise HomeserverUnavailable("keys query failed")
+        devices = self.client.device_store.active_user_devices(self.user_id)
+        return {device.id for device in devices} - {self.device_id}
+
+    def key_meant_for(self, room_id: str, device_id: str) -> bool:
+        """Whether the room's current Megolm session counts as shared with our `device_id`."""
+        assert self.client.olm is not None
+        session = self.client.olm.outbound_group_sessions.get(room_id)
+        return session is not None and (self.user_id, device_id) in session.users_shared_with
+
+    async def rotate_room_key(self, room_id: str, session_id: str) -> bool:
+        """Make the room's next post start a fresh Megolm session, if it still uses
+        `session_id`; False when it has moved on already.
+
+        Dropped whether or not nio counts it as shared: a session that was used although
+        its key did not arrive must never be shared again, not even to the devices missed.
+        """
+        assert self.client.olm is not None
+        async with self._send_lock:
+            session = self.client.olm.outbound_group_sessions.get(room_id)
+            if session is None or session.id != session_id:
+                return False
+            del self.client.olm.outbound_group_sessions[room_id]
+            self.client.unshared.pop(room_id, None)
+        log.info("room key rotated", extra={"room_id": room_id})
+        return True
+
     # ------------------------------------------------------------ sending
 
     async def send(
