@@ -22,11 +22,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge import metrics
 from bridge.adapters.matrix.crosssign import shared_keys
 from bridge.adapters.matrix.keyshare import DeviceRef
-from bridge.adapters.matrix.rest import MatrixRest
+from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixRest
 from bridge.app import App, default_features
 from bridge.http_feature import http_installer, install_http
 from bridge.outbox import enqueue_content
 from bridge.selfcheck import install_selfcheck
+from bridge.store import open_database
 from bridge.store import witness as checks
 from tests.support.bridge_app import bridge_config, start_app
 from tests.support.jsclient import JsClient
@@ -179,6 +180,8 @@ async def test_normal_posts_are_read_by_the_witness_and_nothing_is_repaired(prac
         return states == ["readable"] * 3
 
     await wait_until(all_read, what="the witness to read every post")
+    # It syncs no room at all: it sees no timeline, and hands nothing to the service.
+    assert witness.client is not None and witness.client.rooms == {}
     # The room key went to the witness like to every member device: the post was proven.
     assert app.bot.key_meant_for(room, witness.device_id or "")
     rows = await app.parts.db.fetch(
@@ -296,6 +299,66 @@ async def test_an_unreadable_post_is_found_reposted_once_with_a_fresh_session_an
 
 async def _equals(value: Awaitable[Any], expected: Any) -> bool:
     return bool(await value == expected)
+
+
+async def test_a_check_waiting_over_a_restart_keeps_its_content_until_the_post_is_read(
+    homeserver, make_user, tmp_path: Path, monkeypatch
+):
+    bot, patient, therapist = make_user("bot"), make_user("patient"), make_user("therapist")
+    cfg = bridge_config(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        bot={"witness": {"deadline": DEADLINE}},
+    )
+    app = await start_app(cfg)
+    try:
+        assert app.parts is not None and app.service is not None and app.selfcheck is not None
+        selfcheck = app.selfcheck
+
+        async def up() -> bool:
+            return selfcheck.state == "up"
+
+        await wait_until(up, what="the witness to come up")
+        record, _ = await app.parts.pairs.add_pair(
+            patient.user_id, therapist.user_id, app.service.clock()
+        )
+        assert record.room_id is not None
+
+        async def cannot_look(room_id: str, event_id: str) -> Any:
+            raise HomeserverUnavailable("GET: HTTP 502")
+
+        assert selfcheck.witness is not None
+        monkeypatch.setattr(selfcheck.witness, "read", cannot_look)
+        await post(app, record.room_id, "test.restart", "posted just before a restart")
+        await wait_until(
+            lambda: _equals(check_state(app, "test.restart"), "waiting"), what="the check"
+        )
+    finally:
+        await app.stop()
+    assert await _sealed_content(cfg, "test.restart")  # kept: it may have to be posted again
+
+    again = await start_app(cfg)
+    try:
+        await wait_until(
+            lambda: _equals(check_state(again, "test.restart"), "readable"),
+            what="the witness to read the post after the restart",
+        )
+        assert await outbox_rows(again, "test.restart%") == 1  # read, so not posted again
+        assert await outbox_rows(again, "test.restart", "content IS NOT NULL") == 0
+    finally:
+        await again.stop()
+
+
+async def _sealed_content(cfg: Any, txn_id: str) -> bool:
+    db = await open_database(cfg.database_url)
+    try:
+        return bool(
+            await db.fetchval("SELECT content IS NOT NULL FROM outbox WHERE txn_id = ?", txn_id)
+        )
+    finally:
+        await db.close()
 
 
 async def test_an_access_token_login_has_no_witness_and_health_says_so(
