@@ -20,13 +20,14 @@ from bridge.adapters.matrix.bringup import (
     upload_device_keys,
 )
 from bridge.adapters.matrix.client import MatrixBot
-from bridge.adapters.matrix.crosssign import CrossSigner, load_or_create_keys
+from bridge.adapters.matrix.crosssign import CrossSigner, shared_keys
 from bridge.adapters.matrix.rest import MatrixRest
 from bridge.adapters.matrix.session import (
     BotCredentials,
     deferred_credentials,
     ensure_credentials,
 )
+from bridge.adapters.matrix.warm import WarmStandby
 from bridge.adapters.render import Renderer
 from bridge.adapters.scheduler import Scheduler
 from bridge.audit.log import AuditLog
@@ -36,6 +37,7 @@ from bridge.provision import PairManager, PracticeFacts
 from bridge.sealing import Sealer
 from bridge.selfcheck import SelfCheck
 from bridge.service import Service
+from bridge.standby import is_postgres
 from bridge.store import open_database
 from bridge.store.base import Database
 
@@ -174,6 +176,45 @@ async def bot_credentials(cfg: Config, rest: MatrixRest, *, defer_login: bool) -
     return creds
 
 
+async def cross_sign_device(
+    cfg: Config, db: Database, rest: MatrixRest, creds: BotCredentials
+) -> str:
+    """Sign this instance's device with the bot's one identity, kept in the database."""
+    keys = await shared_keys(
+        db, cfg.data_dir / "cross-signing.sealed", cfg.bot.pickle_key.get_secret_value()
+    )
+    signer = CrossSigner(rest, creds.user_id, creds.device_id, _password(cfg))
+    return await signer.ensure(keys)
+
+
+def warm_standby(cfg: Config) -> WarmStandby | None:
+    """What keeps this instance's own device supplied with room keys while it waits as a
+    standby (PostgreSQL only: with SQLite there is no second instance)."""
+    if not is_postgres(cfg.database_url):
+        return None
+    rest = MatrixRest(cfg.homeserver.url, None, verify_tls=cfg.homeserver.verify_tls)
+
+    async def credentials() -> BotCredentials:
+        return await log_in(cfg, rest)
+
+    async def cross_sign(creds: BotCredentials) -> None:
+        db = await open_database(cfg.database_url)
+        try:
+            state = await cross_sign_device(cfg, db, rest, creds)
+        finally:
+            await db.close()
+        log.info("standby cross-signing", extra={"state": state})
+
+    return WarmStandby(
+        homeserver_url=cfg.homeserver.url,
+        store_dir=cfg.crypto_store_dir,
+        pickle_key=cfg.bot.pickle_key.get_secret_value(),
+        credentials=credentials,
+        cross_sign=cross_sign,
+        close=rest.close,
+    )
+
+
 class DeviceMismatch(RuntimeError):
     """The login answered for another user or device than the bot was built with."""
 
@@ -307,12 +348,8 @@ class App:
 
     async def _cross_sign(self) -> None:
         assert self.parts is not None
-        parts, cfg = self.parts, self.cfg
-        signer = CrossSigner(parts.rest, parts.creds.user_id, parts.creds.device_id, _password(cfg))
-        keys = load_or_create_keys(
-            cfg.data_dir / "cross-signing.sealed", cfg.bot.pickle_key.get_secret_value()
-        )
-        self.cross_signing = await signer.ensure(keys)
+        parts = self.parts
+        self.cross_signing = await cross_sign_device(self.cfg, parts.db, parts.rest, parts.creds)
         log.info("cross-signing", extra={"state": self.cross_signing})
 
     async def _run_bring_up(self) -> None:

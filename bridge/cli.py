@@ -83,7 +83,7 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bridge.adapters.listen import ListenError
-    from bridge.app import App
+    from bridge.app import App, warm_standby
 
     cfg = _load(args.config)
     _setup_logging(cfg)
@@ -91,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # With PostgreSQL, only the instance holding the advisory lock runs; others wait.
     try:
-        asyncio.run(run_when_active(App(cfg)))
+        asyncio.run(run_when_active(App(cfg), warm_standby(cfg)))
     except ListenError as err:
         # A configuration problem like any other: one line naming the key, exit 2.
         print(str(err), file=sys.stderr)

@@ -9,6 +9,7 @@ configured `pickle_key`.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -130,7 +131,17 @@ async def shared_keys(db: Database, path: Path, pickle_key: str) -> dict[str, Si
         await syncstate.set_kv_if_absent(db, IDENTITY_KV_KEY, base64.b64encode(blob).decode())
         stored = await syncstate.get_kv(db, IDENTITY_KV_KEY)
         assert stored is not None
-    return _open_seeds(base64.b64decode(stored), pickle_key)
+    blob = base64.b64decode(stored)
+    keys = _open_seeds(blob, pickle_key)
+    # A copy beside the crypto store, as before: a backup of the data directory alone can
+    # still prove the bot's identity. The database copy decides.
+    await asyncio.to_thread(_keep_copy, path, blob)
+    return keys
+
+
+def _keep_copy(path: Path, blob: bytes) -> None:
+    if not path.exists() or path.read_bytes() != blob:
+        _write_private(path, blob)
 
 
 def cross_signing_bodies(user_id: str, keys: dict[str, SigningKey]) -> dict[str, Any]:

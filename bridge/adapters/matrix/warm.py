@@ -49,6 +49,7 @@ class WarmStandby:
         pickle_key: str,
         credentials: Callable[[], Awaitable[BotCredentials]],
         cross_sign: Callable[[BotCredentials], Awaitable[object]],
+        close: Callable[[], Awaitable[object]] | None = None,
         sync_timeout_ms: int = 30_000,
         retry_seconds: float = 5.0,
     ) -> None:
@@ -57,6 +58,7 @@ class WarmStandby:
         self._pickle_key = pickle_key
         self._credentials = credentials
         self._cross_sign = cross_sign
+        self._close = close
         self._sync_timeout_ms = sync_timeout_ms
         self._retry_seconds = retry_seconds
         self._client: CheckedKeyShareClient | None = None
@@ -84,6 +86,9 @@ class WarmStandby:
         if client is not None:
             await client.close()
         self._client = None
+        if self._close is not None:
+            await self._close()
+            self._close = None
 
     async def _run(self) -> None:
         client = await self._prepare()
