@@ -213,6 +213,7 @@ class SelfCheck:
                     txn_id=txn_id,
                     room_id=room_id,
                     event_id=event_id,
+                    witness_device=device or "",
                     sent_at=to_ms(self.clock()),
                     state=state,
                 )
@@ -234,8 +235,12 @@ class SelfCheck:
     async def _examine(self, check: WitnessCheck) -> bool:
         assert self.witness is not None
         witness = self.witness
-        look = self._looks.setdefault(check.txn_id, _Look())
         now = self.clock()
+        if check.witness_device != witness.device_id:
+            # Its key went to another witness (an instance before a takeover, or a device
+            # since replaced): this one can prove nothing either way.
+            return await self._end(check, CheckState.UNCHECKED, now)
+        look = self._looks.setdefault(check.txn_id, _Look())
         now_ms = to_ms(now)
         if witness.synced_from > look.tried_at_sync:
             look.tried_at_sync = witness.synced_from

@@ -40,6 +40,7 @@ class WitnessCheck:
     txn_id: str
     room_id: str
     event_id: str
+    witness_device: str
     sent_at: int
     state: CheckState
     checked_at: int | None = None
@@ -75,7 +76,7 @@ class Summary:
         return self.unreadable + self.reposted
 
 
-_COLUMNS = "txn_id, room_id, event_id, sent_at, state, checked_at, repost_txn_id"
+_COLUMNS = "txn_id, room_id, event_id, witness_device, sent_at, state, checked_at, repost_txn_id"
 
 #: A reposted check whose repost has not been read (or given up) yet.
 _REPAIR_PENDING = (
@@ -93,6 +94,7 @@ def _check(row: dict[str, Any]) -> WitnessCheck:
         txn_id=row["txn_id"],
         room_id=row["room_id"],
         event_id=row["event_id"],
+        witness_device=row["witness_device"],
         sent_at=int(row["sent_at"]),
         state=CheckState(row["state"]),
         checked_at=None if row["checked_at"] is None else int(row["checked_at"]),
@@ -112,16 +114,19 @@ async def record(
     txn_id: str,
     room_id: str,
     event_id: str,
+    witness_device: str,
     sent_at: int,
     state: CheckState = CheckState.WAITING,
 ) -> bool:
-    """Start a post's check (or record at once that it cannot be checked). False if known."""
+    """Start a post's check by `witness_device` (or record at once that it cannot be
+    checked). False if known."""
     inserted = await ex.execute(
-        f"INSERT INTO witness_checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, NULL) "
+        f"INSERT INTO witness_checks ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL) "
         "ON CONFLICT (txn_id) DO NOTHING",
         txn_id,
         room_id,
         event_id,
+        witness_device,
         sent_at,
         state.value,
         None if state is CheckState.WAITING else sent_at,

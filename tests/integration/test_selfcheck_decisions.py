@@ -236,6 +236,19 @@ async def test_a_post_whose_key_was_not_meant_for_the_witness_is_unchecked(parts
     assert await check.examine() == 0 and witness.reads == []
 
 
+async def test_a_post_whose_key_went_to_another_witness_is_unchecked_not_reposted(parts, db):
+    """After a takeover the new instance has a witness of its own, which never had the key."""
+    check, witness, _bot, box, clock = parts
+    await sent(db, clock, check, "n1")
+    witness.device_id = "CONFIDANTWSTANDBY"
+    clock.now += timedelta(seconds=31)
+    witness.sync(clock.now)
+    assert await check.examine() == 1
+    assert await state(db, "n1") == "unchecked"
+    assert witness.reads == [] and box.kicks == 0
+    assert await audit_rows(db) == []
+
+
 async def test_a_witness_that_cannot_look_gives_up_without_a_verdict(parts, db):
     check, witness, _bot, box, clock = parts
     event_id = await sent(db, clock, check, "n1")

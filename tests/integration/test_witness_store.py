@@ -11,6 +11,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 ROOM = "!pair:example.org"
 SEALER = Sealer({"k1": bytes(range(32))}, "k1")
 CONTENT = {"msgtype": "m.notice", "body": "Welcome"}
+WITNESS = "CONFIDANTWITNESS"
 
 
 async def sent(db: Database, txn_id: str, *, at: int = T0, event_id: str | None = None) -> None:
@@ -29,6 +30,20 @@ async def sent(db: Database, txn_id: str, *, at: int = T0, event_id: str | None 
         await outbox.mark_sent(tx, txn_id, event_id or f"${txn_id}", at, keep_content=True)
 
 
+async def record(
+    db: Database, txn_id: str, event_id: str, state: CheckState = CheckState.WAITING
+) -> bool:
+    return await witness.record(
+        db,
+        txn_id=txn_id,
+        room_id=ROOM,
+        event_id=event_id,
+        witness_device=WITNESS,
+        sent_at=T0,
+        state=state,
+    )
+
+
 async def content_of(db: Database, txn_id: str) -> object:
     item = await outbox.get(db, txn_id, SEALER)
     assert item is not None
@@ -37,12 +52,8 @@ async def content_of(db: Database, txn_id: str) -> object:
 
 async def test_content_stays_sealed_while_the_check_waits_and_goes_once_read(db: Database):
     await sent(db, "welcome.D1")
-    assert await witness.record(
-        db, txn_id="welcome.D1", room_id=ROOM, event_id="$welcome.D1", sent_at=T0
-    )
-    assert not await witness.record(
-        db, txn_id="welcome.D1", room_id=ROOM, event_id="$welcome.D1", sent_at=T0
-    )
+    assert await record(db, "welcome.D1", "$welcome.D1")
+    assert not await record(db, "welcome.D1", "$welcome.D1")
     assert await content_of(db, "welcome.D1") == CONTENT
     assert [c.txn_id for c in await witness.waiting(db)] == ["welcome.D1"]
 
@@ -57,16 +68,14 @@ async def test_content_stays_sealed_while_the_check_waits_and_goes_once_read(db:
 
 async def test_an_unchecked_post_drops_its_content_at_once(db: Database):
     await sent(db, "n1")
-    await witness.record(
-        db, txn_id="n1", room_id=ROOM, event_id="$n1", sent_at=T0, state=CheckState.UNCHECKED
-    )
+    await record(db, "n1", "$n1", CheckState.UNCHECKED)
     assert await content_of(db, "n1") is None
     assert await witness.waiting(db) == []
 
 
 async def test_an_unreadable_post_is_queued_again_once_with_its_content(db: Database):
     await sent(db, "bad")
-    await witness.record(db, txn_id="bad", room_id=ROOM, event_id="$bad", sent_at=T0)
+    await record(db, "bad", "$bad")
     async with db.transaction() as tx:
         repost = await witness.repost(tx, "bad", T0 + 30_000, SEALER)
     assert repost == witness.Repost("bad.repost", None)
@@ -87,7 +96,7 @@ async def test_an_unreadable_post_is_queued_again_once_with_its_content(db: Data
     # The repost is sent and read: the repair is done.
     async with db.transaction() as tx:
         await outbox.mark_sent(tx, "bad.repost", "$again", T0 + 31_000, keep_content=True)
-    await witness.record(db, txn_id="bad.repost", room_id=ROOM, event_id="$again", sent_at=T0)
+    await record(db, "bad.repost", "$again")
     assert await witness.repairs_pending(db) == 1
     original = await witness.original_of(db, "bad.repost")
     assert original is not None and original.event_id == "$bad"
@@ -103,7 +112,7 @@ async def test_an_unreadable_post_is_queued_again_once_with_its_content(db: Data
 
 async def test_a_repost_that_is_unreadable_too_is_not_posted_a_third_time(db: Database):
     await sent(db, "x.repost")
-    await witness.record(db, txn_id="x.repost", room_id=ROOM, event_id="$x2", sent_at=T0)
+    await record(db, "x.repost", "$x2")
     async with db.transaction() as tx:
         repost = await witness.repost(tx, "x.repost", T0 + 30_000, SEALER)
     assert repost == witness.Repost(None, None)
@@ -117,7 +126,7 @@ async def test_a_repost_that_is_unreadable_too_is_not_posted_a_third_time(db: Da
 
 async def test_content_nobody_will_check_is_dropped(db: Database):
     await sent(db, "waits")
-    await witness.record(db, txn_id="waits", room_id=ROOM, event_id="$w", sent_at=T0)
+    await record(db, "waits", "$w")
     await sent(db, "crashed-before-its-check")
     async with db.transaction() as tx:
         assert await witness.forget_unrecorded(tx) == 1

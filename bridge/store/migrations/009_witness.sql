@@ -8,6 +8,9 @@ CREATE TABLE witness_checks (
     txn_id TEXT PRIMARY KEY,            -- the outbox row of the post
     room_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
+    -- The witness device the post's room key was meant for: only that device can tell (a
+    -- standby that took over has a witness of its own, which never had this key).
+    witness_device TEXT NOT NULL,
     sent_at BIGINT NOT NULL,
     -- waiting: not read yet; readable: the witness decrypted it; reposted: unreadable, sent
     -- again as repost_txn_id; unreadable: unreadable and not repaired (a repost itself, or
