@@ -257,6 +257,8 @@ class SelfCheck:
                 look.session_id = reading.session_id
                 if reading.readable:
                     return await self._end(check, CheckState.READABLE, now)
+                if reading.gone:
+                    return await self._end(check, CheckState.UNCHECKED, now)
         overdue = now_ms >= check.sent_at + int(self.deadline.total_seconds() * 1000)
         if overdue and look.session_id is not None and witness.synced_since(check.sent_at / 1000):
             await self._repair(check, look.session_id, now)

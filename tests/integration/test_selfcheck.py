@@ -361,6 +361,52 @@ async def _sealed_content(cfg: Any, txn_id: str) -> bool:
         await db.close()
 
 
+async def test_switching_the_witness_off_logs_its_device_out(homeserver, make_user, tmp_path: Path):
+    bot = make_user("bot")
+    cfg = bridge_config(homeserver, bot.user_id, bot.password, tmp_path / "data")
+    app = await start_app(cfg, features=[install_selfcheck])
+    try:
+        assert app.selfcheck is not None
+        selfcheck = app.selfcheck
+
+        async def up() -> bool:
+            return selfcheck.state == "up"
+
+        await wait_until(up, what="the witness to come up")
+        assert selfcheck.witness is not None
+        device = selfcheck.witness.device_id
+    finally:
+        await app.stop()
+    assert device in await _devices(cfg, bot.access_token, bot.user_id)
+
+    off = cfg.model_copy(
+        update={
+            "bot": cfg.bot.model_copy(
+                update={"witness": cfg.bot.witness.model_copy(update={"enabled": False})}
+            )
+        }
+    )
+    again = await start_app(off, features=[install_selfcheck])
+    try:
+
+        async def retired() -> bool:
+            return not (cfg.data_dir / "witness").exists()
+
+        await wait_until(retired, what="the witness device to be retired")
+        assert device not in await _devices(cfg, bot.access_token, bot.user_id)
+        assert again.selfcheck is not None and not again.selfcheck.enabled
+    finally:
+        await again.stop()
+
+
+async def _devices(cfg: Any, token: str, user_id: str) -> set[str]:
+    async with MatrixRest(cfg.homeserver.url, token) as rest:
+        query = await rest.request(
+            "POST", "/_matrix/client/v3/keys/query", {"device_keys": {user_id: []}}
+        )
+    return set(query["device_keys"].get(user_id, {}))
+
+
 async def test_an_access_token_login_has_no_witness_and_health_says_so(
     homeserver, make_user, tmp_path: Path
 ):

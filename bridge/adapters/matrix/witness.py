@@ -85,6 +85,8 @@ class Reading:
     readable: bool
     #: The Megolm session the post was encrypted with (None when not encrypted).
     session_id: str | None = None
+    #: Nothing left to read (redacted): no verdict can be had.
+    gone: bool = False
 
 
 class WitnessDevice:
@@ -181,6 +183,7 @@ class WitnessDevice:
             await self.client.close()
             self.client = None
         self.device_id = None
+        self.rest.access_token = None
         shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _credentials(self) -> BotCredentials:
@@ -283,7 +286,7 @@ class WitnessDevice:
             return Reading(True)
         event = MegolmEvent.from_dict({**source, "room_id": room_id})
         if not isinstance(event, MegolmEvent):
-            return Reading(False)
+            return Reading(False, gone=True)
         event.room_id = room_id
         try:
             decrypted = client.decrypt_event(event)
