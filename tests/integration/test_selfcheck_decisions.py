@@ -288,3 +288,22 @@ async def test_health_and_figures_when_off():
     )
     assert await check.figures() is None
     await check.on_sent("t", ROOM, "$e")  # nothing to do, nothing recorded
+
+
+async def test_health_is_degraded_when_the_witness_stops_syncing(parts, db):
+    check, witness, _bot, _box, clock = parts
+    witness.sync(clock.now)
+    ok, detail, _ = await check.health()
+    assert ok and detail.startswith("up;")
+    clock.now += timedelta(seconds=120)
+    ok, detail, figures = await check.health()
+    assert not ok and detail.startswith("not syncing;")
+    assert figures["state"] == "up"
+
+
+async def test_health_gives_a_starting_witness_time(parts, db):
+    check, _witness, _bot, _box, _clock = parts
+    check.state = "starting"
+    check.last_error = "HomeserverUnavailable"
+    ok, detail, _ = await check.health()
+    assert ok and detail.startswith("starting (HomeserverUnavailable);")
