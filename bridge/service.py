@@ -90,12 +90,6 @@ async def record_patient_read(tx: Executor, pair_id: str, ts: int) -> None:
         await syncstate.set_kv(tx, key, str(ts))
 
 
-def event_kind(ev: IncomingEvent) -> Kind:
-    if not ev.decrypted:
-        return Kind.UNDECRYPTABLE
-    return kind_of(ev.type, ev.content, ev.state_key)
-
-
 def to_pair(record: PairRecord) -> Pair:
     assert record.room_id is not None
     return Pair(

@@ -106,16 +106,6 @@ class TimerFired:
     due_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class AdminAction:
-    """An operator acted on a pair (CLI or admin API)."""
-
-    action: str
-    actor: str
-    pair_id: str | None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
 # ---------------------------------------------------------------- effects out
 
 
@@ -197,4 +187,3 @@ class Invoke:
 
 
 Effect = SendMessage | AppendAudit | ScheduleTimer | CancelTimer | SendEmail | RoomAction | Invoke
-Event = RoomEvent | TimerFired | AdminAction
