@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +22,8 @@ from bridge.core.audit import (
     public_key_bytes,
     sign_checkpoint,
 )
+from bridge.store import audit as audit_store
+from bridge.store import checkpoints
 from bridge.store.base import Executor, to_ms
 
 
@@ -83,54 +84,25 @@ def load_public_key(value: Any) -> bytes:
     return _decode_32(text)
 
 
-def _row_to_checkpoint(row: Mapping[str, Any]) -> SignedCheckpoint:
-    return SignedCheckpoint(
-        checkpoint=Checkpoint(
-            count=int(row["count"]), head_hash=bytes(row["head_hash"]), ts=int(row["ts"])
-        ),
-        signature=bytes(row["signature"]),
-        public_key=bytes(row["public_key"]),
-    )
-
-
 async def write_checkpoint(
     tx: Executor, signing_key: Ed25519PrivateKey, ts: int, reason: str
 ) -> SignedCheckpoint:
     """Sign the current head and store it (inside the caller's transaction)."""
-    head = await tx.fetchrow("SELECT seq, head_hash FROM audit_head WHERE id = 1")
-    if head is None:
-        raise RuntimeError("audit_head row is missing: the audit migration did not run")
-    head_hash = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
-    signed = sign_checkpoint(Checkpoint(int(head["seq"]), head_hash, ts), signing_key)
-    await tx.execute(
-        "INSERT INTO audit_checkpoints (count, head_hash, ts, key_id, public_key, signature,"
-        " reason) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (count) DO NOTHING",
-        signed.count,
-        head_hash,
-        ts,
-        signed.key_id,
-        signed.public_key,
-        signed.signature,
-        reason,
-    )
+    head = await audit_store.head(tx)
+    head_hash = head.head_hash if head.head_hash is not None else GENESIS_HASH
+    signed = sign_checkpoint(Checkpoint(head.seq, head_hash, ts), signing_key)
+    await checkpoints.add(tx, signed, reason)
     return signed
 
 
 async def load_checkpoints(db: Executor) -> list[SignedCheckpoint]:
     """Every stored checkpoint, oldest first (a few per thousand entries)."""
-    rows = await db.fetch(
-        "SELECT count, head_hash, ts, public_key, signature FROM audit_checkpoints ORDER BY count"
-    )
-    return [_row_to_checkpoint(row) for row in rows]
+    return await checkpoints.list_all(db)
 
 
 async def latest_checkpoint(db: Executor) -> SignedCheckpoint | None:
     """The newest stored checkpoint, or None."""
-    row = await db.fetchrow(
-        "SELECT count, head_hash, ts, public_key, signature FROM audit_checkpoints"
-        " ORDER BY count DESC LIMIT 1"
-    )
-    return _row_to_checkpoint(row) if row else None
+    return await checkpoints.latest(db)
 
 
 async def export_checkpoint(

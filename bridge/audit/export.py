@@ -58,7 +58,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bridge.audit.checkpoint import load_signing_key, write_checkpoint
-from bridge.audit.log import AuditLog, open_content, row_to_entry
+from bridge.audit.log import AuditLog, open_content
 from bridge.core.audit import (
     SignedCheckpoint,
     canonical_json,
@@ -68,6 +68,8 @@ from bridge.core.audit import (
     sha256_hex,
 )
 from bridge.sealing import Sealer, SealError
+from bridge.store import audit as audit_store
+from bridge.store.audit import AuditRow
 from bridge.store.base import from_ms, to_ms
 
 log = logging.getLogger(__name__)
@@ -122,13 +124,6 @@ _ALLOWED_TAGS = {
     "td", "th", "thead", "tr", "u", "ul",
 }  # fmt: skip
 
-_ENTRY_SELECT = (
-    "SELECT e.seq, e.v, e.ts, e.pair_id, e.pair_prev, e.actor, e.role, e.action, e.event_id,"
-    " e.outcome, e.content_sha256, e.details, e.prev_hash, e.entry_hash, c.sealed AS sealed"
-    " FROM audit_entries e LEFT JOIN audit_content c ON c.seq = e.seq"
-    " WHERE e.pair_id = ? AND e.seq <= ? ORDER BY e.seq"
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ExportResult:
@@ -182,14 +177,14 @@ async def export_pair(
             now,
         )
         checkpoint = await write_checkpoint(tx, key, to_ms(now), "export")
-    rows = await db.fetch(_ENTRY_SELECT, pair_id, export_seq)
+    rows = await audit_store.pair_entries(db, pair_id, export_seq)
 
-    def in_range(row: Mapping[str, Any]) -> bool:
-        ts = int(row["ts"])
+    def in_range(row: AuditRow) -> bool:
+        ts = int(row.ts)
         return (start_ms is None or ts >= start_ms) and (end_ms is None or ts < end_ms)
 
     first = next(
-        (i for i, row in enumerate(rows) if in_range(row) and row["action"] != EXPORT_ACTION),
+        (i for i, row in enumerate(rows) if in_range(row) and row.action != EXPORT_ACTION),
         len(rows) - 1,
     )
     proof_rows = rows[first:]
@@ -197,12 +192,12 @@ async def export_pair(
     chain_records: list[dict[str, Any]] = []
     exported: list[tuple[dict[str, Any], bytes | None, str]] = []
     for row in proof_rows:
-        entry = row_to_entry(row)
-        shown = in_range(row) and row["seq"] != export_seq
+        entry = row.entry()
+        shown = in_range(row) and row.seq != export_seq
         record: dict[str, Any] = {
             "entry": entry,
-            "prev_hash": bytes(row["prev_hash"]).hex(),
-            "hash": bytes(row["entry_hash"]).hex(),
+            "prev_hash": row.prev_hash.hex(),
+            "hash": row.entry_hash.hex(),
             "in_range": shown,
         }
         chain_records.append(record)
@@ -300,15 +295,13 @@ async def export_pair(
     return ExportResult(path, len(exported), export_seq, checkpoint, digest)
 
 
-def _open(sealer: Sealer, row: Mapping[str, Any]) -> tuple[bytes | None, str]:
-    if row["content_sha256"] is None:
+def _open(sealer: Sealer, row: AuditRow) -> tuple[bytes | None, str]:
+    if row.content_sha256 is None:
         return None, "none"
-    if row["sealed"] is None:
+    if row.sealed is None:
         return None, "purged"
     try:
-        return open_content(sealer, int(row["seq"]), row["content_sha256"], bytes(row["sealed"])), (
-            "present"
-        )
+        return open_content(sealer, int(row.seq), row.content_sha256, row.sealed), "present"
     except SealError:
         return None, "unreadable"
 

@@ -1,15 +1,13 @@
 """Append to the audit chain, keep content and media sealed beside it, and purge old content.
 
 One chain covers the practice. `append` runs inside the caller's transaction (the service
-writes state, audit and outbox together) and serialises appenders on the `audit_head` row:
-`SELECT ... FOR UPDATE` on PostgreSQL; on SQLite every transaction already holds the write
-lock from `BEGIN IMMEDIATE`. Content is sealed with the entry's seq and content hash as
+writes state, audit and outbox together) and serialises appenders on the chain head
+(`bridge.store.audit.lock_head`). Content is sealed with the entry's seq and content hash as
 associated data, so a sealed blob cannot be moved to another entry unnoticed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,17 +26,13 @@ from bridge.core.audit import (
 )
 from bridge.core.model import AppendAudit
 from bridge.sealing import Sealer, SealError
+from bridge.store import audit as audit_store
 from bridge.store.base import Executor, to_ms
 
 log = logging.getLogger(__name__)
 
 #: A periodic checkpoint is signed every this many entries.
 DEFAULT_CHECKPOINT_EVERY = 1000
-
-_ENTRY_COLUMNS = (
-    "seq, v, ts, pair_id, pair_prev, actor, role, action, event_id, outcome, content_sha256,"
-    " details, prev_hash, entry_hash"
-)
 
 
 def content_aad(seq: int, sha256: str) -> bytes:
@@ -49,24 +43,6 @@ def content_aad(seq: int, sha256: str) -> bytes:
 def media_aad(sha256: str) -> bytes:
     """Associated data sealing media bytes to their hash."""
     return f"confidant audit media {sha256}".encode("ascii")
-
-
-def row_to_entry(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The chain entry a stored row holds (exactly what was hashed)."""
-    return {
-        "v": row["v"],
-        "seq": row["seq"],
-        "ts": row["ts"],
-        "pair_id": row["pair_id"],
-        "pair_prev": row["pair_prev"],
-        "actor": row["actor"],
-        "role": row["role"],
-        "action": row["action"],
-        "event_id": row["event_id"],
-        "outcome": row["outcome"],
-        "content_sha256": row["content_sha256"],
-        "details": json.loads(row["details"]),
-    }
 
 
 def _ms(now: datetime | int) -> int:
@@ -123,11 +99,11 @@ class AuditLog:
         content: bytes | None = fields.get("content")
         ts = _ms(now)
 
-        head = await self._lock_head(tx)
-        seq = int(head["seq"]) + 1
-        prev = bytes(head["head_hash"]) if head["head_hash"] is not None else GENESIS_HASH
+        head = await audit_store.lock_head(tx)
+        seq = head.seq + 1
+        prev = head.head_hash if head.head_hash is not None else GENESIS_HASH
         pair_id = fields.get("pair_id")
-        pair_prev = await self._pair_head(tx, pair_id)
+        pair_prev = await audit_store.pair_head(tx, pair_id)
         content_sha = sha256_hex(content) if content is not None else None
         entry = make_entry(
             seq=seq,
@@ -143,34 +119,29 @@ class AuditLog:
             details=details,
         )
         digest = entry_hash(prev, entry, check=False)
-        await tx.execute(
-            f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            seq,
-            entry["v"],
-            ts,
-            pair_id,
-            entry["pair_prev"],
-            entry["actor"],
-            role,
-            entry["action"],
-            entry["event_id"],
-            entry["outcome"],
-            content_sha,
-            canonical_json(entry["details"], check=False).decode("utf-8"),
-            prev,
-            digest,
+        await audit_store.insert(
+            tx,
+            audit_store.AuditRow(
+                seq=seq,
+                v=entry["v"],
+                ts=ts,
+                pair_id=pair_id,
+                pair_prev=entry["pair_prev"],
+                actor=entry["actor"],
+                role=role,
+                action=entry["action"],
+                event_id=entry["event_id"],
+                outcome=entry["outcome"],
+                content_sha256=content_sha,
+                details=canonical_json(entry["details"], check=False).decode("utf-8"),
+                prev_hash=prev,
+                entry_hash=digest,
+            ),
         )
         if content is not None and content_sha is not None:
             blob = self.sealer.seal(content, content_aad(seq, content_sha))
-            await tx.execute(
-                "INSERT INTO audit_content (seq, ts, key_id, sealed) VALUES (?, ?, ?, ?)",
-                seq,
-                ts,
-                self.sealer.current_key_id,
-                blob,
-            )
-        await tx.execute("UPDATE audit_head SET seq = ?, head_hash = ? WHERE id = 1", seq, digest)
+            await audit_store.insert_content(tx, seq, ts, self.sealer.current_key_id, blob)
+        await audit_store.set_head(tx, seq, digest)
         if seq % self.checkpoint_every == 0:
             await write_checkpoint(tx, self.signing_key, ts, "periodic")
         return seq
@@ -186,32 +157,6 @@ class AuditLog:
         async with self.db.transaction() as tx:
             return await self.append(tx, record, now, role=role)
 
-    async def _lock_head(self, tx: Executor) -> dict[str, Any]:
-        if tx.dialect == "postgres":
-            # The row lock serialises appenders from every connection and process until
-            # the caller's transaction ends, so two entries never share a seq or a prev.
-            sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1 FOR UPDATE"
-        else:
-            # SQLite transactions begin IMMEDIATE: the write lock is already held.
-            sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1"
-        head = await tx.fetchrow(sql)
-        if head is None:
-            raise RuntimeError("audit_head row is missing: the audit migration did not run")
-        return head
-
-    async def _pair_head(self, tx: Executor, pair_id: str | None) -> bytes | None:
-        if pair_id is None:
-            value = await tx.fetchval(
-                "SELECT entry_hash FROM audit_entries WHERE pair_id IS NULL"
-                " ORDER BY seq DESC LIMIT 1"
-            )
-        else:
-            value = await tx.fetchval(
-                "SELECT entry_hash FROM audit_entries WHERE pair_id = ? ORDER BY seq DESC LIMIT 1",
-                pair_id,
-            )
-        return bytes(value) if value is not None else None
-
     async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str:
         """Keep media bytes sealed and return their hex SHA-256 (the `media_ref` in content).
 
@@ -220,16 +165,7 @@ class AuditLog:
         sha = sha256_hex(data)
         ts = _ms(now)
         blob = self.sealer.seal(data, media_aad(sha))
-        await tx.execute(
-            "INSERT INTO audit_media (sha256, ts, size, key_id, sealed) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (sha256) DO UPDATE SET ts = excluded.ts"
-            " WHERE audit_media.ts < excluded.ts",
-            sha,
-            ts,
-            len(data),
-            self.sealer.current_key_id,
-            blob,
-        )
+        await audit_store.put_media(tx, sha, ts, len(data), self.sealer.current_key_id, blob)
         return sha
 
     async def load_content(self, db: Executor, seq: int) -> bytes | None:
@@ -238,21 +174,20 @@ class AuditLog:
         None when the entry has no content or it was purged; raises `SealError` when the
         sealed blob or the entry's hash does not match.
         """
-        row = await db.fetchrow(
-            "SELECT e.content_sha256, c.sealed FROM audit_entries e"
-            " JOIN audit_content c ON c.seq = e.seq WHERE e.seq = ?",
-            seq,
-        )
-        if row is None or row["content_sha256"] is None:
+        stored = await audit_store.sealed_content(db, seq)
+        if stored is None:
             return None
-        return open_content(self.sealer, seq, row["content_sha256"], bytes(row["sealed"]))
+        sha, blob = stored
+        if sha is None:
+            return None
+        return open_content(self.sealer, seq, sha, blob)
 
     async def load_media(self, db: Executor, sha256: str) -> bytes | None:
         """Media bytes by their hex SHA-256, or None when absent (purged or never stored)."""
-        blob = await db.fetchval("SELECT sealed FROM audit_media WHERE sha256 = ?", sha256)
+        blob = await audit_store.sealed_media(db, sha256)
         if blob is None:
             return None
-        return open_media(self.sealer, sha256, bytes(blob))
+        return open_media(self.sealer, sha256, blob)
 
     async def purge(self, older_than: timedelta, now: datetime) -> PurgeResult:
         """Delete content and media older than `older_than`; the chain itself stays whole."""
@@ -281,8 +216,8 @@ async def purge_content(db: Any, older_than: timedelta, now: datetime) -> PurgeR
         raise ValueError("older_than must not be negative")
     cutoff = to_ms(now - older_than)
     async with db.transaction() as tx:
-        contents = await tx.execute("DELETE FROM audit_content WHERE ts < ?", cutoff)
-        media = await tx.execute("DELETE FROM audit_media WHERE ts < ?", cutoff)
+        contents = await audit_store.delete_content_before(tx, cutoff)
+        media = await audit_store.delete_media_before(tx, cutoff)
     log.info("audit purge: %d contents and %d media deleted", contents, media)
     return PurgeResult(contents, media)
 

@@ -7,13 +7,13 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bridge.audit.checkpoint import load_checkpoints
-from bridge.audit.log import AuditLog, open_content, purge_content, row_to_entry
+from bridge.audit.log import AuditLog, open_content, purge_content
 from bridge.core.audit import (
     BreakKind,
     ChainVerifier,
@@ -23,6 +23,8 @@ from bridge.core.audit import (
     public_key_bytes,
 )
 from bridge.sealing import Sealer, SealError
+from bridge.store import audit as audit_store
+from bridge.store.audit import AuditRow
 from bridge.store.base import Executor
 
 log = logging.getLogger(__name__)
@@ -30,33 +32,19 @@ log = logging.getLogger(__name__)
 #: Rows read per query: keeps memory flat however long the chain is.
 BATCH_SIZE = 5000
 
-_COLUMNS = (
-    "e.seq, e.v, e.ts, e.pair_id, e.pair_prev, e.actor, e.role, e.action, e.event_id,"
-    " e.outcome, e.content_sha256, e.details, e.prev_hash, e.entry_hash"
-)
-
 
 async def iter_rows(
     db: Executor, *, with_content: bool = False, batch_size: int = BATCH_SIZE
-) -> AsyncGenerator[dict[str, Any], None]:
+) -> AsyncGenerator[AuditRow, None]:
     """Every chain row in seq order, read in batches (keyset pagination)."""
-    join = ""
-    columns = _COLUMNS
-    if with_content:
-        columns += ", c.sealed AS content_blob"
-        join = " LEFT JOIN audit_content c ON c.seq = e.seq"
-    sql = (
-        f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
-        f" ORDER BY e.seq LIMIT {int(batch_size)}"
-    )
-    rows = await db.fetch(sql, -1)
+
+    def batch(after: int) -> Awaitable[list[AuditRow]]:
+        return audit_store.entries_after(db, after, batch_size, with_content=with_content)
+
+    rows = await batch(-1)
     while rows:
         # Read the next batch while the caller hashes this one.
-        ahead = (
-            asyncio.ensure_future(db.fetch(sql, int(rows[-1]["seq"])))
-            if len(rows) == batch_size
-            else None
-        )
+        ahead = asyncio.ensure_future(batch(int(rows[-1].seq))) if len(rows) == batch_size else None
         try:
             for row in rows:
                 yield row
@@ -70,13 +58,13 @@ async def iter_rows(
         rows = await ahead if ahead is not None else []
 
 
-def _record(row: Mapping[str, Any]) -> StoredEntry:
+def _record(row: AuditRow) -> StoredEntry:
     try:
-        entry = row_to_entry(row)
+        entry = row.entry()
     except (ValueError, TypeError):
         # Details that are not JSON any more: keep the text so the hash check fails on it.
-        entry = dict(row_to_entry({**row, "details": "null"}), details=row["details"])
-    return StoredEntry(entry, bytes(row["entry_hash"]), bytes(row["prev_hash"]))
+        entry = dict(dataclasses.replace(row, details="null").entry(), details=row.details)
+    return StoredEntry(entry, row.entry_hash, row.prev_hash)
 
 
 async def verify(
@@ -130,17 +118,17 @@ class _ContentCheck:
         self.checked = 0
         self.first_break: tuple[int, str] | None = None
 
-    def check(self, row: Mapping[str, Any]) -> None:
+    def check(self, row: AuditRow) -> None:
         if self.sealer is None or self.first_break is not None:
             return
-        if row.get("content_blob") is None:
+        if row.sealed is None:
             return
-        seq = int(row["seq"])
-        sha = row["content_sha256"]
+        seq = int(row.seq)
+        sha = row.content_sha256
         try:
             if sha is None:
                 raise SealError("content stored for an entry without content")
-            open_content(self.sealer, seq, sha, bytes(row["content_blob"]))
+            open_content(self.sealer, seq, sha, row.sealed)
         except SealError as exc:
             self.first_break = (seq, str(exc))
             return

@@ -1,0 +1,369 @@
+"""The audit chain's tables: entries, their sealed content and media, and the chain head.
+
+Entries are written exactly as they were hashed (`details` is the canonical JSON text),
+so a row read back is what a verifier needs. Sealing and hashing belong to
+`bridge.audit`; these functions only move rows. Appenders serialise on the one
+`audit_head` row: `lock_head` takes it `FOR UPDATE` on PostgreSQL; on SQLite every
+transaction already holds the write lock from `BEGIN IMMEDIATE`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.store.base import Executor
+
+_ENTRY_COLUMNS = (
+    "seq, v, ts, pair_id, pair_prev, actor, role, action, event_id, outcome, content_sha256,"
+    " details, prev_hash, entry_hash"
+)
+_E_COLUMNS = ", ".join(f"e.{name.strip()}" for name in _ENTRY_COLUMNS.split(","))
+_MISSING_HEAD = "audit_head row is missing: the audit migration did not run"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One stored chain entry; `sealed` is its content blob when the query asked for it.
+
+    `sealed` is None when no content is stored for the entry (none, or purged).
+    """
+
+    seq: int
+    v: int
+    ts: int
+    pair_id: str | None
+    pair_prev: str | None
+    actor: str
+    role: str | None
+    action: str
+    event_id: str | None
+    outcome: str
+    content_sha256: str | None
+    #: The canonical JSON text of the entry's details, as hashed.
+    details: str
+    prev_hash: bytes
+    entry_hash: bytes
+    sealed: bytes | None = None
+
+    def entry(self) -> dict[str, Any]:
+        """The chain entry this row holds (exactly what was hashed)."""
+        return {
+            "v": self.v,
+            "seq": self.seq,
+            "ts": self.ts,
+            "pair_id": self.pair_id,
+            "pair_prev": self.pair_prev,
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "event_id": self.event_id,
+            "outcome": self.outcome,
+            "content_sha256": self.content_sha256,
+            "details": json.loads(self.details),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The chain head: how many entries there are and the last one's hash (None when empty)."""
+
+    seq: int
+    head_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """The action, outcome and details text of one entry (for counts by fixed codes)."""
+
+    action: str
+    outcome: str | None
+    details: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedEvent:
+    """A room event as the chain recorded it: its pair, event id, actor and action."""
+
+    pair_id: str | None
+    event_id: str
+    actor: str
+    action: str
+
+
+def _row(row: dict[str, Any]) -> AuditRow:
+    sealed = row.get("sealed")
+    return AuditRow(
+        seq=row["seq"],
+        v=row["v"],
+        ts=row["ts"],
+        pair_id=row["pair_id"],
+        pair_prev=row["pair_prev"],
+        actor=row["actor"],
+        role=row["role"],
+        action=row["action"],
+        event_id=row["event_id"],
+        outcome=row["outcome"],
+        content_sha256=row["content_sha256"],
+        details=row["details"],
+        prev_hash=bytes(row["prev_hash"]),
+        entry_hash=bytes(row["entry_hash"]),
+        sealed=None if sealed is None else bytes(sealed),
+    )
+
+
+def _head(row: dict[str, Any] | None) -> Head:
+    if row is None:
+        raise RuntimeError(_MISSING_HEAD)
+    value = row["head_hash"]
+    return Head(int(row["seq"]), None if value is None else bytes(value))
+
+
+# ---------------------------------------------------------------- appending
+
+
+async def lock_head(tx: Executor) -> Head:
+    """Read the head and hold it until the caller's transaction ends (one appender at a time)."""
+    if tx.dialect == "postgres":
+        # The row lock serialises appenders from every connection and process until
+        # the caller's transaction ends, so two entries never share a seq or a prev.
+        sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+    else:
+        # SQLite transactions begin IMMEDIATE: the write lock is already held.
+        sql = "SELECT seq, head_hash FROM audit_head WHERE id = 1"
+    return _head(await tx.fetchrow(sql))
+
+
+async def head(ex: Executor) -> Head:
+    """The head as it is now, without locking it."""
+    return _head(await ex.fetchrow("SELECT seq, head_hash FROM audit_head WHERE id = 1"))
+
+
+async def set_head(tx: Executor, seq: int, head_hash: bytes) -> None:
+    """Move the head to the entry just appended."""
+    await tx.execute("UPDATE audit_head SET seq = ?, head_hash = ? WHERE id = 1", seq, head_hash)
+
+
+async def pair_head(ex: Executor, pair_id: str | None) -> bytes | None:
+    """The hash of the newest entry of `pair_id` (of the entries without a pair for None)."""
+    if pair_id is None:
+        value = await ex.fetchval(
+            "SELECT entry_hash FROM audit_entries WHERE pair_id IS NULL ORDER BY seq DESC LIMIT 1"
+        )
+    else:
+        value = await ex.fetchval(
+            "SELECT entry_hash FROM audit_entries WHERE pair_id = ? ORDER BY seq DESC LIMIT 1",
+            pair_id,
+        )
+    return bytes(value) if value is not None else None
+
+
+async def insert(tx: Executor, row: AuditRow) -> None:
+    """Write one entry (its `sealed` content, if any, goes in with `insert_content`)."""
+    await tx.execute(
+        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        row.seq,
+        row.v,
+        row.ts,
+        row.pair_id,
+        row.pair_prev,
+        row.actor,
+        row.role,
+        row.action,
+        row.event_id,
+        row.outcome,
+        row.content_sha256,
+        row.details,
+        row.prev_hash,
+        row.entry_hash,
+    )
+
+
+async def insert_content(tx: Executor, seq: int, ts: int, key_id: str, sealed: bytes) -> None:
+    """Keep the sealed content of entry `seq`."""
+    await tx.execute(
+        "INSERT INTO audit_content (seq, ts, key_id, sealed) VALUES (?, ?, ?, ?)",
+        seq,
+        ts,
+        key_id,
+        sealed,
+    )
+
+
+async def put_media(
+    tx: Executor, sha256: str, ts: int, size: int, key_id: str, sealed: bytes
+) -> None:
+    """Keep sealed media by its hash; storing it again only moves its time forward."""
+    await tx.execute(
+        "INSERT INTO audit_media (sha256, ts, size, key_id, sealed) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (sha256) DO UPDATE SET ts = excluded.ts"
+        " WHERE audit_media.ts < excluded.ts",
+        sha256,
+        ts,
+        size,
+        key_id,
+        sealed,
+    )
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def sealed_content(ex: Executor, seq: int) -> tuple[str | None, bytes] | None:
+    """(content hash of the entry, its sealed content), or None when no content is stored."""
+    row = await ex.fetchrow(
+        "SELECT e.content_sha256, c.sealed FROM audit_entries e"
+        " JOIN audit_content c ON c.seq = e.seq WHERE e.seq = ?",
+        seq,
+    )
+    if row is None:
+        return None
+    return row["content_sha256"], bytes(row["sealed"])
+
+
+async def sealed_media(ex: Executor, sha256: str) -> bytes | None:
+    """The sealed media named by its hex SHA-256, or None when absent (purged or never stored)."""
+    blob = await ex.fetchval("SELECT sealed FROM audit_media WHERE sha256 = ?", sha256)
+    return None if blob is None else bytes(blob)
+
+
+async def entries_after(
+    ex: Executor, after_seq: int, limit: int, *, with_content: bool = False
+) -> list[AuditRow]:
+    """Up to `limit` entries with seq above `after_seq`, in seq order (keyset pagination).
+
+    With `with_content` each row carries its sealed content, where one is stored.
+    """
+    columns, join = _E_COLUMNS, ""
+    if with_content:
+        columns += ", c.sealed AS sealed"
+        join = " LEFT JOIN audit_content c ON c.seq = e.seq"
+    rows = await ex.fetch(
+        f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
+        f" ORDER BY e.seq LIMIT {int(limit)}",
+        after_seq,
+    )
+    return [_row(row) for row in rows]
+
+
+async def pair_entries(ex: Executor, pair_id: str, up_to_seq: int) -> list[AuditRow]:
+    """The pair's entries up to and including `up_to_seq`, in seq order, with sealed content."""
+    rows = await ex.fetch(
+        f"SELECT {_E_COLUMNS}, c.sealed AS sealed"
+        " FROM audit_entries e LEFT JOIN audit_content c ON c.seq = e.seq"
+        " WHERE e.pair_id = ? AND e.seq <= ? ORDER BY e.seq",
+        pair_id,
+        up_to_seq,
+    )
+    return [_row(row) for row in rows]
+
+
+async def max_seq(ex: Executor) -> int | None:
+    """The seq of the newest entry, or None when the chain is empty."""
+    value = await ex.fetchval("SELECT MAX(seq) FROM audit_entries")
+    return None if value is None else int(value)
+
+
+async def actions_in_range(
+    ex: Executor, after_seq: int, up_to_seq: int, actions: Sequence[str]
+) -> list[ActionRecord]:
+    """Entries with `after_seq < seq <= up_to_seq` whose action is one of `actions`.
+
+    A range on the primary key: the action has no index, so callers that keep counts
+    read only what was appended since they last looked.
+    """
+    if not actions:
+        return []
+    marks = ", ".join("?" * len(actions))
+    rows = await ex.fetch(
+        "SELECT action, outcome, details FROM audit_entries"
+        f" WHERE seq > ? AND seq <= ? AND action IN ({marks})",
+        after_seq,
+        up_to_seq,
+        *actions,
+    )
+    return [ActionRecord(row["action"], row["outcome"], row["details"]) for row in rows]
+
+
+async def first_room_entry(ex: Executor, event_id: str) -> int | None:
+    """The seq of the first `room.*` entry recorded for a Matrix event, or None."""
+    value = await ex.fetchval(
+        "SELECT seq FROM audit_entries WHERE event_id = ? AND action LIKE 'room.%'"
+        " ORDER BY seq LIMIT 1",
+        event_id,
+    )
+    return None if value is None else int(value)
+
+
+async def has_entry(ex: Executor, event_id: str, action: str) -> bool:
+    """Tell whether an entry with `action` was recorded for the Matrix event `event_id`."""
+    value = await ex.fetchval(
+        "SELECT seq FROM audit_entries WHERE event_id = ? AND action = ?", event_id, action
+    )
+    return value is not None
+
+
+async def events_without(
+    ex: Executor,
+    follow_up: str,
+    *,
+    actions: Sequence[str],
+    roles: Sequence[str],
+    since_ms: int,
+) -> list[AuditedEvent]:
+    """Events recorded since `since_ms` with no `follow_up` entry for the same event id.
+
+    Only entries whose action is in `actions` and whose role is in `roles` count;
+    oldest first.
+    """
+    if not actions or not roles:
+        return []
+    action_marks = ", ".join("?" * len(actions))
+    role_marks = ", ".join("?" * len(roles))
+    rows = await ex.fetch(
+        "SELECT e.pair_id, e.event_id, e.actor, e.action FROM audit_entries e"
+        f" WHERE e.ts >= ? AND e.action IN ({action_marks}) AND e.role IN ({role_marks})"
+        " AND e.event_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_entries m"
+        " WHERE m.event_id = e.event_id AND m.action = ?) ORDER BY e.seq",
+        since_ms,
+        *actions,
+        *roles,
+        follow_up,
+    )
+    return [
+        AuditedEvent(
+            pair_id=None if row["pair_id"] is None else str(row["pair_id"]),
+            event_id=str(row["event_id"]),
+            actor=str(row["actor"]),
+            action=str(row["action"]),
+        )
+        for row in rows
+    ]
+
+
+async def room_writers(ex: Executor, pair_id: str, start_ms: int, end_ms: int) -> list[str]:
+    """Who has `room.*` entries (memberships aside) for the pair with `start <= ts < end`."""
+    rows = await ex.fetch(
+        "SELECT DISTINCT actor FROM audit_entries WHERE pair_id = ? AND ts >= ? AND ts < ?"
+        " AND action LIKE 'room.%' AND action <> 'room.membership'",
+        pair_id,
+        start_ms,
+        end_ms,
+    )
+    return [str(row["actor"]) for row in rows]
+
+
+# ---------------------------------------------------------------- retention
+
+
+async def delete_content_before(tx: Executor, cutoff_ms: int) -> int:
+    """Delete sealed contents older than `cutoff_ms`; the entries stay. Returns how many."""
+    return await tx.execute("DELETE FROM audit_content WHERE ts < ?", cutoff_ms)
+
+
+async def delete_media_before(tx: Executor, cutoff_ms: int) -> int:
+    """Delete sealed media older than `cutoff_ms`. Returns how many."""
+    return await tx.execute("DELETE FROM audit_media WHERE ts < ?", cutoff_ms)
