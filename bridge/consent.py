@@ -23,7 +23,7 @@ from bridge.store.base import Executor
 from bridge.store.pairs import PairStatus
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
     from bridge.service import Service
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class ConsentRuntime:
     """Renders the consent text of a pair and applies consent decisions in the service."""
 
     def __init__(self, service: Service, cfg: Config, renderer: Renderer) -> None:
-        from bridge.app import practice_facts
+        from bridge.parts import practice_facts
 
         self.service = service
         self.renderer = renderer
@@ -103,7 +103,7 @@ class ConsentRuntime:
         return {"consent_state": record.consent_state, "consent_sha256": digest}
 
 
-async def install_consent(app: App) -> None:
+async def install_consent(app: Host) -> None:
     """Register the consent hook and the facts `!accept` needs."""
     assert app.service is not None and app.parts is not None
     runtime = ConsentRuntime(app.service, app.cfg, app.parts.renderer)

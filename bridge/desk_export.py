@@ -17,7 +17,7 @@ from bridge.provision import PairError
 from bridge.service import Service
 
 if TYPE_CHECKING:
-    from bridge.app import Parts
+    from bridge.parts import Parts
 
 
 def install_desk_export(

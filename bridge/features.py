@@ -22,15 +22,15 @@ from bridge.video_feature import install_video
 from bridge.voice_feature import install_voice
 
 if TYPE_CHECKING:
-    from bridge.app import App, Installer
+    from bridge.host import Host, Installer
 
 
-async def sla(app: App) -> None:
+async def sla(app: Host) -> None:
     assert app.service is not None
     install_sla(app.service, app.cfg)
 
 
-async def desk_export(app: App) -> None:
+async def desk_export(app: Host) -> None:
     assert app.service is not None and app.parts is not None and app.bot is not None
     install_desk_export(app.service, app.parts, app.bot, app.service.clock)
 

@@ -9,7 +9,7 @@ from bridge.adapters.http import HttpServer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bridge.app import App, Installer
+    from bridge.host import Host, Installer
 
 
 def http_installer(
@@ -23,7 +23,7 @@ def http_installer(
     `on_ready` gets the server once it listens (its `port` is then the bound one).
     """
 
-    async def install(app: App) -> None:
+    async def install(app: Host) -> None:
         cfg = app.cfg.http
         if not cfg.enabled:
             return
@@ -43,6 +43,6 @@ def http_installer(
     return install
 
 
-async def install_http(app: App) -> None:
+async def install_http(app: Host) -> None:
     """Serve the admin HTTP API on cfg.http.host and cfg.http.port (if http is enabled)."""
     await http_installer()(app)

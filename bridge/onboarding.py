@@ -34,7 +34,8 @@ from bridge.store.base import to_ms
 from bridge.store.invitations import InvitationRecord, InvitationStatus
 
 if TYPE_CHECKING:
-    from bridge.app import App, Parts
+    from bridge.host import Host
+    from bridge.parts import Parts
 
 log = logging.getLogger(__name__)
 
@@ -559,7 +560,7 @@ class Onboarding:
 # ---------------------------------------------------------------- running bridge
 
 
-async def install_onboarding(app: App, *, poll_interval: float = POLL_INTERVAL_S) -> None:
+async def install_onboarding(app: Host, *, poll_interval: float = POLL_INTERVAL_S) -> None:
     """Follow pending invitations while the bridge runs (needs synapse_admin.access_token)."""
     assert app.parts is not None and app.service is not None
     if app.cfg.synapse_admin.access_token is None:

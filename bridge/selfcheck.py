@@ -25,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,13 +34,14 @@ from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
 from bridge.adapters.matrix.witness import Reading, WitnessDevice
 from bridge.audit.log import AuditLog
 from bridge.core.model import AppendAudit
+from bridge.host import SelfCheckFigures
 from bridge.store import outbox as outbox_store
 from bridge.store import witness as checks
 from bridge.store.base import ContentSealer, Database, Executor, to_ms
 from bridge.store.witness import CheckState, WitnessCheck
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +83,8 @@ class Outbox(Protocol):
     def kick(self) -> None: ...
 
 
-@dataclass
-class Figures:
-    """What /metrics shows of the self-check (counts only)."""
-
-    up: bool
-    #: Every ended check by outcome: readable, unreadable (re-posted or not), unchecked.
-    checks: dict[str, int] = field(default_factory=dict)
-    waiting: int = 0
-    reposts: int = 0
-    repairs_pending: int = 0
+#: The counters /metrics shows (defined with the face /health and /metrics read).
+Figures = SelfCheckFigures
 
 
 @dataclass
@@ -399,7 +392,7 @@ async def _pair_of(ex: Executor, txn_id: str) -> str | None:
 # ---------------------------------------------------------------- installation
 
 
-def _off_reason(app: App) -> str | None:
+def _off_reason(app: Host) -> str | None:
     bot = app.cfg.bot
     if bot.witness_on:
         return None
@@ -408,7 +401,7 @@ def _off_reason(app: App) -> str | None:
     return "bot.witness.enabled is false"
 
 
-async def install_selfcheck(app: App) -> None:
+async def install_selfcheck(app: Host) -> None:
     """Check every post with the witness device (on by default with a password login)."""
     assert app.parts is not None and app.bot is not None and app.outbox is not None
     parts, cfg, bot, outbox = app.parts, app.cfg, app.bot, app.outbox

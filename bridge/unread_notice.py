@@ -29,8 +29,8 @@ from bridge.store.base import Executor, to_ms
 from bridge.store.pairs import PairStatus
 
 if TYPE_CHECKING:
-    from bridge.app import App
     from bridge.config import Config
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class UnreadNotice:
         ]
 
 
-async def install_unread_notice(app: App) -> None:
+async def install_unread_notice(app: Host) -> None:
     """Register the unread-notice hook and timer handler (idle unless configured)."""
     assert app.service is not None
     service = app.service

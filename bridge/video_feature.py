@@ -35,7 +35,7 @@ from bridge.store import pairs, sessions, therapists
 from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def link_messages(
 
 
 class VideoFeature:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Host) -> None:
         assert app.parts is not None and app.service is not None
         self.cfg = app.cfg
         self.parts = app.parts
@@ -223,7 +223,7 @@ class VideoFeature:
         log.info("video call ended", extra={"pair_id": pair.pair_id, "event_id": event_id})
 
 
-async def install_video(app: App) -> None:
+async def install_video(app: Host) -> None:
     """Register `!video`'s facts and its start/end operations."""
     assert app.service is not None
     if video_commands.START_OPERATION in app.service.invoke_handlers:

@@ -50,7 +50,7 @@ from bridge.store.pairs import PairRecord, PairStatus
 from bridge.voice_feature import VOICE_LIMITS, queue_voice
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class HealthCheck:
 class HttpServer:
     """The aiohttp application bound to one host and port; `port` is the bound one."""
 
-    def __init__(self, app: App, host: str, port: int) -> None:
+    def __init__(self, app: Host, host: str, port: int) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
@@ -405,14 +405,14 @@ def _server(request: web.Request) -> HttpServer:
     return request.app[SERVER_KEY]
 
 
-def _running(request: web.Request) -> App:
+def _running(request: web.Request) -> Host:
     app = _server(request).app
     if app.parts is None:
         raise ApiError("unavailable")
     return app
 
 
-def _now(app: App) -> datetime:
+def _now(app: Host) -> datetime:
     return app.service.clock() if app.service is not None else datetime.now(UTC)
 
 
@@ -617,7 +617,7 @@ async def export_transcript(request: web.Request) -> web.StreamResponse:
 invitation_routes = web.RouteTableDef()
 
 
-def _onboarding(app: App) -> Onboarding:
+def _onboarding(app: Host) -> Onboarding:
     """Onboarding as the API's actor, with the bridge's mailer (None: e-mail is off)."""
     assert app.parts is not None and app.service is not None
     mailer = app.service.mailer
@@ -629,7 +629,7 @@ def _onboarding(app: App) -> Onboarding:
     )
 
 
-async def _invitation(app: App, request: web.Request) -> InvitationRecord:
+async def _invitation(app: Host, request: web.Request) -> InvitationRecord:
     assert app.parts is not None
     record = await invitations.get(app.parts.db, request.match_info["invitation_id"])
     if record is None:
@@ -744,7 +744,7 @@ async def match_invitation(request: web.Request) -> web.Response:
     return web.json_response({"invitation": invitation_json(record)})
 
 
-async def _refresh(app: App) -> None:
+async def _refresh(app: Host) -> None:
     """Let the running bridge pick up a pair created outside an event (as onboarding does)."""
     if app.service is not None:
         await app.service.refresh_rooms()
@@ -778,7 +778,7 @@ def policy_json(values: dict[str, Any]) -> dict[str, Any]:
     return {key: plain(value) for key, value in values.items()}
 
 
-async def _labels(app: App) -> dict[str, str]:
+async def _labels(app: Host) -> dict[str, str]:
     assert app.parts is not None
     return {r.pair_id: r.label for r in await pairs.list_pairs(app.parts.db)}
 
@@ -981,7 +981,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _local(value: datetime | None, app: App) -> str:
+def _local(value: datetime | None, app: Host) -> str:
     if value is None:
         return ""
     return value.astimezone(app.cfg.practice.tzinfo).strftime("%a %d %b %H:%M")

@@ -23,7 +23,7 @@ from bridge.config import Config, OutboundEmail
 from bridge.core.model import SendEmail
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def build_mailer(cfg: Config, renderer: Renderer) -> Mailer | None:
     return Mailer(cfg.outbound_email, renderer, practice_name=cfg.practice.name)
 
 
-async def install_mailer(app: App) -> None:
+async def install_mailer(app: Host) -> None:
     """Give the service a mailer when `outbound_email.enabled` (else e-mails are skipped)."""
     assert app.service is not None and app.parts is not None
     mailer = build_mailer(app.cfg, app.parts.renderer)

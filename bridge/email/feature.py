@@ -25,9 +25,9 @@ from bridge.sealing import Sealer
 from bridge.store.base import Database, Executor, to_ms
 
 if TYPE_CHECKING:
-    from bridge.app import App
     from bridge.audit.log import AuditLog
     from bridge.config import Config
+    from bridge.host import Host
     from bridge.service import Service
     from bridge.sla_service import SlaRuntime
 
@@ -84,13 +84,13 @@ def sla_runtime(service: Service) -> SlaRuntime | None:
     return runtime if isinstance(runtime, SlaRuntime) else None
 
 
-async def install_email(app: App) -> None:
+async def install_email(app: Host) -> None:
     """The feature installer for `bridge.features`: inbound e-mail when smtp is enabled."""
     await attach_email(app)
 
 
 async def attach_email(
-    app: App,
+    app: Host,
     *,
     port: int | None = None,
     resolver: Resolver | None = None,

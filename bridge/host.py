@@ -1,0 +1,76 @@
+"""What a feature, the HTTP face and the metrics may know of the running bridge.
+
+The composition root (`bridge.app.App`) builds every part and installs the features; the
+features are below it and must not import it, or the two would form one import cycle with
+every feature in it. They see the running bridge through `Host`, a protocol that `App`
+satisfies, and register themselves with the `Installer` signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bridge.adapters.matrix.bringup import BringUp
+from bridge.adapters.matrix.client import MatrixBot
+from bridge.adapters.scheduler import Scheduler
+from bridge.config import Config
+from bridge.outbox import OutboxWorker
+from bridge.parts import Parts
+from bridge.service import Service
+
+
+@dataclass
+class SelfCheckFigures:
+    """What /metrics shows of the self-check of the bot's posts (counts only)."""
+
+    up: bool
+    #: Every ended check by outcome: readable, unreadable (re-posted or not), unchecked.
+    checks: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0
+    reposts: int = 0
+    repairs_pending: int = 0
+
+
+class SelfCheckFace(Protocol):
+    """The self-check as /health and /metrics read it."""
+
+    async def health(self) -> tuple[bool, str, dict[str, Any]]: ...
+    async def figures(self) -> SelfCheckFigures | None: ...
+
+
+class Host(Protocol):
+    """The running bridge as its features see it: built parts, registration of callbacks.
+
+    The optional parts exist once `App.start` has built them, before any feature is
+    installed; a feature asserts what it needs.
+    """
+
+    cfg: Config
+    templates_dir: Path | None
+    parts: Parts | None
+    service: Service | None
+    bot: MatrixBot | None
+    outbox: OutboxWorker | None
+    scheduler: Scheduler | None
+    selfcheck: SelfCheckFace | None
+    matrix: BringUp | None
+
+    def on_listen(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` as soon as the database is open (listeners: SMTP, HTTP)."""
+        ...
+
+    def on_start(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` once the bot is up on the homeserver (workers that post)."""
+        ...
+
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Run `stop` first when the bridge stops (in reverse order of registration)."""
+        ...
+
+
+#: A feature: given the built (not yet started) bridge, it registers hooks, handlers and
+#: its own start/stop callbacks.
+Installer = Callable[[Host], Awaitable[None]]
