@@ -31,8 +31,7 @@ from bridge.email.authcheck import (
     Resolver,
     check_sender,
 )
-from bridge.email.authcheck import AuthResult as SenderAuthResult
-from bridge.email.inbox import synthetic_message_id
+from bridge.email.inbox import InboundFacts, synthetic_message_id
 from bridge.email.parse import MalformedEmail, ParseLimits, normalise_address, parse_message
 
 __all__ = [
@@ -53,7 +52,7 @@ ResolveRecipientFn = Callable[[str], Awaitable[str | None]]
 #: The e-mail addresses allowed to write to a pair.
 AllowedSendersFn = Callable[[str], Awaitable[Collection[str]]]
 #: Commit the message durably (raise on failure): (pair_id, raw bytes, facts).
-AcceptFn = Callable[[str, bytes, "InboundFacts"], Awaitable[None]]
+AcceptFn = Callable[[str, bytes, InboundFacts], Awaitable[None]]
 #: Told about a refused message of a known pair: (pair_id, reason code, digest); no content.
 RejectedFn = Callable[[str, str, str], Awaitable[None]]
 
@@ -74,29 +73,6 @@ _MALFORMED_TEXT = {
     "too_many_parts": "554 5.6.0 Message has too many MIME parts",
 }
 _MALFORMED_DEFAULT = "554 5.6.0 Message is malformed and cannot be read"
-
-
-@dataclass(frozen=True, slots=True)
-class InboundFacts:
-    """What the listener learnt about an accepted message (kept apart from its content)."""
-
-    from_address: str
-    display_name: str
-    #: The Message-ID, or a stable one derived from the bytes when it had none.
-    message_id: str
-    message_id_synthetic: bool
-    subject: str
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    client_ip: str
-    helo: str
-    tls: bool
-    #: True when the client logged in with SMTP AUTH (the trusted upstream MTA).
-    authenticated_client: bool
-    auth: SenderAuthResult
-    size: int
-    #: Short digest of the raw bytes, for log lines that must not carry content.
-    digest: str
 
 
 @dataclass(frozen=True, slots=True)

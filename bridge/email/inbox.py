@@ -1,28 +1,43 @@
-"""The durable inbox: inbound e-mail committed before SMTP says 250, relayed afterwards.
+"""The e-mail channel's inbox: what the listener hands over, routing, acceptance, txn ids.
 
-`store_inbound` is what the SMTP adapter's `accept` calls; when it returns, the message
-is on disk (sealed). The relay worker reads `pending`, converts each message, writes the
-post to the outbox with `relay_txn_id(email_id)` as its txn id and calls `mark_relayed`
-in the same transaction, so a crash anywhere posts the e-mail exactly once.
+`make_pair_routing` and `make_inbox_accept` build the SMTP adapter's callbacks: a recipient
+is routed to an active pair, and `accept` commits the message to the inbox
+(`bridge.store.inbox.store_inbound`, sealed) before the listener answers 250. The relay
+worker posts each pending message through the outbox with `relay_txn_id(email_id)` as its
+txn id and marks it relayed in the same transaction, so a crash anywhere posts the e-mail
+exactly once. The inbox rows and their functions live in `bridge.store.inbox`; they are
+re-exported here for the e-mail channel.
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+from bridge.email.authcheck import AuthResult
+from bridge.store import pairs
 from bridge.store.base import ContentSealer, Executor
-
-if TYPE_CHECKING:
-    from bridge.adapters.smtp import InboundFacts
+from bridge.store.inbox import (
+    InboundEmail,
+    InboxStatus,
+    failed,
+    get,
+    mark_failed,
+    mark_relayed,
+    open_raw,
+    pending,
+    relayed_posts_waiting,
+    reply_target,
+    requeue_failed,
+    status_counts,
+    store_inbound,
+)
 
 __all__ = [
     "ContentSealer",
     "InboundEmail",
+    "InboundFacts",
     "InboxStatus",
     "failed",
     "get",
@@ -42,64 +57,28 @@ __all__ = [
     "synthetic_message_id",
 ]
 
-#: Longest last_error kept; enough for an error class or a reason code.
-MAX_ERROR_LENGTH = 200
-#: Message-IDs looked at when finding the post an e-mail replies to.
-_MAX_REPLY_IDS = 20
-
-
-class InboxStatus(enum.StrEnum):
-    """Where an inbound e-mail is in its life."""
-
-    ACCEPTED = "accepted"
-    RELAYED = "relayed"
-    FAILED = "failed"
-
 
 @dataclass(frozen=True, slots=True)
-class InboundEmail:
-    """One inbox row; `raw_sealed` is opened with `open_raw`."""
+class InboundFacts:
+    """What the listener learnt about an accepted message (kept apart from its content)."""
 
-    id: str
-    pair_id: str
+    from_address: str
+    display_name: str
+    #: The Message-ID, or a stable one derived from the bytes when it had none.
     message_id: str
-    sender: str
-    received_at: int
-    raw_sealed: bytes
-    raw_size: int
-    auth_method: str
-    status: InboxStatus
-    relay_txn_id: str | None
-    relayed_at: int | None
-    last_error: str | None
-
-
-_COLUMNS = (
-    "id, pair_id, message_id, sender, received_at, raw, raw_size, auth_method, status, "
-    "relay_txn_id, relayed_at, last_error"
-)
-
-
-def _aad(email_id: str) -> bytes:
-    # Binding the row id stops a sealed message being moved to another row (or pair).
-    return b"confidant/inbound_email/" + email_id.encode("utf-8")
-
-
-def _item(row: dict[str, Any]) -> InboundEmail:
-    return InboundEmail(
-        id=row["id"],
-        pair_id=row["pair_id"],
-        message_id=row["message_id"],
-        sender=row["sender"],
-        received_at=int(row["received_at"]),
-        raw_sealed=bytes(row["raw"]),
-        raw_size=int(row["raw_size"]),
-        auth_method=row["auth_method"],
-        status=InboxStatus(row["status"]),
-        relay_txn_id=row["relay_txn_id"],
-        relayed_at=None if row["relayed_at"] is None else int(row["relayed_at"]),
-        last_error=row["last_error"],
-    )
+    message_id_synthetic: bool
+    subject: str
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    client_ip: str
+    helo: str
+    tls: bool
+    #: True when the client logged in with SMTP AUTH (the trusted upstream MTA).
+    authenticated_client: bool
+    auth: AuthResult
+    size: int
+    #: Short digest of the raw bytes, for log lines that must not carry content.
+    digest: str
 
 
 def synthetic_message_id(raw: bytes) -> str:
@@ -110,154 +89,6 @@ def synthetic_message_id(raw: bytes) -> str:
 def relay_txn_id(email_id: str) -> str:
     """The outbox txn id of the post relaying this e-mail (stable across crashes)."""
     return f"email.{email_id}"
-
-
-async def store_inbound(
-    ex: Executor,
-    sealer: ContentSealer,
-    pair_id: str,
-    sender: str,
-    message_id: str,
-    raw: bytes,
-    now: int,
-    *,
-    auth_method: str = "",
-) -> tuple[str, bool]:
-    """Commit a received message; return (email id, True when it was already stored).
-
-    Works on a database (the insert autocommits) or inside a caller's transaction.
-    A redelivery of the same message (pair, sender, Message-ID) returns the first id.
-    """
-    email_id = secrets.token_hex(16)
-    inserted = await ex.execute(
-        f"INSERT INTO inbound_emails ({_COLUMNS}) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'accepted', NULL, NULL, NULL) "
-        "ON CONFLICT (pair_id, sender, message_id) DO NOTHING",
-        email_id,
-        pair_id,
-        message_id,
-        sender,
-        now,
-        sealer.seal(raw, _aad(email_id)),
-        len(raw),
-        auth_method,
-    )
-    if inserted:
-        return email_id, False
-    existing = await ex.fetchval(
-        "SELECT id FROM inbound_emails WHERE pair_id = ? AND sender = ? AND message_id = ?",
-        pair_id,
-        sender,
-        message_id,
-    )
-    if existing is None:  # the insert neither happened nor conflicted: the store lied
-        raise RuntimeError("inbound e-mail was neither stored nor found")
-    return str(existing), True
-
-
-async def get(ex: Executor, email_id: str) -> InboundEmail | None:
-    """One inbox row, whatever its status."""
-    row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM inbound_emails WHERE id = ?", email_id)
-    return None if row is None else _item(row)
-
-
-async def pending(ex: Executor, limit: int = 100) -> list[InboundEmail]:
-    """Accepted e-mails not yet relayed, oldest first."""
-    rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM inbound_emails WHERE status = 'accepted' "
-        "ORDER BY received_at, id LIMIT ?",
-        limit,
-    )
-    return [_item(row) for row in rows]
-
-
-def open_raw(sealer: ContentSealer, item: InboundEmail) -> bytes:
-    """The message bytes exactly as received."""
-    return sealer.open(item.raw_sealed, _aad(item.id))
-
-
-async def mark_relayed(ex: Executor, email_id: str, txn_id: str, now: int) -> bool:
-    """Record that the post is in the outbox under `txn_id`. False unless it was accepted."""
-    changed = await ex.execute(
-        "UPDATE inbound_emails SET status = 'relayed', relay_txn_id = ?, relayed_at = ?, "
-        "last_error = NULL WHERE id = ? AND status = 'accepted'",
-        txn_id,
-        now,
-        email_id,
-    )
-    return changed > 0
-
-
-async def reply_target(
-    ex: Executor, pair_id: str, in_reply_to: str | None, references: Sequence[str]
-) -> str | None:
-    """The Matrix event id of the relayed e-mail this one answers, if it was posted.
-
-    In-Reply-To wins; otherwise the newest of References that was posted. Only e-mails
-    of the same pair count, so a forged Message-ID cannot reach into another room.
-    """
-    wanted = [m for m in (in_reply_to, *reversed(references)) if m][:_MAX_REPLY_IDS]
-    if not wanted:
-        return None
-    marks = ", ".join("?" for _ in wanted)
-    rows = await ex.fetch(
-        "SELECT i.message_id, o.event_id FROM inbound_emails i "
-        "JOIN outbox o ON o.txn_id = i.relay_txn_id "
-        f"WHERE i.pair_id = ? AND i.message_id IN ({marks}) AND o.event_id IS NOT NULL",
-        pair_id,
-        *wanted,
-    )
-    posted = {row["message_id"]: str(row["event_id"]) for row in rows}
-    return next((posted[m] for m in wanted if m in posted), None)
-
-
-async def mark_failed(ex: Executor, email_id: str, error: str) -> bool:
-    """Give up relaying (e.g. it cannot be converted); the sealed original stays."""
-    changed = await ex.execute(
-        "UPDATE inbound_emails SET status = 'failed', last_error = ? "
-        "WHERE id = ? AND status = 'accepted'",
-        error[:MAX_ERROR_LENGTH],
-        email_id,
-    )
-    return changed > 0
-
-
-async def requeue_failed(ex: Executor, email_id: str) -> bool:
-    """Put a failed e-mail back in the queue (e.g. once its pair is active again)."""
-    changed = await ex.execute(
-        "UPDATE inbound_emails SET status = 'accepted', last_error = NULL "
-        "WHERE id = ? AND status = 'failed'",
-        email_id,
-    )
-    return changed > 0
-
-
-async def status_counts(ex: Executor) -> dict[InboxStatus, int]:
-    """How many e-mails are in each status (every status present, zero or more)."""
-    rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM inbound_emails GROUP BY status")
-    counts = dict.fromkeys(InboxStatus, 0)
-    for row in rows:
-        counts[InboxStatus(row["status"])] = int(row["n"])
-    return counts
-
-
-async def relayed_posts_waiting(ex: Executor) -> int:
-    """Relayed e-mails whose post still waits in the outbox (not yet on the homeserver)."""
-    value = await ex.fetchval(
-        "SELECT COUNT(*) FROM inbound_emails i JOIN outbox o ON o.txn_id = i.relay_txn_id "
-        "WHERE i.status = 'relayed' AND o.status = 'pending'"
-    )
-    return int(value or 0)
-
-
-async def failed(ex: Executor, limit: int = 100) -> list[InboundEmail]:
-    """E-mails that could not be relayed, newest first."""
-    rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM inbound_emails WHERE status = 'failed' "
-        "ORDER BY received_at DESC, id LIMIT ?",
-        limit,
-    )
-    return [_item(row) for row in rows]
 
 
 def inbound_token(address: str, inbound_domain: str) -> str | None:
@@ -276,7 +107,6 @@ def make_pair_routing(
 
     Only active pairs take mail; the allowed sender is the pair's patient e-mail address.
     """
-    from bridge.store import pairs
 
     async def resolve_recipient(address: str) -> str | None:
         token = inbound_token(address, inbound_domain)

@@ -1,4 +1,7 @@
-"""The durable inbox on SQLite and PostgreSQL, alone and behind a real SMTP session."""
+"""The durable inbox on SQLite and PostgreSQL, alone and behind a real SMTP session.
+
+The rows are `bridge.store.inbox`; routing and acceptance are `bridge.email.inbox`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +13,10 @@ from email.message import EmailMessage
 import pytest
 
 from bridge.adapters.smtp import InboundHandler, SmtpListener, SmtpSettings
-from bridge.email import inbox
 from bridge.email.authcheck import AuthPolicy, StaticResolver
-from bridge.email.inbox import inbound_token
+from bridge.email.inbox import inbound_token, make_inbox_accept, make_pair_routing, relay_txn_id
 from bridge.sealing import Sealer, SealError, generate_key
-from bridge.store import Database, outbox, pairs
+from bridge.store import Database, inbox, outbox, pairs
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +77,7 @@ async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) 
     a, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<a@x>", b"A", NOW)
     b, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<b@x>", b"B", NOW + 1)
     async with db.transaction() as tx:
-        assert await inbox.mark_relayed(tx, a, inbox.relay_txn_id(a), NOW + 10)
+        assert await inbox.mark_relayed(tx, a, relay_txn_id(a), NOW + 10)
     assert not await inbox.mark_relayed(db, a, "other", NOW + 11)
     assert await inbox.mark_failed(db, b, "MalformedEmail:too_deep")
     assert await inbox.pending(db) == []
@@ -83,7 +85,7 @@ async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) 
     assert relayed is not None
     assert (relayed.status, relayed.relay_txn_id, relayed.relayed_at) == (
         inbox.InboxStatus.RELAYED,
-        inbox.relay_txn_id(a),
+        relay_txn_id(a),
         NOW + 10,
     )
 
@@ -96,7 +98,7 @@ async def test_relayed_mail_whose_post_waits_is_counted(db: Database, sealer: Se
         for n in range(3)
     ]
     for email_id in ids:
-        txn = inbox.relay_txn_id(email_id)
+        txn = relay_txn_id(email_id)
         async with db.transaction() as tx:
             assert await inbox.mark_relayed(tx, email_id, txn, NOW + 10)
             await outbox.enqueue(
@@ -112,7 +114,7 @@ async def test_relayed_mail_whose_post_waits_is_counted(db: Database, sealer: Se
             )
     # The homeserver is away: relayed, but every post still sits in the outbox.
     assert await inbox.relayed_posts_waiting(db) == 3
-    assert await outbox.mark_sent(db, inbox.relay_txn_id(ids[0]), "$e:hs.test", NOW + 20)
+    assert await outbox.mark_sent(db, relay_txn_id(ids[0]), "$e:hs.test", NOW + 20)
     assert await inbox.relayed_posts_waiting(db) == 2
 
 
@@ -121,12 +123,12 @@ async def smtp_inbox(db: Database, sealer: Sealer) -> AsyncIterator[tuple[SmtpLi
     pair = await _pair(db)
     await pairs.set_room(db, pair.pair_id, "!room:hs.test")
     address = f"Pair-{pair.email_token.upper()}@In.Example.Net"
-    resolve, allowed = inbox.make_pair_routing(db, "in.example.net")
+    resolve, allowed = make_pair_routing(db, "in.example.net")
     clock = iter(range(NOW, NOW + 1000))
     handler = InboundHandler(
         resolve_recipient=resolve,
         allowed_senders=allowed,
-        accept=inbox.make_inbox_accept(db, sealer, lambda: next(clock)),
+        accept=make_inbox_accept(db, sealer, lambda: next(clock)),
         policy=AuthPolicy(),
         resolver=StaticResolver({("example.org", "TXT"): ["v=spf1 ip4:127.0.0.1 -all"]}),
     )
@@ -195,7 +197,7 @@ async def test_reply_target_finds_the_posted_email_of_the_same_pair(
     pair = await _pair(db)
     other = await pairs.create(db, patient_id="@o:hs.test", therapist_id="@doc:hs.test", now=NOW)
     first, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<1@x>", b"1", NOW)
-    txn = inbox.relay_txn_id(first)
+    txn = relay_txn_id(first)
     await outbox.enqueue(
         db,
         txn_id=txn,
@@ -224,7 +226,7 @@ def test_inbound_token() -> None:
 
 
 async def test_routing_takes_only_active_pairs(db: Database) -> None:
-    resolve, allowed = inbox.make_pair_routing(db, "in.example.net")
+    resolve, allowed = make_pair_routing(db, "in.example.net")
     pair = await _pair(db)
     address = f"pair-{pair.email_token}@in.example.net"
     assert await resolve(address) is None  # still provisioning: no room yet
