@@ -9,11 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bridge.adapters.http import CSRF_COOKIE, SESSION_COOKIE, HttpServer
 from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.http_feature import http_installer, install_http
 from bridge.store import clocks
+from bridge.web.auth import CSRF_COOKIE, SESSION_COOKIE
+from bridge.web.server import HttpServer
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing
 

@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.adapters.http import OPENAPI, HttpServer
 from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.core.model import AppendAudit
@@ -21,6 +20,8 @@ from bridge.core.sla import Clock, ClockState
 from bridge.http_feature import http_installer, install_http
 from bridge.store import clocks
 from bridge.voice_feature import install_voice
+from bridge.web.openapi import OPENAPI
+from bridge.web.server import HttpServer
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config
 

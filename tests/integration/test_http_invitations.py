@@ -14,12 +14,12 @@ import aiohttp
 import pytest
 from aiosmtpd.smtp import SMTP
 
-from bridge.adapters.http import HttpServer
 from bridge.app import App, default_features
 from bridge.config import hash_token
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from bridge.http_feature import http_installer, install_http
 from bridge.onboarding import SynapseAdminApi
+from bridge.web.server import HttpServer
 from tests.conftest import TestUser
 from tests.integration.test_mailer import Sink, body_of, outbound
 from tests.integration.test_onboarding import CODE, register

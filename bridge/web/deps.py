@@ -1,0 +1,162 @@
+"""What the web face may use of the running bridge: one typed object, built by the installer.
+
+Handlers read `deps(request)` and nothing else of the bridge. Values that change while
+the bridge runs (the bot's bring-up, the mailer, the self-check) are callables read at
+request time, so a page always shows the bridge as it is now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from bridge.core.audit import VerifyResult
+from bridge.provision import PairManager
+from bridge.store.base import Database
+from bridge.store.invitations import InvitationRecord
+
+
+class SyncReading(Protocol):
+    """The bot's sync loop as /health reads it."""
+
+    @property
+    def lag_seconds(self) -> float: ...
+
+    @property
+    def last_sync_ok_at(self) -> float: ...
+
+
+class WitnessHealth(Protocol):
+    """The self-check of the bot's posts as /health reads it."""
+
+    async def health(self) -> tuple[bool, str, dict[str, Any]]:
+        """(healthy, one-line detail, the figures /health shows under "witness")."""
+        ...
+
+
+@dataclass(frozen=True)
+class HealthSources:
+    """Where /health looks, besides the database."""
+
+    #: Answers when the homeserver does; raises otherwise.
+    homeserver: Callable[[], Awaitable[object]]
+    #: (ready, one-line detail) of the bot's bring-up on the homeserver; None before it began.
+    matrix: Callable[[], tuple[bool, str] | None]
+    #: The bot's sync figures; None without a bot.
+    sync: Callable[[], SyncReading | None]
+    #: The self-check of the bot's posts; None when it is not installed.
+    witness: Callable[[], WitnessHealth | None]
+    #: Where the SMTP server listens, when it is enabled.
+    smtp: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSource:
+    """The Prometheus scrape: the rendered text and its content type."""
+
+    scrape: Callable[[], Awaitable[bytes]]
+    content_type: str
+
+
+@dataclass(frozen=True)
+class Invited:
+    """A stored invitation and whether its e-mail went out (`email_error` says why not)."""
+
+    record: InvitationRecord
+    email_sent: bool
+    email_error: str | None = None
+
+
+class InvitationDesk(Protocol):
+    """The invitation use cases, acting as the API.
+
+    They raise the onboarding's errors (`OnboardingError`, `AdminUnavailable`) and the
+    mailer's (`MailError`); `errors.domain_error` names them.
+    """
+
+    def mail_on(self) -> bool:
+        """Whether outbound e-mail is enabled right now."""
+        ...
+
+    async def invite(
+        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
+    ) -> Invited:
+        """Store the invitation, then e-mail it when e-mail is on (a relay failure keeps it)."""
+        ...
+
+    async def resend(self, invitation_id: str) -> InvitationRecord: ...
+
+    async def revoke(self, invitation_id: str) -> InvitationRecord: ...
+
+    async def match(self, invitation_id: str, user_id: str) -> InvitationRecord:
+        """Pair the invitation with the account that used it; the bridge picks the pair up."""
+        ...
+
+
+@dataclass(frozen=True)
+class QueuedVoice:
+    job_id: str
+    duration_ms: int
+
+
+class VoiceUploads(Protocol):
+    """Audio converted to a voice message and queued for the pair room."""
+
+    #: The largest upload taken, in bytes.
+    max_bytes: int
+
+    async def __call__(self, pair_id: str, data: bytes, filename: str | None) -> QueuedVoice:
+        """Raises `AudioError` (with a one-line reason) when it cannot become a voice message."""
+        ...
+
+
+class TranscriptExport(Protocol):
+    async def __call__(
+        self, pair_id: str, start: datetime | None, end: datetime | None, out: Path
+    ) -> str:
+        """Write the pair's transcript zip for [start, end) to `out` (audited); its SHA-256."""
+        ...
+
+
+class AuditCheck(Protocol):
+    async def __call__(self, pair_id: str | None, check_content: bool) -> VerifyResult:
+        """Verify the chain (and the sealed content if asked) and record the check in it."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebDeps:
+    """Everything the web face uses of the running bridge."""
+
+    db: Database
+    pairs: PairManager
+    #: The bridge's clock (UTC).
+    clock: Callable[[], datetime]
+    #: Wake the outbox worker after writing to the outbox outside an event.
+    kick_outbox: Callable[[], None]
+    #: Whether a token is one of the admin tokens (constant time).
+    token_ok: Callable[[str], bool]
+    practice_name: str
+    practice_tz: tzinfo
+    #: The SLA policies by name, as their settings.
+    policies: Mapping[str, Mapping[str, Any]]
+    #: Renders a dashboard template (`admin/NAME.html.j2`) with a context.
+    render_page: Callable[[str, dict[str, Any]], str]
+    health: HealthSources
+    metrics: MetricsSource
+    invitations: InvitationDesk
+    voice: VoiceUploads
+    export_transcript: TranscriptExport
+    verify_audit: AuditCheck
+
+
+DEPS_KEY = web.AppKey("deps", WebDeps)
+
+
+def deps(request: web.Request) -> WebDeps:
+    return request.app[DEPS_KEY]

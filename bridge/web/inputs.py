@@ -1,0 +1,89 @@
+"""Reading what a request sends: JSON bodies, Matrix user ids, dates, durations.
+
+Anything malformed is a `bad_request` whose detail names the field and the form it takes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Container
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from bridge.config import parse_duration
+from bridge.onboarding import DEFAULT_VALIDITY
+from bridge.web.errors import ApiError
+
+_USER_ID = re.compile(r"@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError("bad_request", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise ApiError("bad_request", "the body must be a JSON object")
+    return body
+
+
+def user_id(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not _USER_ID.fullmatch(value):
+        raise ApiError("bad_request", f"{key} must be a Matrix user id like '@name:example.org'")
+    return value
+
+
+def optional_str(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError("bad_request", f"{key} must be a string")
+    return value
+
+
+def policy_name(body: dict[str, Any], known: Container[str]) -> str:
+    """The body's `policy` (default "default"); `unknown_policy` unless it is in `known`."""
+    policy = body.get("policy", "default")
+    if not isinstance(policy, str) or policy not in known:
+        raise ApiError("unknown_policy")
+    return policy
+
+
+def valid_for(body: dict[str, Any]) -> timedelta:
+    """An invitation's validity: seconds or a duration like '7d' (default 7 days)."""
+    value = body.get("valid_for")
+    if value is None:
+        return DEFAULT_VALIDITY
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            result = timedelta(seconds=value)
+        else:
+            result = parse_duration(value)
+    except ValueError:
+        result = timedelta(0)
+    if result <= timedelta(0):
+        raise ApiError("bad_request", "valid_for must be seconds or a duration like '7d'")
+    return result
+
+
+def date_param(request: web.Request, key: str, default: date) -> date:
+    text = request.query.get(key)
+    if text is None:
+        return default
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ApiError("bad_request", f"{key} must be a date YYYY-MM-DD") from None
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def optional_day(request: web.Request, key: str) -> datetime | None:
+    """The start (UTC) of the day in query parameter `key`, or None without it."""
+    if key not in request.query:
+        return None
+    return day_start(date_param(request, key, date.today()))

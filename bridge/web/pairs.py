@@ -1,0 +1,78 @@
+"""/api/v1/pairs: list, create (idempotent), show, reassign and close pairs."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.store import clocks, pairs
+from bridge.store.pairs import PairStatus
+from bridge.web import API
+from bridge.web.deps import deps
+from bridge.web.errors import ApiError
+from bridge.web.inputs import json_body, policy_name, user_id
+from bridge.web.views import clock_json, pair_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get(f"{API}/pairs")
+async def list_pairs(request: web.Request) -> web.Response:
+    d = deps(request)
+    status_text = request.query.get("status")
+    try:
+        status = PairStatus(status_text) if status_text else None
+    except ValueError:
+        raise ApiError("bad_request", "status must be provisioning, active or removed") from None
+    records = await pairs.list_pairs(
+        d.db, status=status, therapist_id=request.query.get("therapist")
+    )
+    return web.json_response({"pairs": [pair_json(r) for r in records]})
+
+
+@routes.post(f"{API}/pairs")
+async def create_pair(request: web.Request) -> web.Response:
+    d = deps(request)
+    body = await json_body(request)
+    patient = user_id(body, "patient")
+    therapist = user_id(body, "therapist")
+    policy = policy_name(body, d.policies)
+    email = body.get("patient_email")
+    if email is not None and (not isinstance(email, str) or "@" not in email):
+        raise ApiError("bad_request", "patient_email must be an e-mail address")
+    record, created = await d.pairs.add_pair(
+        patient, therapist, d.clock(), policy=policy, patient_email=email, actor="api"
+    )
+    d.kick_outbox()
+    return web.json_response(
+        {"pair": pair_json(record), "created": created}, status=201 if created else 200
+    )
+
+
+@routes.get(f"{API}/pairs/{{ref}}")
+async def show_pair(request: web.Request) -> web.Response:
+    d = deps(request)
+    record = await d.pairs.resolve(request.match_info["ref"])
+    clock = await clocks.get_open(d.db, record.pair_id)
+    return web.json_response(
+        {
+            "pair": pair_json(record),
+            "open_clock": clock_json(clock, record.label, d.clock()) if clock else None,
+        }
+    )
+
+
+@routes.post(f"{API}/pairs/{{ref}}/reassign")
+async def reassign_pair(request: web.Request) -> web.Response:
+    d = deps(request)
+    therapist = user_id(await json_body(request), "therapist")
+    record = await d.pairs.reassign(request.match_info["ref"], therapist, d.clock(), actor="api")
+    d.kick_outbox()
+    return web.json_response({"pair": pair_json(record)})
+
+
+@routes.delete(f"{API}/pairs/{{ref}}")
+async def remove_pair(request: web.Request) -> web.Response:
+    d = deps(request)
+    record = await d.pairs.remove_pair(request.match_info["ref"], d.clock(), actor="api")
+    d.kick_outbox()
+    return web.json_response({"pair": pair_json(record)})

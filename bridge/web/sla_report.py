@@ -1,0 +1,49 @@
+"""/api/v1/sla/report: response times per therapist for clocks closed in [from, to)."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+from aiohttp import web
+
+from bridge.core.sla_report import summarize
+from bridge.store import clocks
+from bridge.web import API
+from bridge.web.deps import deps
+from bridge.web.errors import ApiError
+from bridge.web.inputs import date_param, day_start
+from bridge.web.views import seconds
+
+routes = web.RouteTableDef()
+
+
+@routes.get(f"{API}/sla/report")
+async def sla_report(request: web.Request) -> web.Response:
+    d = deps(request)
+    now = d.clock()
+    today = now.astimezone(UTC).date()
+    first = date_param(request, "from", today - timedelta(days=30))
+    last = date_param(request, "to", today + timedelta(days=1))
+    if last <= first:
+        raise ApiError("bad_request", "'to' must be after 'from'")
+    closed = await clocks.list_closed(d.db, day_start(first), day_start(last))
+    still_open = await clocks.list_open(d.db)
+    rows = summarize([*closed, *still_open], now=now)
+    return web.json_response(
+        {
+            "from": first.isoformat(),
+            "to": last.isoformat(),
+            "rows": [
+                {
+                    "therapist_id": r.therapist_id,
+                    "replies": r.replies,
+                    "median_seconds": seconds(r.median),
+                    "p90_seconds": seconds(r.p90),
+                    "met_share": r.met_share,
+                    "breaches": r.breaches,
+                    "open_overdue": r.open_overdue,
+                }
+                for r in rows
+            ],
+        }
+    )
