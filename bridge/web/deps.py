@@ -1,8 +1,8 @@
 """What the web face may use of the running bridge: one typed object, built by the installer.
 
-Handlers read `deps(request)` and nothing else of the bridge. Values that change while
-the bridge runs (the bot's bring-up, the mailer, the self-check) are callables read at
-request time, so a page always shows the bridge as it is now.
+Handlers read `deps(request)` and nothing else of the bridge. What changes while the
+bridge runs (the bot's bring-up, its sync, the self-check, the mailer) is read at request
+time, through the callables and use cases here, so a page shows the bridge as it is now.
 """
 
 from __future__ import annotations
