@@ -16,13 +16,13 @@ dev: $(STAMP)
 
 ## demo: a local Synapse + the bridge on SQLite, with a therapist and a patient to log in as
 demo: $(STAMP)
-	$(BIN)/confidant demo --dir demo
+	$(BIN)/python -m dev.demo --dir demo
 
 ## deps: what the test suite needs besides Python packages (ffmpeg, Chromium, Synapse, Node packages)
 deps: $(STAMP)
 	command -v ffprobe >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
-	$(BIN)/python -c 'from bridge.devhs import ensure_synapse; ensure_synapse()'
+	$(BIN)/python -c 'from dev.devhs import ensure_synapse; ensure_synapse()'
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
 
 lint: $(STAMP)
@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy bridge
+	$(BIN)/mypy bridge dev
 
 ## test: lint, types, then every test (unit + integration against real Synapse, SMTP, ffmpeg, PostgreSQL)
 test: deps lint typecheck

@@ -19,7 +19,7 @@ from pathlib import Path
 from nio import Event, RoomMessageText
 
 from bench.table import Row
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from tests.support.nio_user import NioUser
 
 MESSAGES = 200

@@ -25,9 +25,9 @@ from nio import Event, RoomMessageNotice
 from bench.baseline import temporary_homeserver
 from bench.table import Row
 from bridge.app import App
-from bridge.devhs import DevHomeserver
 from bridge.outbox import enqueue_content
 from bridge.store import outbox
+from dev.devhs import DevHomeserver
 from tests.support.bridge_app import bridge_config
 from tests.support.faultproxy import FaultProxy
 from tests.support.nio_user import NioUser

@@ -32,9 +32,9 @@ from bench.baseline import temporary_homeserver
 from bench.table import Row, format_table
 from bridge.adapters.matrix.rest import MatrixRest
 from bridge.app import App
-from bridge.devhs import DevHomeserver
 from bridge.provision import display_name, pair_room_body
 from bridge.store import outbox
+from dev.devhs import DevHomeserver
 from tests.support.bridge_app import bridge_config
 
 FIRST_PAIRS = 100

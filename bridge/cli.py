@@ -430,10 +430,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the zip file to write")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="run a local homeserver and the bridge with demo users")
-    p.add_argument("--dir", default="demo", help="where the demo keeps its state")
-    p.add_argument("--setup-only", action="store_true", help="prepare, print logins, exit")
-    p.set_defaults(func=lambda a: __import__("bridge.demo", fromlist=["main"]).main(a))
     register_feature_commands(sub)
     return parser
 

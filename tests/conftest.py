@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from tests.support.nio_user import NioUser
 
 

@@ -27,8 +27,10 @@ import pytest
 from nio import RoomMessageNotice
 
 from bridge.config import load_config
-from bridge.demo import READY
+from dev.demo import READY
 from tests.support.nio_user import NioUser
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +60,13 @@ def parse(stdout: str) -> Printed:
 
 
 def demo_command(demo_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "bridge", "demo", "--dir", str(demo_dir), *extra]
+    return [sys.executable, "-m", "dev.demo", "--dir", str(demo_dir), *extra]
 
 
 def demo_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The demo lives in the source tree (dev/), not in the installed package.
+    path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
 def call(

@@ -18,7 +18,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from tests.conftest import TestUser
 from tests.support.faultproxy import FaultProxy, SeenRequest
 

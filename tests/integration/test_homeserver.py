@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from nio import RoomMessageText
 
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from tests.support.nio_user import NioUser, text_is
 
 pytestmark = pytest.mark.integration

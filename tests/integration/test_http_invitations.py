@@ -16,10 +16,10 @@ from aiosmtpd.smtp import SMTP
 
 from bridge.app import App, default_features
 from bridge.config import hash_token
-from dev.devhs import DevHomeserver
 from bridge.http_feature import http_installer, install_http
 from bridge.onboarding import SynapseAdminApi
 from bridge.web.server import HttpServer
+from dev.devhs import DevHomeserver
 from tests.conftest import TestUser
 from tests.integration.test_mailer import Sink, body_of, outbound
 from tests.integration.test_onboarding import CODE, register

@@ -19,7 +19,7 @@ from nio.crypto import decrypt_attachment
 
 from bridge.adapters.matrix.crosssign import USAGES, CrossSigner, SigningKey
 from bridge.adapters.matrix.rest import MatrixRest
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 from tests.conftest import TestUser
 from tests.support.jsclient import Isolation, JsClient
 from tests.support.nio_user import NioUser, text_is

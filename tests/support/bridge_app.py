@@ -10,7 +10,7 @@ from nio import Event, RoomMessageNotice, RoomMessageText
 
 from bridge.app import App
 from bridge.config import Config, minimal_config
-from bridge.devhs import DevHomeserver
+from dev.devhs import DevHomeserver
 
 
 def bridge_config(

@@ -24,8 +24,8 @@ import yaml
 
 from bridge.app import App, utcnow
 from bridge.config import Config, ConfigError, load_config
-from bridge.devhs import DevHomeserver, HomeserverError, default_venv
 from bridge.logging_setup import setup_logging
+from dev.devhs import DevHomeserver, HomeserverError, default_venv
 
 SERVER_NAME = "localhost"
 BOT, THERAPIST, PATIENT = "confidant", "therapist", "patient"
@@ -211,3 +211,18 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     _say("Stopped the bridge and Synapse.")
     return 0
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """`python -m dev.demo [--dir DIR] [--setup-only]` (what `make demo` runs)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dev.demo",
+        description="Run a local homeserver and the bridge with demo users.",
+    )
+    parser.add_argument("--dir", default="demo", help="where the demo keeps its state")
+    parser.add_argument("--setup-only", action="store_true", help="prepare, print logins, exit")
+    return main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

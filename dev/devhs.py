@@ -484,7 +484,7 @@ class DevHomeserver:
 
 def main(argv: list[str] | None = None) -> int:
     """Start a dev homeserver on a data directory and wait for Ctrl-C."""
-    parser = argparse.ArgumentParser(prog="python -m bridge.devhs", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dev.devhs", description=main.__doc__)
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--server-name", default="localhost")
     parser.add_argument("--port", type=int, default=None)
