@@ -164,8 +164,14 @@ async def test_invitation_to_pair_room_end_to_end(
         record = await wait_until(pair_ready, timeout=30, what="the pair of the new account")
         assert record.patient_email == "alice@example.org"
         assert record.consent_state == "pending"
-        stored = await invitations.get(app.parts.db, invitation_id)
-        assert stored is not None and stored.status is InvitationStatus.USED
+
+        async def invitation_used():
+            # The pair is committed first, then the invitation is marked used (a crash in
+            # between is finished by the next poll): wait for the second step too.
+            stored = await invitations.get(app.parts.db, invitation_id)
+            return stored if stored is not None and stored.status is InvitationStatus.USED else None
+
+        stored = await wait_until(invitation_used, timeout=30, what="the invitation marked used")
         assert (stored.patient_id, stored.pair_id) == (alice_id, record.pair_id)
         assert (
             await SynapseAdminApi(app.parts.rest, admin.access_token).token_info(token.group())
