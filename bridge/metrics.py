@@ -21,7 +21,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bridge.store import clocks
+from bridge.store import audit as audit_store
+from bridge.store import clocks, inbox, outbox, pairs
 from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
@@ -73,17 +74,9 @@ def _merge(into: dict[str, int], values: Mapping[Any, int]) -> dict[str, int]:
     return into
 
 
-async def _grouped(db: Executor, sql: str, *args: Any) -> dict[str, int]:
-    rows = await db.fetch(sql, *args)
-    return _merge({}, {row["k"]: int(row["n"]) for row in rows})
-
-
-async def _table_exists(db: Executor, dialect: str, table: str) -> bool:
-    if dialect == "sqlite":
-        sql = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
-    else:
-        sql = "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = ?"
-    return bool(await db.fetchval(sql, table))
+def _counted(counts: Mapping[Any, int]) -> dict[str, int]:
+    """The statuses that have rows, under their safe labels (empty ones are left out)."""
+    return _merge({}, {status: count for status, count in counts.items() if count})
 
 
 class AuditTally:
@@ -104,20 +97,12 @@ class AuditTally:
         self.email_rejections: dict[str, int] = {}
 
     async def update(self, db: Executor) -> None:
-        top = await db.fetchval("SELECT MAX(seq) FROM audit_entries")
-        if top is None or int(top) <= self.last_seq:
+        top = await audit_store.max_seq(db)
+        if top is None or top <= self.last_seq:
             return
-        marks = ", ".join("?" * len(self.ACTIONS))
-        rows = await db.fetch(
-            "SELECT action, outcome, details FROM audit_entries"
-            f" WHERE seq > ? AND seq <= ? AND action IN ({marks})",
-            self.last_seq,
-            int(top),
-            *self.ACTIONS,
-        )
-        for row in rows:
-            self.add(row["action"], row["outcome"], row["details"])
-        self.last_seq = int(top)
+        for record in await audit_store.actions_in_range(db, self.last_seq, top, self.ACTIONS):
+            self.add(record.action, record.outcome, record.details)
+        self.last_seq = top
 
     def add(self, action: str, outcome: str | None, details: str | None) -> None:
         if action == "sla.reminded":
@@ -163,14 +148,9 @@ async def gather(app: App, now: datetime, tally: AuditTally | None = None) -> Sn
     if app.selfcheck is not None:
         snap.witness = await app.selfcheck.figures()
     db = app.parts.db
-    snap.outbox = await _grouped(
-        db, "SELECT status AS k, COUNT(*) AS n FROM outbox GROUP BY status"
-    )
-    snap.pairs = await _grouped(db, "SELECT status AS k, COUNT(*) AS n FROM pairs GROUP BY status")
-    if await _table_exists(db, db.dialect, "inbound_emails"):
-        snap.emails_by_status = await _grouped(
-            db, "SELECT status AS k, COUNT(*) AS n FROM inbound_emails GROUP BY status"
-        )
+    snap.outbox = _counted(await outbox.status_counts(db))
+    snap.pairs = _counted(await pairs.status_counts(db))
+    snap.emails_by_status = _counted(await inbox.status_counts(db))
     await tally.update(db)
     snap.reminders = dict(tally.reminders)
     snap.escalations = tally.escalations

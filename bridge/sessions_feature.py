@@ -26,6 +26,7 @@ from bridge.adapters.video import (
 from bridge.core import sessions as core
 from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, Effect, Invoke, SendMessage, TimerFired
+from bridge.store import audit as audit_store
 from bridge.store import pairs, sessions, therapists, timers
 from bridge.store.base import Executor, from_ms, to_ms
 from bridge.store.pairs import PairStatus
@@ -87,18 +88,6 @@ async def store_session(tx: Executor, audit: Any, record: SessionRecord, now: da
         )
     await audit.append(tx, scheduled_audit(record, record.created_by, None), now)
     return True
-
-
-async def attended(ex: Executor, pair_id: str, starts_at: int, ends_at: int) -> list[str]:
-    """Who wrote anything in the pair room between the session's start and end."""
-    rows = await ex.fetch(
-        "SELECT DISTINCT actor FROM audit_entries WHERE pair_id = ? AND ts >= ? AND ts < ?"
-        " AND action LIKE 'room.%' AND action <> 'room.membership'",
-        pair_id,
-        starts_at,
-        ends_at,
-    )
-    return [str(row["actor"]) for row in rows]
 
 
 class SessionsFeature:
@@ -245,8 +234,9 @@ class SessionsFeature:
                         pair_id=pair.pair_id,
                     )
                 )
+        # Who wrote anything in the pair room between the session's start and end.
         present = (
-            await attended(tx, pair.pair_id, record.starts_at, record.ends_at)
+            await audit_store.room_writers(tx, pair.pair_id, record.starts_at, record.ends_at)
             if step == "end"
             else None
         )

@@ -34,8 +34,10 @@ from bridge.adapters.voice import (
 )
 from bridge.core.model import AppendAudit, Effect, Invoke, Kind, Pair, Role, RoomEvent
 from bridge.outbox import enqueue_content
-from bridge.store import pairs
+from bridge.store import audit as audit_store
+from bridge.store import pairs, voice_jobs
 from bridge.store.base import Executor, to_ms
+from bridge.store.voice_jobs import VoiceJob, VoiceJobStatus
 
 if TYPE_CHECKING:
     from bridge.app import App
@@ -121,14 +123,10 @@ class VoiceFeature:
 
     async def _event_content(self, event_id: str) -> dict[str, Any] | None:
         """The decrypted content of a pair-room event, from its sealed audit entry."""
-        seq = await self.parts.db.fetchval(
-            "SELECT seq FROM audit_entries WHERE event_id = ? AND action LIKE 'room.%'"
-            " ORDER BY seq LIMIT 1",
-            event_id,
-        )
+        seq = await audit_store.first_room_entry(self.parts.db, event_id)
         if seq is None:
             return None
-        raw = await self.parts.audit.load_content(self.parts.db, int(seq))
+        raw = await self.parts.audit.load_content(self.parts.db, seq)
         if raw is None:
             return None
         value = json.loads(raw)
@@ -141,18 +139,18 @@ class VoiceFeature:
         event is processed but its media not kept. These are found again at start.
         """
         actions = [f"room.{kind.value}" for kind in sorted(CAPTURED_KINDS)]
-        marks = ", ".join("?" for _ in actions)
-        rows = await self.parts.db.fetch(
-            "SELECT e.pair_id, e.event_id, e.actor, e.action FROM audit_entries e"
-            f" WHERE e.ts >= ? AND e.action IN ({marks}) AND e.role IN ('patient', 'therapist')"
-            " AND e.event_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_entries m"
-            " WHERE m.event_id = e.event_id AND m.action = 'media.stored') ORDER BY e.seq",
-            since_ms,
-            *actions,
+        events = await audit_store.events_without(
+            self.parts.db,
+            "media.stored",
+            actions=actions,
+            roles=(Role.PATIENT.value, Role.THERAPIST.value),
+            since_ms=since_ms,
         )
         found: list[Invoke] = []
-        for row in rows:
-            record = await pairs.get(self.parts.db, str(row["pair_id"]))
+        for event in events:
+            if event.pair_id is None:
+                continue
+            record = await pairs.get(self.parts.db, event.pair_id)
             if record is None or record.room_id is None:
                 continue
             found.append(
@@ -160,9 +158,9 @@ class VoiceFeature:
                     CAPTURE_OPERATION,
                     record.room_id,
                     {
-                        "event_id": str(row["event_id"]),
-                        "kind": str(row["action"]).split(".", 1)[1],
-                        "sender": str(row["actor"]),
+                        "event_id": event.event_id,
+                        "kind": event.action.split(".", 1)[1],
+                        "sender": event.actor,
                     },
                     pair_id=record.pair_id,
                 )
@@ -229,7 +227,7 @@ class VoiceFeature:
                 details["audio"] = err.reason
         now = self.service.clock()
         async with self.parts.db.transaction() as tx:
-            if await _captured(tx, event_id):
+            if await audit_store.has_entry(tx, event_id, "media.stored"):
                 return  # a resumed capture met one under way
             sealed: bytes | None = None
             if data is not None:
@@ -305,30 +303,27 @@ class VoiceFeature:
 
     async def relay_pending(self) -> int:
         """Upload and post every queued voice message; returns how many were posted."""
-        rows = await self.parts.db.fetch(
-            "SELECT * FROM voice_jobs WHERE status = 'pending' ORDER BY created_at, job_id"
-        )
         posted = 0
-        for row in rows:
-            if await self._relay(row):
+        for job in await voice_jobs.pending(self.parts.db):
+            if await self._relay(job):
                 posted += 1
         return posted
 
-    async def _relay(self, row: dict[str, Any]) -> bool:
-        job_id = str(row["job_id"])
-        record = await pairs.get(self.parts.db, str(row["pair_id"]))
-        ogg = await self.parts.audit.load_media(self.parts.db, str(row["media_ref"]))
+    async def _relay(self, job: VoiceJob) -> bool:
+        job_id = job.job_id
+        record = await pairs.get(self.parts.db, job.pair_id)
+        ogg = await self.parts.audit.load_media(self.parts.db, job.media_ref)
         now = self.service.clock()
         if record is None or record.room_id is None or ogg is None:
             reason = "no_room" if ogg is not None else "media_missing"
             async with self.parts.db.transaction() as tx:
-                await finish_job(tx, job_id, "failed", to_ms(now), reason)
+                await voice_jobs.finish(tx, job_id, VoiceJobStatus.FAILED, to_ms(now), reason)
                 await self.parts.audit.append(
                     tx,
                     AppendAudit(
-                        str(row["pair_id"]),
+                        job.pair_id,
                         "relay.voice",
-                        str(row["actor"]),
+                        job.actor,
                         {"job_id": job_id, "reason": reason},
                         outcome="failed",
                     ),
@@ -338,10 +333,10 @@ class VoiceFeature:
             return False
         clip = VoiceClip(
             ogg=ogg,
-            duration_ms=int(row["duration_ms"]),
-            waveform=[int(v) for v in json.loads(row["waveform"])],
+            duration_ms=job.duration_ms,
+            waveform=list(job.waveform),
             size=len(ogg),
-            sha256=str(row["media_ref"]),
+            sha256=job.media_ref,
         )
         file_obj = await self.bot.upload_encrypted(ogg, VOICE_MIMETYPE, VOICE_FILENAME)
         content = voice_message_content(clip, file_info=file_obj, url=str(file_obj["url"]))
@@ -351,7 +346,7 @@ class VoiceFeature:
             ensure_ascii=False,
         ).encode()
         async with self.parts.db.transaction() as tx:
-            if not await finish_job(tx, job_id, "sent", to_ms(now), None):
+            if not await voice_jobs.finish(tx, job_id, VoiceJobStatus.SENT, to_ms(now), None):
                 return False  # another pass got it first
             await enqueue_content(
                 tx,
@@ -369,7 +364,7 @@ class VoiceFeature:
                 AppendAudit(
                     record.pair_id,
                     "relay.voice",
-                    str(row["actor"]),
+                    job.actor,
                     {
                         "kind": Kind.VOICE.value,
                         "job_id": job_id,
@@ -386,13 +381,6 @@ class VoiceFeature:
         self.relayed += 1
         log.info("voice relayed", extra={"pair_id": record.pair_id, "job_id": job_id})
         return True
-
-
-async def _captured(ex: Executor, event_id: str) -> bool:
-    seq = await ex.fetchval(
-        "SELECT seq FROM audit_entries WHERE event_id = ? AND action = 'media.stored'", event_id
-    )
-    return seq is not None
 
 
 def _without_keys(content: dict[str, Any]) -> dict[str, Any]:
@@ -416,17 +404,16 @@ async def queue_voice(
     """
     ref = await audit.store_media(tx, clip.ogg, now)
     job_id = secrets.token_hex(8)
-    await tx.execute(
-        "INSERT INTO voice_jobs (job_id, pair_id, media_ref, duration_ms, size, waveform,"
-        " actor, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
-        job_id,
-        pair_id,
-        ref,
-        clip.duration_ms,
-        clip.size,
-        json.dumps(clip.waveform),
-        actor,
-        to_ms(now),
+    await voice_jobs.add(
+        tx,
+        job_id=job_id,
+        pair_id=pair_id,
+        media_ref=ref,
+        duration_ms=clip.duration_ms,
+        size=clip.size,
+        waveform=clip.waveform,
+        actor=actor,
+        now=to_ms(now),
     )
     await audit.append(
         tx,
@@ -444,21 +431,6 @@ async def queue_voice(
         now,
     )
     return job_id
-
-
-async def finish_job(
-    ex: Executor, job_id: str, status: str, now_ms: int, error: str | None
-) -> bool:
-    """Mark a pending job sent or failed; False when it was no longer pending."""
-    changed = await ex.execute(
-        "UPDATE voice_jobs SET status = ?, done_at = ?, error = ?"
-        " WHERE job_id = ? AND status = 'pending'",
-        status,
-        now_ms,
-        error,
-        job_id,
-    )
-    return changed == 1
 
 
 async def install_voice(app: App) -> None:

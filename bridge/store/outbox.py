@@ -254,3 +254,12 @@ async def depth(ex: Executor, status: OutboxStatus = OutboxStatus.PENDING) -> in
         "SELECT COUNT(*) FROM outbox WHERE status = ?", OutboxStatus(status).value
     )
     return int(value or 0)
+
+
+async def status_counts(ex: Executor) -> dict[OutboxStatus, int]:
+    """How many events are in each status (every status present, zero or more)."""
+    rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+    counts = dict.fromkeys(OutboxStatus, 0)
+    for row in rows:
+        counts[OutboxStatus(row["status"])] = int(row["n"])
+    return counts

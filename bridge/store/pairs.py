@@ -189,6 +189,15 @@ async def list_pairs(
     return [_record(row) for row in rows]
 
 
+async def status_counts(ex: Executor) -> dict[PairStatus, int]:
+    """How many pairs are in each status (every status present, zero or more)."""
+    rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM pairs GROUP BY status")
+    counts = dict.fromkeys(PairStatus, 0)
+    for row in rows:
+        counts[PairStatus(row["status"])] = int(row["n"])
+    return counts
+
+
 async def set_room(ex: Executor, pair_id: str, room_id: str) -> bool:
     """Record the pair's room; a provisioning pair becomes active. False if no such pair."""
     changed = await ex.execute(

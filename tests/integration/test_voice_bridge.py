@@ -238,8 +238,8 @@ async def test_voice_queue_on_both_databases(db):
     from bridge.app import make_sealer
     from bridge.audit.log import AuditLog
     from bridge.config import minimal_config
-    from bridge.store import pairs
-    from bridge.voice_feature import finish_job, queue_voice
+    from bridge.store import pairs, voice_jobs
+    from bridge.voice_feature import queue_voice
 
     cfg = minimal_config(data_dir="/nonexistent")
     audit = AuditLog(db, make_sealer(cfg), cfg.audit.signing_key.get_secret_value())
@@ -251,7 +251,12 @@ async def test_voice_queue_on_both_databases(db):
     job = await db.fetchrow("SELECT * FROM voice_jobs WHERE job_id = ?", job_id)
     assert job["status"] == "pending" and json.loads(job["waveform"]) == clip.waveform
     assert await audit.load_media(db, job["media_ref"]) == clip.ogg
-    assert await finish_job(db, job_id, "sent", 5, None)
-    assert not await finish_job(db, job_id, "failed", 6, "late")
+    [waiting] = await voice_jobs.pending(db)
+    assert (waiting.job_id, list(waiting.waveform)) == (job_id, clip.waveform)
+    assert await voice_jobs.finish(db, job_id, voice_jobs.VoiceJobStatus.SENT, 5, None)
+    assert not await voice_jobs.finish(db, job_id, voice_jobs.VoiceJobStatus.FAILED, 6, "late")
+    done = await voice_jobs.get(db, job_id)
+    assert done is not None and (done.status, done.done_at, done.error) == ("sent", 5, None)
+    assert await voice_jobs.pending(db) == []
     queued = await db.fetchrow("SELECT details FROM audit_entries WHERE action = 'voice.queued'")
     assert json.loads(queued["details"])["media_ref"] == clip.sha256
