@@ -26,7 +26,7 @@ from bridge.store import clocks, inbox, outbox, pairs
 from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
     from bridge.selfcheck import Figures
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -122,7 +122,7 @@ class AuditTally:
             self.email_rejections[key] = self.email_rejections.get(key, 0) + 1
 
 
-async def gather(app: App, now: datetime, tally: AuditTally | None = None) -> Snapshot:
+async def gather(app: Host, now: datetime, tally: AuditTally | None = None) -> Snapshot:
     """Read the App's counters and the database into a Snapshot.
 
     Pass the same `tally` to every call so audit counts are read incrementally.

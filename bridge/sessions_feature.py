@@ -34,7 +34,7 @@ from bridge.store.sessions import SessionRecord
 from bridge.video_feature import meeting_links
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ async def store_session(tx: Executor, audit: Any, record: SessionRecord, now: da
 
 
 class SessionsFeature:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Host) -> None:
         assert app.parts is not None and app.service is not None
         self.app = app
         self.cfg = app.cfg
@@ -310,7 +310,7 @@ class SessionsFeature:
                 await self._task
 
 
-async def install_sessions(app: App) -> None:
+async def install_sessions(app: Host) -> None:
     """Register `!session`/`!sessions`, the `session` timers, and the CLI-session poll."""
     assert app.service is not None
     if core.TIMER_PREFIX in app.service.timer_handlers:

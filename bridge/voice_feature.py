@@ -40,7 +40,7 @@ from bridge.store.base import Executor, to_ms
 from bridge.store.voice_jobs import VoiceJob, VoiceJobStatus
 
 if TYPE_CHECKING:
-    from bridge.app import App
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def media_record(
 class VoiceFeature:
     """Capture of media from pair rooms and the relay of queued voice messages."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Host) -> None:
         assert app.parts is not None and app.service is not None and app.bot is not None
         self.app = app
         self.parts = app.parts
@@ -433,7 +433,7 @@ async def queue_voice(
     return job_id
 
 
-async def install_voice(app: App) -> None:
+async def install_voice(app: Host) -> None:
     """Keep members' media for the audit and post voice messages queued by the CLI."""
     assert app.service is not None
     if CAPTURE_OPERATION in app.service.invoke_handlers:
