@@ -243,3 +243,81 @@ async def test_posts_queued_while_the_homeserver_is_away_leave_in_order_when_it_
         for client in clients:
             await client.stop()
         await app.stop()
+
+
+@pytest.fixture
+async def restartable(homeserver: Any) -> AsyncIterator[Any]:
+    """The session's Synapse, running again after the test whatever the test did to it."""
+    try:
+        yield homeserver
+    finally:
+        if not homeserver.is_running():
+            await asyncio.to_thread(homeserver.start)
+
+
+async def test_a_homeserver_restart_mid_send_loses_no_post_and_none_is_unreadable(
+    restartable, make_user, proxy, tmp_path: Path
+):
+    homeserver = restartable
+    bot = make_user("bot")
+    app = await _bridge(homeserver, bot, proxy, tmp_path / "d")
+    patient_user, therapist_user = make_user("patient"), make_user("therapist")
+    clients: list[JsClient] = []
+    try:
+        for user in (therapist_user, patient_user):
+            clients.append(
+                await JsClient.start(
+                    homeserver.url, user.user_id, user.password, "signed", auto_join=True
+                )
+            )
+        patient = clients[1]
+        assert app.parts is not None and app.service is not None and app.outbox is not None
+        record, _ = await app.parts.pairs.add_pair(
+            patient_user.user_id, therapist_user.user_id, app.service.clock()
+        )
+        room = record.room_id
+        assert room is not None
+        _readable(await patient.wait(room, sender=bot.user_id, contains="Welcome", timeout=60))
+
+        count = 8
+        async with app.parts.db.transaction() as tx:
+            for n in range(count):
+                await enqueue_content(
+                    tx,
+                    app.parts.sealer,
+                    room,
+                    "m.room.message",
+                    {"msgtype": "m.notice", "body": f"across the restart {n}"},
+                    f"test.restart.{n}",
+                    "test",
+                    app.service.clock(),
+                )
+        # Synapse stops while the outbox is sending (in a thread: the loop keeps running).
+        stopping = asyncio.create_task(asyncio.to_thread(homeserver.stop))
+        app.outbox.kick()
+        await stopping
+        await asyncio.sleep(3)
+        await asyncio.to_thread(homeserver.start)
+
+        for client in clients:
+            last = await client.wait(
+                room, sender=bot.user_id, contains=f"across the restart {count - 1}", timeout=90
+            )
+            _readable(last)
+        bodies = [
+            e["content"].get("body", "")
+            for e in await patient.events(room)
+            if e["sender"] == bot.user_id and "across the restart" in e["content"].get("body", "")
+        ]
+        assert bodies == [f"across the restart {n}" for n in range(count)]  # once each, in order
+        for client in clients:
+            for event in await client.events(room):
+                if event["sender"] == bot.user_id and event["type"] in (
+                    "m.room.message",
+                    "m.room.encrypted",
+                ):
+                    _readable(event)
+    finally:
+        for client in clients:
+            await client.stop()
+        await app.stop()
