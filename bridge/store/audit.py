@@ -14,7 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import (
+    blob,
+    blob_or_none,
+    integer,
+    text,
+    text_or_none,
+    to_bytes_or_none,
+    to_int_or_none,
+)
 
 _ENTRY_COLUMNS = (
     "seq, v, ts, pair_id, pair_prev, actor, role, action, event_id, outcome, content_sha256,"
@@ -93,32 +102,31 @@ class AuditedEvent:
     action: str
 
 
-def _row(row: dict[str, Any]) -> AuditRow:
-    sealed = row.get("sealed")
+def _row(row: Row) -> AuditRow:
     return AuditRow(
-        seq=row["seq"],
-        v=row["v"],
-        ts=row["ts"],
-        pair_id=row["pair_id"],
-        pair_prev=row["pair_prev"],
-        actor=row["actor"],
-        role=row["role"],
-        action=row["action"],
-        event_id=row["event_id"],
-        outcome=row["outcome"],
-        content_sha256=row["content_sha256"],
-        details=row["details"],
-        prev_hash=bytes(row["prev_hash"]),
-        entry_hash=bytes(row["entry_hash"]),
-        sealed=None if sealed is None else bytes(sealed),
+        seq=integer(row, "seq"),
+        v=integer(row, "v"),
+        ts=integer(row, "ts"),
+        pair_id=text_or_none(row, "pair_id"),
+        pair_prev=text_or_none(row, "pair_prev"),
+        actor=text(row, "actor"),
+        role=text_or_none(row, "role"),
+        action=text(row, "action"),
+        event_id=text_or_none(row, "event_id"),
+        outcome=text(row, "outcome"),
+        content_sha256=text_or_none(row, "content_sha256"),
+        details=text(row, "details"),
+        prev_hash=blob(row, "prev_hash"),
+        entry_hash=blob(row, "entry_hash"),
+        # Only queries that join audit_content have the column.
+        sealed=to_bytes_or_none(row.get("sealed"), "sealed"),
     )
 
 
-def _head(row: dict[str, Any] | None) -> Head:
+def _head(row: Row | None) -> Head:
     if row is None:
         raise RuntimeError(_MISSING_HEAD)
-    value = row["head_hash"]
-    return Head(int(row["seq"]), None if value is None else bytes(value))
+    return Head(integer(row, "seq"), blob_or_none(row, "head_hash"))
 
 
 # ---------------------------------------------------------------- appending
@@ -157,7 +165,7 @@ async def pair_head(ex: Executor, pair_id: str | None) -> bytes | None:
             "SELECT entry_hash FROM audit_entries WHERE pair_id = ? ORDER BY seq DESC LIMIT 1",
             pair_id,
         )
-    return bytes(value) if value is not None else None
+    return to_bytes_or_none(value, "entry_hash")
 
 
 async def insert(tx: Executor, row: AuditRow) -> None:
@@ -221,13 +229,13 @@ async def sealed_content(ex: Executor, seq: int) -> tuple[str | None, bytes] | N
     )
     if row is None:
         return None
-    return row["content_sha256"], bytes(row["sealed"])
+    return text_or_none(row, "content_sha256"), blob(row, "sealed")
 
 
 async def sealed_media(ex: Executor, sha256: str) -> bytes | None:
     """The sealed media named by its hex SHA-256, or None when absent (purged or never stored)."""
-    blob = await ex.fetchval("SELECT sealed FROM audit_media WHERE sha256 = ?", sha256)
-    return None if blob is None else bytes(blob)
+    value = await ex.fetchval("SELECT sealed FROM audit_media WHERE sha256 = ?", sha256)
+    return to_bytes_or_none(value, "sealed")
 
 
 async def entries_after(
@@ -263,8 +271,7 @@ async def pair_entries(ex: Executor, pair_id: str, up_to_seq: int) -> list[Audit
 
 async def max_seq(ex: Executor) -> int | None:
     """The seq of the newest entry, or None when the chain is empty."""
-    value = await ex.fetchval("SELECT MAX(seq) FROM audit_entries")
-    return None if value is None else int(value)
+    return to_int_or_none(await ex.fetchval("SELECT MAX(seq) FROM audit_entries"))
 
 
 async def actions_in_range(
@@ -285,7 +292,12 @@ async def actions_in_range(
         up_to_seq,
         *actions,
     )
-    return [ActionRecord(row["action"], row["outcome"], row["details"]) for row in rows]
+    return [
+        ActionRecord(
+            text(row, "action"), text_or_none(row, "outcome"), text_or_none(row, "details")
+        )
+        for row in rows
+    ]
 
 
 async def first_room_entry(ex: Executor, event_id: str) -> int | None:
@@ -295,7 +307,7 @@ async def first_room_entry(ex: Executor, event_id: str) -> int | None:
         " ORDER BY seq LIMIT 1",
         event_id,
     )
-    return None if value is None else int(value)
+    return to_int_or_none(value, "seq")
 
 
 async def has_entry(ex: Executor, event_id: str, action: str) -> bool:
@@ -335,10 +347,10 @@ async def events_without(
     )
     return [
         AuditedEvent(
-            pair_id=None if row["pair_id"] is None else str(row["pair_id"]),
-            event_id=str(row["event_id"]),
-            actor=str(row["actor"]),
-            action=str(row["action"]),
+            pair_id=text_or_none(row, "pair_id"),
+            event_id=text(row, "event_id"),
+            actor=text(row, "actor"),
+            action=text(row, "action"),
         )
         for row in rows
     ]
@@ -353,7 +365,7 @@ async def room_writers(ex: Executor, pair_id: str, start_ms: int, end_ms: int) -
         start_ms,
         end_ms,
     )
-    return [str(row["actor"]) for row in rows]
+    return [text(row, "actor") for row in rows]
 
 
 # ---------------------------------------------------------------- retention

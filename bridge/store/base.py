@@ -2,17 +2,25 @@
 
 SQL handed to a backend is written once for both engines: `?` placeholders (the
 PostgreSQL backend rewrites them to `$1..$n`), times as BIGINT milliseconds since
-the epoch (UTC), JSON as TEXT, bytes as BLOB. Rows come back as plain dicts.
+the epoch (UTC), JSON as TEXT, bytes as BLOB. Rows come back as plain dicts; their
+values are typed `object` and read with `bridge.store.rows`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol, TypeAlias
 
 Dialect = Literal["sqlite", "postgres"]
+
+#: What a `?` placeholder takes: TEXT, INTEGER or BIGINT, BLOB, or NULL.
+SqlParam: TypeAlias = str | int | bytes | None
+
+#: One result row, keyed by column name. The values are what the driver decoded,
+#: so they are `object` here; `bridge.store.rows` reads them as their column's type.
+Row: TypeAlias = Mapping[str, object]
 
 
 class StoreError(Exception):
@@ -43,23 +51,23 @@ class Executor(Protocol):
         """Which engine this is: "sqlite" or "postgres"."""
         ...
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def execute(self, sql: str, *args: SqlParam) -> int:
         """Run one statement; return the number of rows it changed (0 for DDL)."""
         ...
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[Sequence[SqlParam]]) -> None:
         """Run one statement once per row of arguments."""
         ...
 
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch(self, sql: str, *args: SqlParam) -> list[Row]:
         """Return every row of a query as a dict keyed by column name."""
         ...
 
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+    async def fetchrow(self, sql: str, *args: SqlParam) -> Row | None:
         """Return the first row of a query, or None when there is none."""
         ...
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, sql: str, *args: SqlParam) -> object:
         """Return the first column of the first row, or None when there is no row."""
         ...
 

@@ -6,22 +6,20 @@ checkpoint per entry count: writing a second one for the same count keeps the fi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from bridge.core.audit import Checkpoint, SignedCheckpoint
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import blob, integer
 
 _COLUMNS = "count, head_hash, ts, public_key, signature"
 
 
-def _record(row: Mapping[str, Any]) -> SignedCheckpoint:
+def _record(row: Row) -> SignedCheckpoint:
     return SignedCheckpoint(
         checkpoint=Checkpoint(
-            count=int(row["count"]), head_hash=bytes(row["head_hash"]), ts=int(row["ts"])
+            count=integer(row, "count"), head_hash=blob(row, "head_hash"), ts=integer(row, "ts")
         ),
-        signature=bytes(row["signature"]),
-        public_key=bytes(row["public_key"]),
+        signature=blob(row, "signature"),
+        public_key=blob(row, "public_key"),
     )
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from bridge.core.sla import Clock, ClockState
-from bridge.store.base import Executor, from_ms, to_ms
+from bridge.store.base import Executor, Row, SqlParam, from_ms, to_ms
+from bridge.store.rows import integer, integer_or_none, json_list, text, text_or_none, to_str
 
 _COLUMNS = (
     "clock_id, pair_id, therapist_id, policy, state, opened_at, first_event_id, first_kind, "
@@ -30,15 +30,17 @@ def _dur_ms(value: timedelta | None) -> int | None:
     return None if value is None else value // _ONE_MS
 
 
-def _at(value: Any) -> datetime | None:
-    return None if value is None else from_ms(int(value))
+def _at(row: Row, column: str) -> datetime | None:
+    value = integer_or_none(row, column)
+    return None if value is None else from_ms(value)
 
 
-def _dur(value: Any) -> timedelta | None:
-    return None if value is None else int(value) * _ONE_MS
+def _dur(row: Row, column: str) -> timedelta | None:
+    value = integer_or_none(row, column)
+    return None if value is None else value * _ONE_MS
 
 
-def _row(clock: Clock) -> tuple[Any, ...]:
+def _row(clock: Clock) -> tuple[SqlParam, ...]:
     return (
         clock.clock_id,
         clock.pair_id,
@@ -64,32 +66,31 @@ def _row(clock: Clock) -> tuple[Any, ...]:
     )
 
 
-def _clock(row: dict[str, Any]) -> Clock:
-    opened_at = _at(row["opened_at"])
-    due_at = _at(row["due_at"])
-    assert opened_at is not None and due_at is not None  # NOT NULL columns
+def _clock(row: Row) -> Clock:
+    steps_done = json_list(text(row, "steps_done"), "steps_done")
+    met = integer_or_none(row, "met")
     return Clock(
-        pair_id=row["pair_id"],
-        clock_id=row["clock_id"],
-        therapist_id=row["therapist_id"],
-        policy=row["policy"],
-        opened_at=opened_at,
-        first_event_id=row["first_event_id"],
-        first_kind=row["first_kind"],
-        due_at=due_at,
-        heads_up_at=_at(row["heads_up_at"]),
-        escalate_at=_at(row["escalate_at"]),
-        steps_done=frozenset(json.loads(row["steps_done"])),
-        state=ClockState(row["state"]),
-        paused_since=_at(row["paused_since"]),
-        resume_at=_at(row["resume_at"]),
-        paused_total=_dur(row["paused_ms"]) or timedelta(0),
-        closed_at=_at(row["closed_at"]),
-        closed_by=row["closed_by"],
-        closing_event_id=row["closing_event_id"],
-        response_working=_dur(row["response_working_ms"]),
-        response_calendar=_dur(row["response_calendar_ms"]),
-        met=None if row["met"] is None else bool(row["met"]),
+        pair_id=text(row, "pair_id"),
+        clock_id=text(row, "clock_id"),
+        therapist_id=text(row, "therapist_id"),
+        policy=text(row, "policy"),
+        opened_at=from_ms(integer(row, "opened_at")),
+        first_event_id=text(row, "first_event_id"),
+        first_kind=text(row, "first_kind"),
+        due_at=from_ms(integer(row, "due_at")),
+        heads_up_at=_at(row, "heads_up_at"),
+        escalate_at=_at(row, "escalate_at"),
+        steps_done=frozenset(to_str(step, "steps_done") for step in steps_done),
+        state=ClockState(text(row, "state")),
+        paused_since=_at(row, "paused_since"),
+        resume_at=_at(row, "resume_at"),
+        paused_total=integer(row, "paused_ms") * _ONE_MS,
+        closed_at=_at(row, "closed_at"),
+        closed_by=text_or_none(row, "closed_by"),
+        closing_event_id=text_or_none(row, "closing_event_id"),
+        response_working=_dur(row, "response_working_ms"),
+        response_calendar=_dur(row, "response_calendar_ms"),
+        met=None if met is None else bool(met),
     )
 
 
@@ -139,7 +140,7 @@ async def list_open(
 ) -> list[Clock]:
     """Open clocks, soonest due first; only one therapist's when `therapist_id` is given."""
     sql = f"SELECT {_COLUMNS} FROM sla_clocks WHERE state = 'open'"
-    args: list[Any] = []
+    args: list[SqlParam] = []
     if therapist_id is not None:
         sql += " AND therapist_id = ?"
         args.append(therapist_id)
@@ -158,7 +159,7 @@ async def list_closed(
         f"SELECT {_COLUMNS} FROM sla_clocks "
         "WHERE state = 'closed' AND closed_at >= ? AND closed_at < ?"
     )
-    args: list[Any] = [to_ms(start), to_ms(end)]
+    args: list[SqlParam] = [to_ms(start), to_ms(end)]
     if therapist_id is not None:
         sql += " AND therapist_id = ?"
         args.append(therapist_id)

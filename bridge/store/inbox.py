@@ -12,9 +12,17 @@ import enum
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from bridge.store.base import ContentSealer, Executor
+from bridge.store.base import ContentSealer, Executor, Row
+from bridge.store.rows import (
+    blob,
+    integer,
+    integer_or_none,
+    text,
+    text_or_none,
+    to_int_or_none,
+    to_str,
+)
 
 #: Longest last_error kept; enough for an error class or a reason code.
 MAX_ERROR_LENGTH = 200
@@ -59,20 +67,20 @@ def _aad(email_id: str) -> bytes:
     return b"confidant/inbound_email/" + email_id.encode("utf-8")
 
 
-def _item(row: dict[str, Any]) -> InboundEmail:
+def _item(row: Row) -> InboundEmail:
     return InboundEmail(
-        id=row["id"],
-        pair_id=row["pair_id"],
-        message_id=row["message_id"],
-        sender=row["sender"],
-        received_at=int(row["received_at"]),
-        raw_sealed=bytes(row["raw"]),
-        raw_size=int(row["raw_size"]),
-        auth_method=row["auth_method"],
-        status=InboxStatus(row["status"]),
-        relay_txn_id=row["relay_txn_id"],
-        relayed_at=None if row["relayed_at"] is None else int(row["relayed_at"]),
-        last_error=row["last_error"],
+        id=text(row, "id"),
+        pair_id=text(row, "pair_id"),
+        message_id=text(row, "message_id"),
+        sender=text(row, "sender"),
+        received_at=integer(row, "received_at"),
+        raw_sealed=blob(row, "raw"),
+        raw_size=integer(row, "raw_size"),
+        auth_method=text(row, "auth_method"),
+        status=InboxStatus(text(row, "status")),
+        relay_txn_id=text_or_none(row, "relay_txn_id"),
+        relayed_at=integer_or_none(row, "relayed_at"),
+        last_error=text_or_none(row, "last_error"),
     )
 
 
@@ -116,7 +124,7 @@ async def store_inbound(
     )
     if existing is None:  # the insert neither happened nor conflicted: the store lied
         raise RuntimeError("inbound e-mail was neither stored nor found")
-    return str(existing), True
+    return to_str(existing, "id"), True
 
 
 async def get(ex: Executor, email_id: str) -> InboundEmail | None:
@@ -171,7 +179,7 @@ async def reply_target(
         pair_id,
         *wanted,
     )
-    posted = {row["message_id"]: str(row["event_id"]) for row in rows}
+    posted = {text(row, "message_id"): text(row, "event_id") for row in rows}
     return next((posted[m] for m in wanted if m in posted), None)
 
 
@@ -201,7 +209,7 @@ async def status_counts(ex: Executor) -> dict[InboxStatus, int]:
     rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM inbound_emails GROUP BY status")
     counts = dict.fromkeys(InboxStatus, 0)
     for row in rows:
-        counts[InboxStatus(row["status"])] = int(row["n"])
+        counts[InboxStatus(text(row, "status"))] = integer(row, "n")
     return counts
 
 
@@ -211,7 +219,7 @@ async def relayed_posts_waiting(ex: Executor) -> int:
         "SELECT COUNT(*) FROM inbound_emails i JOIN outbox o ON o.txn_id = i.relay_txn_id "
         "WHERE i.status = 'relayed' AND o.status = 'pending'"
     )
-    return int(value or 0)
+    return to_int_or_none(value) or 0
 
 
 async def failed(ex: Executor, limit: int = 100) -> list[InboundEmail]:

@@ -6,9 +6,9 @@ import enum
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import integer, integer_or_none, json_list, text, text_or_none, to_str
 
 
 class InvitationStatus(enum.StrEnum):
@@ -49,28 +49,25 @@ _COLUMNS = (
 )
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _record(row: dict[str, Any]) -> InvitationRecord:
+def _record(row: Row) -> InvitationRecord:
+    prior = json_list(text(row, "prior_accounts"), "prior_accounts")
     return InvitationRecord(
-        invitation_id=row["invitation_id"],
-        email=row["email"],
-        name=row["name"],
-        therapist_id=row["therapist_id"],
-        policy=row["policy"],
-        token=row["token"],
-        status=InvitationStatus(row["status"]),
-        created_at=int(row["created_at"]),
-        expires_at=int(row["expires_at"]),
-        unused_seen_at=int(row["unused_seen_at"]),
-        prior_accounts=frozenset(json.loads(row["prior_accounts"])),
-        sent_count=int(row["sent_count"]),
-        last_sent_at=_opt_int(row["last_sent_at"]),
-        patient_id=row["patient_id"],
-        pair_id=row["pair_id"],
-        closed_at=_opt_int(row["closed_at"]),
+        invitation_id=text(row, "invitation_id"),
+        email=text(row, "email"),
+        name=text_or_none(row, "name"),
+        therapist_id=text(row, "therapist_id"),
+        policy=text(row, "policy"),
+        token=text(row, "token"),
+        status=InvitationStatus(text(row, "status")),
+        created_at=integer(row, "created_at"),
+        expires_at=integer(row, "expires_at"),
+        unused_seen_at=integer(row, "unused_seen_at"),
+        prior_accounts=frozenset(to_str(account, "prior_accounts") for account in prior),
+        sent_count=integer(row, "sent_count"),
+        last_sent_at=integer_or_none(row, "last_sent_at"),
+        patient_id=text_or_none(row, "patient_id"),
+        pair_id=text_or_none(row, "pair_id"),
+        closed_at=integer_or_none(row, "closed_at"),
     )
 
 
@@ -143,7 +140,7 @@ async def list_invitations(
 async def claimed_patients(ex: Executor) -> set[str]:
     """Every account already matched to an invitation."""
     rows = await ex.fetch("SELECT patient_id FROM invitations WHERE patient_id IS NOT NULL")
-    return {row["patient_id"] for row in rows}
+    return {text(row, "patient_id") for row in rows}
 
 
 async def mark_sent(ex: Executor, invitation_id: str, now: int) -> None:

@@ -33,6 +33,7 @@ from bridge.store.base import (
     SchemaTooNewError,
     code_positions,
 )
+from bridge.store.rows import integer, to_int_or_none
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +119,13 @@ async def _lock(tx: Executor) -> None:
 async def applied_versions(db: Executor) -> set[int]:
     """Versions recorded in `schema_version` (the table must exist)."""
     rows = await db.fetch("SELECT version FROM schema_version")
-    return {int(row["version"]) for row in rows}
+    return {integer(row, "version") for row in rows}
 
 
 async def schema_version(db: Executor) -> int:
     """The newest applied migration version, 0 for an empty database."""
-    value = await db.fetchval("SELECT MAX(version) FROM schema_version")
-    return int(value) if value is not None else 0
+    value = to_int_or_none(await db.fetchval("SELECT MAX(version) FROM schema_version"))
+    return value if value is not None else 0
 
 
 async def migrate(db: Database, directory: Path = MIGRATIONS_DIR) -> list[int]:

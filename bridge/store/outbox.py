@@ -17,7 +17,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.base import ContentSealer, Executor
+from bridge.store.base import ContentSealer, Executor, Row
+from bridge.store.rows import (
+    blob_or_none,
+    integer,
+    integer_or_none,
+    json_object,
+    text,
+    text_or_none,
+    to_int_or_none,
+)
 
 #: Longest last_error kept; enough for a class name and a status line.
 MAX_ERROR_LENGTH = 200
@@ -76,26 +85,28 @@ def _aad(txn_id: str) -> bytes:
     return b"confidant/outbox/" + txn_id.encode("utf-8")
 
 
-def _item(row: dict[str, Any], sealer: ContentSealer | None) -> OutboxItem:
+def _item(row: Row, sealer: ContentSealer | None) -> OutboxItem:
+    txn_id = text(row, "txn_id")
+    sealed = blob_or_none(row, "content")
     content: dict[str, Any] | None = None
-    if sealer is not None and row["content"] is not None:
-        content = json.loads(sealer.open(bytes(row["content"]), _aad(row["txn_id"])))
+    if sealer is not None and sealed is not None:
+        content = json_object(sealer.open(sealed, _aad(txn_id)), "content")
     return OutboxItem(
-        txn_id=row["txn_id"],
-        room_id=row["room_id"],
-        event_type=row["event_type"],
+        txn_id=txn_id,
+        room_id=text(row, "room_id"),
+        event_type=text(row, "event_type"),
         content=content,
-        pair_id=row["pair_id"],
-        kind=row["kind"],
-        status=OutboxStatus(row["status"]),
-        attempts=int(row["attempts"]),
-        next_attempt_at=int(row["next_attempt_at"]),
-        last_error=row["last_error"],
-        created_at=int(row["created_at"]),
-        sent_at=None if row["sent_at"] is None else int(row["sent_at"]),
-        event_id=row["event_id"],
-        await_member=row["await_member"],
-        accepted_at=None if row["accepted_at"] is None else int(row["accepted_at"]),
+        pair_id=text_or_none(row, "pair_id"),
+        kind=text(row, "kind"),
+        status=OutboxStatus(text(row, "status")),
+        attempts=integer(row, "attempts"),
+        next_attempt_at=integer(row, "next_attempt_at"),
+        last_error=text_or_none(row, "last_error"),
+        created_at=integer(row, "created_at"),
+        sent_at=integer_or_none(row, "sent_at"),
+        event_id=text_or_none(row, "event_id"),
+        await_member=text_or_none(row, "await_member"),
+        accepted_at=integer_or_none(row, "accepted_at"),
     )
 
 
@@ -253,7 +264,7 @@ async def depth(ex: Executor, status: OutboxStatus = OutboxStatus.PENDING) -> in
     value = await ex.fetchval(
         "SELECT COUNT(*) FROM outbox WHERE status = ?", OutboxStatus(status).value
     )
-    return int(value or 0)
+    return to_int_or_none(value) or 0
 
 
 async def status_counts(ex: Executor) -> dict[OutboxStatus, int]:
@@ -261,5 +272,5 @@ async def status_counts(ex: Executor) -> dict[OutboxStatus, int]:
     rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
     counts = dict.fromkeys(OutboxStatus, 0)
     for row in rows:
-        counts[OutboxStatus(row["status"])] = int(row["n"])
+        counts[OutboxStatus(text(row, "status"))] = integer(row, "n")
     return counts

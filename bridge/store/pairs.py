@@ -6,9 +6,9 @@ import base64
 import enum
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
-from bridge.store.base import Executor, StoreError
+from bridge.store.base import Executor, Row, SqlParam, StoreError
+from bridge.store.rows import integer, integer_or_none, text, text_or_none
 
 
 class PairStatus(enum.StrEnum):
@@ -46,20 +46,20 @@ _COLUMNS = (
 _LABEL_LENGTHS = (4, 4, 4, 4, 6, 6, 6, 6, 8, 8)
 
 
-def _record(row: dict[str, Any]) -> PairRecord:
+def _record(row: Row) -> PairRecord:
     return PairRecord(
-        pair_id=row["pair_id"],
-        label=row["label"],
-        patient_id=row["patient_id"],
-        therapist_id=row["therapist_id"],
-        room_id=row["room_id"],
-        status=PairStatus(row["status"]),
-        policy=row["policy"],
-        patient_email=row["patient_email"],
-        email_token=row["email_token"],
-        consent_state=row["consent_state"],
-        created_at=int(row["created_at"]),
-        removed_at=None if row["removed_at"] is None else int(row["removed_at"]),
+        pair_id=text(row, "pair_id"),
+        label=text(row, "label"),
+        patient_id=text(row, "patient_id"),
+        therapist_id=text(row, "therapist_id"),
+        room_id=text_or_none(row, "room_id"),
+        status=PairStatus(text(row, "status")),
+        policy=text(row, "policy"),
+        patient_email=text_or_none(row, "patient_email"),
+        email_token=text(row, "email_token"),
+        consent_state=text(row, "consent_state"),
+        created_at=integer(row, "created_at"),
+        removed_at=integer_or_none(row, "removed_at"),
     )
 
 
@@ -132,7 +132,7 @@ async def create(
     raise StoreError("could not find a free pair label")
 
 
-async def _one(ex: Executor, where: str, *args: Any) -> PairRecord | None:
+async def _one(ex: Executor, where: str, *args: SqlParam) -> PairRecord | None:
     row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM pairs WHERE {where}", *args)
     return None if row is None else _record(row)
 
@@ -173,7 +173,7 @@ async def list_pairs(
 ) -> list[PairRecord]:
     """Pairs matching every filter given, oldest first."""
     conditions: list[str] = []
-    args: list[Any] = []
+    args: list[SqlParam] = []
     for column, value in (
         ("status", None if status is None else PairStatus(status).value),
         ("therapist_id", therapist_id),
@@ -194,7 +194,7 @@ async def status_counts(ex: Executor) -> dict[PairStatus, int]:
     rows = await ex.fetch("SELECT status, COUNT(*) AS n FROM pairs GROUP BY status")
     counts = dict.fromkeys(PairStatus, 0)
     for row in rows:
-        counts[PairStatus(row["status"])] = int(row["n"])
+        counts[PairStatus(text(row, "status"))] = integer(row, "n")
     return counts
 
 

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import integer, json_object, text, to_int, to_int_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +41,14 @@ class PendingEvent:
 _COLUMNS = "event_id, room_id, sender, origin_ts, source, first_seen_at"
 
 
-def _record(row: dict[str, Any]) -> PendingEvent:
+def _record(row: Row) -> PendingEvent:
     return PendingEvent(
-        event_id=row["event_id"],
-        room_id=row["room_id"],
-        sender=row["sender"],
-        origin_ts=int(row["origin_ts"]),
-        source=json.loads(row["source"]),
-        first_seen_at=int(row["first_seen_at"]),
+        event_id=text(row, "event_id"),
+        room_id=text(row, "room_id"),
+        sender=text(row, "sender"),
+        origin_ts=integer(row, "origin_ts"),
+        source=json_object(text(row, "source"), "source"),
+        first_seen_at=integer(row, "first_seen_at"),
     )
 
 
@@ -79,7 +80,7 @@ async def hold(
     first_seen = await ex.fetchval(
         "SELECT first_seen_at FROM pending_events WHERE event_id = ?", event_id
     )
-    return int(first_seen)
+    return to_int(first_seen, "first_seen_at")
 
 
 async def list_pending(ex: Executor) -> list[PendingEvent]:
@@ -104,4 +105,4 @@ async def release(ex: Executor, event_id: str) -> bool:
 async def count(ex: Executor) -> int:
     """How many events wait for their key."""
     value = await ex.fetchval("SELECT COUNT(*) FROM pending_events")
-    return int(value or 0)
+    return to_int_or_none(value) or 0

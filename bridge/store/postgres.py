@@ -1,15 +1,27 @@
-"""PostgreSQL backend: an asyncpg pool; `?` placeholders are rewritten to `$1..$n`."""
+"""PostgreSQL backend: an asyncpg pool; `?` placeholders are rewritten to `$1..$n`.
+
+asyncpg ships no type information, so its pool, connections and results are `Any`
+to the type checker; each result is cast to what asyncpg documents as it leaves here.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import cast
 
 import asyncpg
 
-from bridge.store.base import Dialect, IntegrityError, StoreError, Transaction, code_positions
+from bridge.store.base import (
+    Dialect,
+    IntegrityError,
+    Row,
+    SqlParam,
+    StoreError,
+    Transaction,
+    code_positions,
+)
 
 
 @functools.lru_cache(maxsize=2048)
@@ -48,16 +60,17 @@ class _PgExecutor:
     def _check_usable(self) -> None:
         """Hook for subclasses that can become unusable."""
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def execute(self, sql: str, *args: SqlParam) -> int:
         """Run one statement; return the rows changed."""
         self._check_usable()
         try:
-            status = await self._target.execute(translate_placeholders(sql), *args)
+            # asyncpg returns the command tag, e.g. "UPDATE 3".
+            status = cast(str, await self._target.execute(translate_placeholders(sql), *args))
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(str(exc)) from exc
         return _rowcount(status)
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[Sequence[SqlParam]]) -> None:
         """Run one statement per row of arguments (atomically)."""
         self._check_usable()
         try:
@@ -65,21 +78,25 @@ class _PgExecutor:
         except asyncpg.IntegrityConstraintViolationError as exc:
             raise IntegrityError(str(exc)) from exc
 
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch(self, sql: str, *args: SqlParam) -> list[Row]:
         """Return every row of a query."""
         self._check_usable()
         try:
-            records = await self._target.fetch(translate_placeholders(sql), *args)
+            # asyncpg returns a list of asyncpg.Record, read-only mappings by column name.
+            records = cast(
+                list[Mapping[str, object]],
+                await self._target.fetch(translate_placeholders(sql), *args),
+            )
         except asyncpg.IntegrityConstraintViolationError as exc:  # INSERT ... RETURNING
             raise IntegrityError(str(exc)) from exc
         return [dict(record) for record in records]
 
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+    async def fetchrow(self, sql: str, *args: SqlParam) -> Row | None:
         """Return the first row of a query, or None."""
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, sql: str, *args: SqlParam) -> object:
         """Return the first column of the first row, or None."""
         rows = await self.fetch(sql, *args)
         return next(iter(rows[0].values())) if rows else None

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from bridge.store.base import Executor, to_ms
+from bridge.store.base import Executor, Row, to_ms
+from bridge.store.rows import integer, integer_or_none, text, text_or_none, to_str_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,19 +37,19 @@ _COLUMNS = (
 )
 
 
-def _record(row: dict[str, Any]) -> SessionRecord:
+def _record(row: Row) -> SessionRecord:
     return SessionRecord(
-        session_id=str(row["session_id"]),
-        pair_id=str(row["pair_id"]),
-        kind=str(row["kind"]),
-        starts_at=int(row["starts_at"]),
-        ends_at=int(row["ends_at"]),
-        meeting=row["meeting"],
-        status=str(row["status"]),
-        created_by=str(row["created_by"]),
-        created_at=int(row["created_at"]),
-        cancelled_at=None if row["cancelled_at"] is None else int(row["cancelled_at"]),
-        armed=bool(row["armed"]),
+        session_id=text(row, "session_id"),
+        pair_id=text(row, "pair_id"),
+        kind=text(row, "kind"),
+        starts_at=integer(row, "starts_at"),
+        ends_at=integer(row, "ends_at"),
+        meeting=text_or_none(row, "meeting"),
+        status=text(row, "status"),
+        created_by=text(row, "created_by"),
+        created_at=integer(row, "created_at"),
+        cancelled_at=integer_or_none(row, "cancelled_at"),
+        armed=bool(integer(row, "armed")),
     )
 
 
@@ -136,7 +136,7 @@ async def live_session(ex: Executor, pair_id: str, now: datetime) -> bool:
 async def current_call(ex: Executor, pair_id: str) -> str | None:
     """The meeting name of the pair's running `!video` call, or None."""
     value = await ex.fetchval("SELECT meeting FROM video_calls WHERE pair_id = ?", pair_id)
-    return None if value is None else str(value)
+    return to_str_or_none(value, "meeting")
 
 
 async def start_call(ex: Executor, pair_id: str, meeting: str, started_by: str, now_ms: int) -> str:

@@ -14,11 +14,11 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import aiosqlite
 
-from bridge.store.base import Dialect, IntegrityError, StoreError, Transaction
+from bridge.store.base import Dialect, IntegrityError, Row, SqlParam, StoreError, Transaction
 
 #: How long a statement waits for another process's write lock (e.g. a CLI command).
 BUSY_TIMEOUT_MS = 10_000
@@ -40,7 +40,7 @@ async def _enable_wal(conn: aiosqlite.Connection) -> None:
     await conn.execute("PRAGMA journal_mode=WAL")
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[object, ...]) -> dict[str, object]:
     return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
 
@@ -65,7 +65,7 @@ class _SqliteExecutor:
     def _check_usable(self) -> None:
         """Hook for subclasses that can become unusable."""
 
-    async def _execute(self, sql: str, args: Sequence[Any]) -> int:
+    async def _execute(self, sql: str, args: Sequence[SqlParam]) -> int:
         self._check_usable()
         try:
             async with self._conn.execute(sql, tuple(args)) as cursor:
@@ -73,20 +73,21 @@ class _SqliteExecutor:
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
-    async def _executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def _executemany(self, sql: str, rows: Iterable[Sequence[SqlParam]]) -> None:
         self._check_usable()
         try:
             await self._conn.executemany(sql, [tuple(row) for row in rows])
         except sqlite3.IntegrityError as exc:
             raise IntegrityError(str(exc)) from exc
 
-    async def _fetch(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    async def _fetch(self, sql: str, args: Sequence[SqlParam]) -> list[Row]:
         self._check_usable()
         try:
             rows = await self._conn.execute_fetchall(sql, tuple(args))
         except sqlite3.IntegrityError as exc:  # INSERT ... RETURNING
             raise IntegrityError(str(exc)) from exc
-        return list(rows)  # type: ignore[arg-type]  # the row factory makes dicts
+        # aiosqlite types the rows as sqlite3.Row; the row factory (_dict_row) makes dicts.
+        return cast(list[Row], list(rows))
 
 
 class SqliteTransaction(_SqliteExecutor):
@@ -100,24 +101,24 @@ class SqliteTransaction(_SqliteExecutor):
         if not self._open:
             raise StoreError("transaction used after its block ended")
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def execute(self, sql: str, *args: SqlParam) -> int:
         """Run one statement inside the transaction; return the rows changed."""
         return await self._execute(sql, args)
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[Sequence[SqlParam]]) -> None:
         """Run one statement per row of arguments inside the transaction."""
         await self._executemany(sql, rows)
 
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch(self, sql: str, *args: SqlParam) -> list[Row]:
         """Return every row of a query."""
         return await self._fetch(sql, args)
 
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+    async def fetchrow(self, sql: str, *args: SqlParam) -> Row | None:
         """Return the first row of a query, or None."""
         rows = await self._fetch(sql, args)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, sql: str, *args: SqlParam) -> object:
         """Return the first column of the first row, or None."""
         rows = await self._fetch(sql, args)
         return next(iter(rows[0].values())) if rows else None
@@ -133,7 +134,7 @@ class SqliteDatabase(_SqliteExecutor):
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__(conn)
         self._lock = asyncio.Lock()
-        self._tx_task: asyncio.Task[Any] | None = None
+        self._tx_task: asyncio.Task[object] | None = None
         self._closed = False
 
     @classmethod
@@ -144,6 +145,8 @@ class SqliteDatabase(_SqliteExecutor):
         # isolation_level=None: no implicit BEGIN; we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(path, isolation_level=None)
         try:
+            # aiosqlite annotates row_factory as `type | None`; sqlite3 takes any callable
+            # of (cursor, row), which is what _dict_row is.
             conn.row_factory = _dict_row  # type: ignore[assignment]
             # First: switching a new file to WAL takes a lock that another process
             # opening the same file at the same moment must wait for, not fail on.
@@ -166,29 +169,29 @@ class SqliteDatabase(_SqliteExecutor):
             # Waiting for the lock here would wait for ourselves forever.
             raise StoreError("statement on the database inside its own transaction: use the tx")
 
-    async def execute(self, sql: str, *args: Any) -> int:
+    async def execute(self, sql: str, *args: SqlParam) -> int:
         """Run one autocommitted statement; return the rows changed."""
         self._check_usable()
         async with self._lock:
             return await self._execute(sql, args)
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[Sequence[SqlParam]]) -> None:
         """Run one statement per row of arguments, all in one transaction."""
         async with self.transaction() as tx:
             await tx.executemany(sql, rows)
 
-    async def fetch(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+    async def fetch(self, sql: str, *args: SqlParam) -> list[Row]:
         """Return every row of a query."""
         self._check_usable()
         async with self._lock:
             return await self._fetch(sql, args)
 
-    async def fetchrow(self, sql: str, *args: Any) -> dict[str, Any] | None:
+    async def fetchrow(self, sql: str, *args: SqlParam) -> Row | None:
         """Return the first row of a query, or None."""
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
 
-    async def fetchval(self, sql: str, *args: Any) -> Any:
+    async def fetchval(self, sql: str, *args: SqlParam) -> object:
         """Return the first column of the first row, or None."""
         rows = await self.fetch(sql, *args)
         return next(iter(rows[0].values())) if rows else None

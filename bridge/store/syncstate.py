@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.store.base import Executor
+from bridge.store.rows import to_str_or_none
 
 #: Key of the Matrix `next_batch` token in the kv table.
 SYNC_TOKEN = "matrix.next_batch"
@@ -10,8 +11,7 @@ SYNC_TOKEN = "matrix.next_batch"
 
 async def get_kv(ex: Executor, key: str) -> str | None:
     """The value stored under `key`, or None."""
-    value = await ex.fetchval("SELECT value FROM kv WHERE key = ?", key)
-    return None if value is None else str(value)
+    return to_str_or_none(await ex.fetchval("SELECT value FROM kv WHERE key = ?", key), "value")
 
 
 async def set_kv(ex: Executor, key: str, value: str) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import integer, integer_or_none, text, text_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +24,15 @@ class TherapistRecord:
 _COLUMNS = "user_id, desk_room_id, email, supervisor_id, away_until, cover_id, created_at"
 
 
-def _record(row: dict[str, Any]) -> TherapistRecord:
+def _record(row: Row) -> TherapistRecord:
     return TherapistRecord(
-        user_id=row["user_id"],
-        desk_room_id=row["desk_room_id"],
-        email=row["email"],
-        supervisor_id=row["supervisor_id"],
-        away_until=None if row["away_until"] is None else int(row["away_until"]),
-        cover_id=row["cover_id"],
-        created_at=int(row["created_at"]),
+        user_id=text(row, "user_id"),
+        desk_room_id=text_or_none(row, "desk_room_id"),
+        email=text_or_none(row, "email"),
+        supervisor_id=text_or_none(row, "supervisor_id"),
+        away_until=integer_or_none(row, "away_until"),
+        cover_id=text_or_none(row, "cover_id"),
+        created_at=integer(row, "created_at"),
     )
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import integer, integer_or_none, json_object, text, text_or_none
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,14 +30,14 @@ class TimerRecord:
 _COLUMNS = "timer_id, kind, pair_id, due_at, payload, fired_at"
 
 
-def _record(row: dict[str, Any]) -> TimerRecord:
+def _record(row: Row) -> TimerRecord:
     return TimerRecord(
-        timer_id=row["timer_id"],
-        kind=row["kind"],
-        pair_id=row["pair_id"],
-        due_at=int(row["due_at"]),
-        payload=json.loads(row["payload"]),
-        fired_at=None if row["fired_at"] is None else int(row["fired_at"]),
+        timer_id=text(row, "timer_id"),
+        kind=text(row, "kind"),
+        pair_id=text_or_none(row, "pair_id"),
+        due_at=integer(row, "due_at"),
+        payload=json_object(text(row, "payload"), "payload"),
+        fired_at=integer_or_none(row, "fired_at"),
     )
 
 

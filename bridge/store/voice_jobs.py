@@ -11,9 +11,9 @@ import enum
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from bridge.store.base import Executor
+from bridge.store.base import Executor, Row
+from bridge.store.rows import integer, integer_or_none, json_list, text, text_or_none, to_int
 
 
 class VoiceJobStatus(enum.StrEnum):
@@ -49,19 +49,19 @@ _COLUMNS = (
 )
 
 
-def _job(row: dict[str, Any]) -> VoiceJob:
+def _job(row: Row) -> VoiceJob:
     return VoiceJob(
-        job_id=str(row["job_id"]),
-        pair_id=str(row["pair_id"]),
-        media_ref=str(row["media_ref"]),
-        duration_ms=int(row["duration_ms"]),
-        size=int(row["size"]),
-        waveform=tuple(int(v) for v in json.loads(row["waveform"])),
-        actor=str(row["actor"]),
-        created_at=int(row["created_at"]),
-        status=VoiceJobStatus(row["status"]),
-        done_at=None if row["done_at"] is None else int(row["done_at"]),
-        error=row["error"],
+        job_id=text(row, "job_id"),
+        pair_id=text(row, "pair_id"),
+        media_ref=text(row, "media_ref"),
+        duration_ms=integer(row, "duration_ms"),
+        size=integer(row, "size"),
+        waveform=tuple(to_int(v, "waveform") for v in json_list(text(row, "waveform"), "waveform")),
+        actor=text(row, "actor"),
+        created_at=integer(row, "created_at"),
+        status=VoiceJobStatus(text(row, "status")),
+        done_at=integer_or_none(row, "done_at"),
+        error=text_or_none(row, "error"),
     )
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
 
 from bridge.store import outbox
-from bridge.store.base import ContentSealer, Executor
+from bridge.store.base import ContentSealer, Executor, Row
+from bridge.store.rows import integer, integer_or_none, text, text_or_none, to_int_or_none
 
 #: A repost's transaction id is its original's with this suffix (one repost per post).
 REPOST_SUFFIX = ".repost"
@@ -89,16 +89,16 @@ def repost_txn_id(txn_id: str) -> str:
     return txn_id + REPOST_SUFFIX
 
 
-def _check(row: dict[str, Any]) -> WitnessCheck:
+def _check(row: Row) -> WitnessCheck:
     return WitnessCheck(
-        txn_id=row["txn_id"],
-        room_id=row["room_id"],
-        event_id=row["event_id"],
-        witness_device=row["witness_device"],
-        sent_at=int(row["sent_at"]),
-        state=CheckState(row["state"]),
-        checked_at=None if row["checked_at"] is None else int(row["checked_at"]),
-        repost_txn_id=row["repost_txn_id"],
+        txn_id=text(row, "txn_id"),
+        room_id=text(row, "room_id"),
+        event_id=text(row, "event_id"),
+        witness_device=text(row, "witness_device"),
+        sent_at=integer(row, "sent_at"),
+        state=CheckState(text(row, "state")),
+        checked_at=integer_or_none(row, "checked_at"),
+        repost_txn_id=text_or_none(row, "repost_txn_id"),
     )
 
 
@@ -249,9 +249,12 @@ async def summary(ex: Executor, since: int) -> Summary:
         "WHERE state <> 'waiting' AND checked_at >= ? GROUP BY state",
         since,
     )
-    ended = {row["state"]: int(row["n"]) for row in rows}
-    open_checks = int(
-        await ex.fetchval("SELECT COUNT(*) FROM witness_checks WHERE state = 'waiting'") or 0
+    ended = {text(row, "state"): integer(row, "n") for row in rows}
+    open_checks = (
+        to_int_or_none(
+            await ex.fetchval("SELECT COUNT(*) FROM witness_checks WHERE state = 'waiting'")
+        )
+        or 0
     )
     return Summary(
         readable=ended.get("readable", 0),
@@ -266,10 +269,10 @@ async def summary(ex: Executor, since: int) -> Summary:
 async def repairs_pending(ex: Executor) -> int:
     """Reposts not yet read by the witness (queued, or their check still waits)."""
     value = await ex.fetchval(f"SELECT COUNT(*) FROM witness_checks c WHERE {_REPAIR_PENDING}")
-    return int(value or 0)
+    return to_int_or_none(value) or 0
 
 
 async def totals(ex: Executor) -> dict[str, int]:
     """Every check ever made, by state (the counters of /metrics)."""
     rows = await ex.fetch("SELECT state, COUNT(*) AS n FROM witness_checks GROUP BY state")
-    return {row["state"]: int(row["n"]) for row in rows}
+    return {text(row, "state"): integer(row, "n") for row in rows}
