@@ -26,7 +26,7 @@ from bridge.adapters.matrix.session import (
 from bridge.adapters.matrix.warm import WarmStandby
 from bridge.adapters.scheduler import Scheduler
 from bridge.config import Config
-from bridge.host import Installer, SelfCheckFace
+from bridge.host import Installer
 from bridge.outbox import OutboxWorker
 from bridge.parts import (
     Parts,
@@ -39,6 +39,7 @@ from bridge.parts import (
     practice_facts,
     utcnow,
 )
+from bridge.ports import Ports, SelfCheckFace
 from bridge.service import Service
 from bridge.standby import is_postgres
 from bridge.store import open_database
@@ -129,6 +130,8 @@ class App:
     selfcheck: SelfCheckFace | None = None
     #: The bot's bring-up on the homeserver (login, keys, cross-signing, sync), once started.
     matrix: BringUp | None = None
+    #: What the installed features offer each other (`bridge.ports`).
+    ports: Ports = field(default_factory=Ports)
     #: Waits between bring-up attempts (tests may shorten them).
     backoff: Backoff = field(default_factory=Backoff)
     #: How long an undecryptable event waits for its key before it is recorded as a failure.

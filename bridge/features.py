@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 async def sla(app: Host) -> None:
     assert app.service is not None
-    install_sla(app.service, app.cfg)
+    runtime = install_sla(app.service, app.cfg)
+    if runtime is not None:
+        app.ports.reply_clock = runtime
 
 
 async def desk_export(app: Host) -> None:

@@ -3,15 +3,15 @@
 The composition root (`bridge.app.App`) builds every part and installs the features; the
 features are below it and must not import it, or the two would form one import cycle with
 every feature in it. They see the running bridge through `Host`, a protocol that `App`
-satisfies, and register themselves with the `Installer` signature.
+satisfies, and register themselves with the `Installer` signature. What one feature needs
+of another goes through `Host.ports` (see `bridge.ports`), never through an import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from bridge.adapters.matrix.bringup import BringUp
 from bridge.adapters.matrix.client import MatrixBot
@@ -19,26 +19,8 @@ from bridge.adapters.scheduler import Scheduler
 from bridge.config import Config
 from bridge.outbox import OutboxWorker
 from bridge.parts import Parts
+from bridge.ports import Ports, SelfCheckFace
 from bridge.service import Service
-
-
-@dataclass
-class SelfCheckFigures:
-    """What /metrics shows of the self-check of the bot's posts (counts only)."""
-
-    up: bool
-    #: Every ended check by outcome: readable, unreadable (re-posted or not), unchecked.
-    checks: dict[str, int] = field(default_factory=dict)
-    waiting: int = 0
-    reposts: int = 0
-    repairs_pending: int = 0
-
-
-class SelfCheckFace(Protocol):
-    """The self-check as /health and /metrics read it."""
-
-    async def health(self) -> tuple[bool, str, dict[str, Any]]: ...
-    async def figures(self) -> SelfCheckFigures | None: ...
 
 
 class Host(Protocol):
@@ -57,6 +39,8 @@ class Host(Protocol):
     scheduler: Scheduler | None
     selfcheck: SelfCheckFace | None
     matrix: BringUp | None
+    #: What features offer each other (`bridge.ports`); each fills its own at install time.
+    ports: Ports
 
     def on_listen(self, start: Callable[[], Awaitable[None]]) -> None:
         """Run `start` as soon as the database is open (listeners: SMTP, HTTP)."""

@@ -2,8 +2,9 @@
 
 The web face (`bridge.web`) knows the bridge only as a `WebDeps`; this installer builds
 one from the running bridge: its parts, the clock, the outbox kick, where /health looks,
-and the use cases the API calls (invitations, voice, transcript export, audit check),
-each acting as "api".
+and the use cases the API calls, each acting as "api": transcript export and the audit
+check here, invitations and voice uploads through the ports the onboarding and voice
+features fill (`bridge.ports`), read per request.
 """
 
 from __future__ import annotations
@@ -13,95 +14,80 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bridge import metrics
-from bridge.adapters.mailer import Mailer, MailError
-from bridge.adapters.voice import convert_to_voice_async
 from bridge.audit.export import export_pair
 from bridge.audit.verify import verify
 from bridge.core.audit import VerifyResult, public_key_bytes
-from bridge.onboarding import Onboarding
+from bridge.ports import (
+    InvitationDesk,
+    Invited,
+    PortMissing,
+    Ports,
+    QueuedVoice,
+    VoiceUploads,
+)
 from bridge.store.invitations import InvitationRecord
-from bridge.voice_feature import VOICE_LIMITS, queue_voice
-from bridge.web.deps import HealthSources, Invited, MetricsSource, QueuedVoice, WebDeps
+from bridge.web.deps import HealthSources, MetricsSource, WebDeps
 from bridge.web.server import HttpServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from bridge.host import Host, Installer
-    from bridge.parts import Parts
-    from bridge.service import Service
 
 ACTOR = "api"
 
 
 class _Invitations:
-    """The invitation use cases with the bridge's mailer at the time of the call."""
+    """The onboarding feature's invitation desk, looked up per call (it may be installed
+    after this one)."""
 
-    def __init__(self, app: Host, parts: Parts, service: Service) -> None:
-        self.app = app
-        self.parts = parts
-        self.service = service
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
 
-    def _onboarding(self) -> Onboarding:
-        mailer = self.service.mailer
-        return Onboarding(
-            self.parts,
-            mailer if isinstance(mailer, Mailer) else None,
-            actor=ACTOR,
-            clock=self.service.clock,
-        )
+    def _desk(self) -> InvitationDesk:
+        desk = self.ports.invitations
+        if desk is None:
+            raise PortMissing("invitations", "onboarding")
+        return desk
 
     def mail_on(self) -> bool:
-        return self._onboarding().mailer is not None
+        return self._desk().mail_on()
 
     async def invite(
         self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
     ) -> Invited:
-        onboarding = self._onboarding()
-        mailer, onboarding.mailer = onboarding.mailer, None
-        # Stored first, e-mailed second: a relay failure must not lose the invitation.
-        record = await onboarding.invite(
-            email, therapist, self.service.clock(), name=name, policy=policy, valid_for=valid_for
+        return await self._desk().invite(
+            email, therapist, name=name, policy=policy, valid_for=valid_for
         )
-        if mailer is None:
-            return Invited(record, email_sent=False)
-        onboarding.mailer = mailer
-        try:
-            await onboarding.send(record, self.service.clock())
-        except MailError as err:
-            return Invited(await onboarding.get(record.invitation_id), False, str(err))
-        return Invited(await onboarding.get(record.invitation_id), email_sent=True)
 
     async def resend(self, invitation_id: str) -> InvitationRecord:
-        return await self._onboarding().resend(invitation_id, self.service.clock())
+        return await self._desk().resend(invitation_id)
 
     async def revoke(self, invitation_id: str) -> InvitationRecord:
-        return await self._onboarding().revoke(invitation_id, self.service.clock())
+        return await self._desk().revoke(invitation_id)
 
     async def match(self, invitation_id: str, user_id: str) -> InvitationRecord:
-        record = await self._onboarding().match(invitation_id, user_id, self.service.clock())
-        # The pair was made outside an event: let the running bridge pick it up.
-        await self.service.refresh_rooms()
-        if self.app.outbox is not None:
-            self.app.outbox.kick()
-        return record
+        return await self._desk().match(invitation_id, user_id)
 
 
 class _VoiceUploads:
-    """Audio converted to Ogg Opus and queued, sealed, for the voice worker to post."""
+    """The voice feature's upload queue, looked up per call."""
 
-    max_bytes = VOICE_LIMITS.max_input_bytes
+    def __init__(self, ports: Ports) -> None:
+        self.ports = ports
 
-    def __init__(self, parts: Parts, service: Service) -> None:
-        self.parts = parts
-        self.service = service
+    def _uploads(self) -> VoiceUploads:
+        uploads = self.ports.voice_uploads
+        if uploads is None:
+            raise PortMissing("voice_uploads", "voice")
+        return uploads
+
+    @property
+    def max_bytes(self) -> int:
+        return self._uploads().max_bytes
 
     async def __call__(self, pair_id: str, data: bytes, filename: str | None) -> QueuedVoice:
-        clip = await convert_to_voice_async(data, filename_hint=filename, limits=VOICE_LIMITS)
-        now = self.service.clock()
-        async with self.parts.db.transaction() as tx:
-            job_id = await queue_voice(tx, self.parts.audit, pair_id, clip, ACTOR, now)
-        return QueuedVoice(job_id, clip.duration_ms)
+        return await self._uploads()(pair_id, data, filename)
 
 
 def web_deps(app: Host) -> WebDeps:
@@ -187,8 +173,8 @@ def web_deps(app: Host) -> WebDeps:
             smtp=(smtp.host, smtp.port) if smtp.enabled else None,
         ),
         metrics=MetricsSource(scrape=scrape, content_type=metrics.CONTENT_TYPE),
-        invitations=_Invitations(app, parts, service),
-        voice=_VoiceUploads(parts, service),
+        invitations=_Invitations(app.ports),
+        voice=_VoiceUploads(app.ports),
         export_transcript=export_transcript,
         verify_audit=verify_audit,
     )

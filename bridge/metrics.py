@@ -27,7 +27,7 @@ from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
     from bridge.host import Host
-    from bridge.selfcheck import Figures
+    from bridge.ports import SelfCheckFigures
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -63,7 +63,7 @@ class Snapshot:
     undecryptable_waiting: int = 0
     key_share_failures: int = 0
     #: The self-check of the bot's posts; None when it is off.
-    witness: Figures | None = None
+    witness: SelfCheckFigures | None = None
 
 
 def _merge(into: dict[str, int], values: Mapping[Any, int]) -> dict[str, int]:
@@ -259,7 +259,7 @@ class _SnapshotCollector(Collector):
         )
 
 
-def _witness_metrics(w: Figures) -> Iterator[Metric]:
+def _witness_metrics(w: SelfCheckFigures) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "confidant_witness_up", "Whether the witness device is syncing.", value=int(w.up)
     )

@@ -25,9 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bridge.adapters.mailer import Mailer
+from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest, q
 from bridge.core.model import AppendAudit, SendEmail
+from bridge.ports import DEFAULT_VALIDITY, AdminUnavailable, Invited, OnboardingError
 from bridge.provision import PairError
 from bridge.store import invitations, pairs, therapists
 from bridge.store.base import to_ms
@@ -36,11 +37,10 @@ from bridge.store.invitations import InvitationRecord, InvitationStatus
 if TYPE_CHECKING:
     from bridge.host import Host
     from bridge.parts import Parts
+    from bridge.service import Service
 
 log = logging.getLogger(__name__)
 
-#: How long an invitation code stays valid unless told otherwise.
-DEFAULT_VALIDITY = timedelta(days=7)
 #: How often the running bridge looks for new accounts.
 POLL_INTERVAL_S = 10.0
 #: An account is created a moment before its token counts as used (same request):
@@ -50,14 +50,6 @@ REGISTRATION_SLACK_MS = 10_000
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _ADMIN = "/_synapse/admin"
 _PAGE = 100
-
-
-class OnboardingError(Exception):
-    """An onboarding step that cannot be done; the text says what to do, in one line."""
-
-
-class AdminUnavailable(OnboardingError):
-    """The Synapse admin API cannot be used (not Synapse, no token, not an admin)."""
 
 
 def new_code() -> str:
@@ -560,9 +552,69 @@ class Onboarding:
 # ---------------------------------------------------------------- running bridge
 
 
+#: Who the invitation desk acts as (the `invitations` port the HTTP API uses).
+API_ACTOR = "api"
+
+
+class ApiInvitations:
+    """The invitation use cases with the bridge's mailer at the time of the call, as the API."""
+
+    def __init__(self, app: Host, parts: Parts, service: Service) -> None:
+        self.app = app
+        self.parts = parts
+        self.service = service
+
+    def _onboarding(self) -> Onboarding:
+        mailer = self.service.mailer
+        return Onboarding(
+            self.parts,
+            mailer if isinstance(mailer, Mailer) else None,
+            actor=API_ACTOR,
+            clock=self.service.clock,
+        )
+
+    def mail_on(self) -> bool:
+        return self._onboarding().mailer is not None
+
+    async def invite(
+        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
+    ) -> Invited:
+        onboarding = self._onboarding()
+        mailer, onboarding.mailer = onboarding.mailer, None
+        # Stored first, e-mailed second: a relay failure must not lose the invitation.
+        record = await onboarding.invite(
+            email, therapist, self.service.clock(), name=name, policy=policy, valid_for=valid_for
+        )
+        if mailer is None:
+            return Invited(record, email_sent=False)
+        onboarding.mailer = mailer
+        try:
+            await onboarding.send(record, self.service.clock())
+        except MailError as err:
+            return Invited(await onboarding.get(record.invitation_id), False, str(err))
+        return Invited(await onboarding.get(record.invitation_id), email_sent=True)
+
+    async def resend(self, invitation_id: str) -> InvitationRecord:
+        return await self._onboarding().resend(invitation_id, self.service.clock())
+
+    async def revoke(self, invitation_id: str) -> InvitationRecord:
+        return await self._onboarding().revoke(invitation_id, self.service.clock())
+
+    async def match(self, invitation_id: str, user_id: str) -> InvitationRecord:
+        record = await self._onboarding().match(invitation_id, user_id, self.service.clock())
+        # The pair was made outside an event: let the running bridge pick it up.
+        await self.service.refresh_rooms()
+        if self.app.outbox is not None:
+            self.app.outbox.kick()
+        return record
+
+
 async def install_onboarding(app: Host, *, poll_interval: float = POLL_INTERVAL_S) -> None:
-    """Follow pending invitations while the bridge runs (needs synapse_admin.access_token)."""
+    """Offer the invitation use cases (`invitations` port) and follow pending invitations
+    while the bridge runs (that needs synapse_admin.access_token)."""
     assert app.parts is not None and app.service is not None
+    # Without a token the use cases still answer, with what to do instead.
+    app.ports.invitations = ApiInvitations(app, app.parts, app.service)
     if app.cfg.synapse_admin.access_token is None:
         log.info("onboarding off: no synapse_admin.access_token")
         return

@@ -34,7 +34,7 @@ from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
 from bridge.adapters.matrix.witness import Reading, WitnessDevice
 from bridge.audit.log import AuditLog
 from bridge.core.model import AppendAudit
-from bridge.host import SelfCheckFigures
+from bridge.ports import SelfCheckFigures
 from bridge.store import outbox as outbox_store
 from bridge.store import witness as checks
 from bridge.store.base import ContentSealer, Database, Executor, to_ms

@@ -25,13 +25,13 @@ from bridge.adapters.video import (
 )
 from bridge.core import sessions as core
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import AppendAudit, Effect, Invoke, SendMessage, TimerFired
+from bridge.core.model import AppendAudit, Effect, Invoke, Pair, SendMessage, TimerFired
+from bridge.ports import MeetingLinks
 from bridge.store import audit as audit_store
 from bridge.store import pairs, sessions, therapists, timers
 from bridge.store.base import Executor, from_ms, to_ms
 from bridge.store.pairs import PairStatus
 from bridge.store.sessions import SessionRecord
-from bridge.video_feature import meeting_links
 
 if TYPE_CHECKING:
     from bridge.host import Host
@@ -216,8 +216,8 @@ class SessionsFeature:
         session = view(record)
         link = patient_link = None
         effects: list[Effect] = []
-        if record.kind == "video" and record.meeting and self.cfg.jitsi.domain and step != "end":
-            links = meeting_links(self.cfg, record.meeting, pair, now)
+        links = self._links(record, pair, now) if step != "end" else None
+        if links is not None:
             link, patient_link = links.plain, links.patient
             desk = await therapists.get(tx, pair.therapist_id)
             if links.therapist is not None and desk is not None and desk.desk_room_id:
@@ -254,6 +254,18 @@ class SessionsFeature:
             )
         log.info("session timer", extra={"pair_id": pair.pair_id, "step": step})
         return effects
+
+    def _links(self, record: SessionRecord, pair: Pair, now: datetime) -> MeetingLinks | None:
+        """The links of a video session's meeting, from the video feature's `meetings` port."""
+        if record.kind != "video" or not record.meeting or not self.cfg.jitsi.domain:
+            return None
+        meetings = self.app.ports.meetings
+        if meetings is None:
+            log.warning(
+                "video session without the video feature: no links", extra={"pair_id": pair.pair_id}
+            )
+            return None
+        return meetings(record.meeting, pair, now)
 
     async def widget(self, effect: Invoke) -> None:
         """Show Element's Jitsi widget while a video session runs."""

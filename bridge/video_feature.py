@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from bridge.config import Config
 from bridge.core import video_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, Effect, Invoke, Pair, SendMessage
+from bridge.ports import MeetingLinks
 from bridge.store import pairs, sessions, therapists
 from bridge.store.base import Executor, to_ms
 
@@ -38,15 +38,6 @@ if TYPE_CHECKING:
     from bridge.host import Host
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MeetingLinks:
-    """The links of one meeting: plain, and personal ones when Jitsi wants tokens."""
-
-    plain: str
-    patient: str | None = None
-    therapist: str | None = None
 
 
 def _user(user_id: str) -> JitsiUser:
@@ -120,6 +111,10 @@ class VideoFeature:
         self.cfg = app.cfg
         self.parts = app.parts
         self.service = app.service
+
+    def links(self, meeting: str, pair: Pair, now: datetime) -> MeetingLinks:
+        """The meeting's links for the pair (the `meetings` port other features use)."""
+        return meeting_links(self.cfg, meeting, pair, now)
 
     async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
@@ -224,11 +219,12 @@ class VideoFeature:
 
 
 async def install_video(app: Host) -> None:
-    """Register `!video`'s facts and its start/end operations."""
+    """Register `!video`'s facts and its start/end operations; offer the meetings' links."""
     assert app.service is not None
     if video_commands.START_OPERATION in app.service.invoke_handlers:
         return  # installed already
     feature = VideoFeature(app)
+    app.ports.meetings = feature.links
     app.service.facts_providers.append(feature.facts)
     app.service.invoke_handlers[video_commands.START_OPERATION] = feature.start
     app.service.invoke_handlers[video_commands.END_OPERATION] = feature.end

@@ -29,11 +29,13 @@ from bridge.adapters.voice import (
     AudioError,
     VoiceClip,
     VoiceLimits,
+    convert_to_voice_async,
     describe_audio,
     voice_message_content,
 )
 from bridge.core.model import AppendAudit, Effect, Invoke, Kind, Pair, Role, RoomEvent
 from bridge.outbox import enqueue_content
+from bridge.ports import QueuedVoice
 from bridge.store import audit as audit_store
 from bridge.store import pairs, voice_jobs
 from bridge.store.base import Executor, to_ms
@@ -41,6 +43,8 @@ from bridge.store.voice_jobs import VoiceJob, VoiceJobStatus
 
 if TYPE_CHECKING:
     from bridge.host import Host
+    from bridge.parts import Parts
+    from bridge.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -433,12 +437,35 @@ async def queue_voice(
     return job_id
 
 
+#: Who queues voice messages uploaded through the `voice_uploads` port (the HTTP API).
+API_ACTOR = "api"
+
+
+class ApiVoiceUploads:
+    """Audio converted to Ogg Opus and queued, sealed, for the voice worker to post."""
+
+    max_bytes = VOICE_LIMITS.max_input_bytes
+
+    def __init__(self, parts: Parts, service: Service) -> None:
+        self.parts = parts
+        self.service = service
+
+    async def __call__(self, pair_id: str, data: bytes, filename: str | None) -> QueuedVoice:
+        clip = await convert_to_voice_async(data, filename_hint=filename, limits=VOICE_LIMITS)
+        now = self.service.clock()
+        async with self.parts.db.transaction() as tx:
+            job_id = await queue_voice(tx, self.parts.audit, pair_id, clip, API_ACTOR, now)
+        return QueuedVoice(job_id, clip.duration_ms)
+
+
 async def install_voice(app: Host) -> None:
-    """Keep members' media for the audit and post voice messages queued by the CLI."""
-    assert app.service is not None
+    """Keep members' media for the audit, post voice messages queued by the CLI, and take
+    uploads for the queue (`voice_uploads` port)."""
+    assert app.service is not None and app.parts is not None
     if CAPTURE_OPERATION in app.service.invoke_handlers:
         return  # installed already (a second install would capture everything twice)
     feature = VoiceFeature(app)
+    app.ports.voice_uploads = ApiVoiceUploads(app.parts, app.service)
     app.service.pair_hooks.append(capture_hook)
     app.service.invoke_handlers[CAPTURE_OPERATION] = feature.capture_later
 

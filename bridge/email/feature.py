@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from bridge.audit.log import AuditLog
     from bridge.config import Config
     from bridge.host import Host
-    from bridge.service import Service
-    from bridge.sla_service import SlaRuntime
 
 __all__ = [
     "REJECTED_ACTION",
@@ -37,7 +35,6 @@ __all__ = [
     "attach_email",
     "build_email",
     "install_email",
-    "sla_runtime",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,15 +72,6 @@ class EmailFeature:
             await self.relay.stop()
 
 
-def sla_runtime(service: Service) -> SlaRuntime | None:
-    """The installed SLA runtime, found through its timer handler (None when not installed)."""
-    from bridge.sla_service import TIMER_PREFIX, SlaRuntime
-
-    handler = service.timer_handlers.get(TIMER_PREFIX)
-    runtime = getattr(handler, "__self__", None)
-    return runtime if isinstance(runtime, SlaRuntime) else None
-
-
 async def install_email(app: Host) -> None:
     """The feature installer for `bridge.features`: inbound e-mail when smtp is enabled."""
     await attach_email(app)
@@ -109,8 +97,8 @@ async def attach_email(
 
     async def patient_email(tx: Executor, pair: Pair, ref: str, now: datetime) -> list[Effect]:
         # Looked up per e-mail, so the order in which features are installed does not matter.
-        runtime = sla_runtime(service)
-        return [] if runtime is None else await runtime.on_patient_email(tx, pair, ref, now)
+        clock = app.ports.reply_clock
+        return [] if clock is None else await clock.on_patient_email(tx, pair, ref, now)
 
     feature = build_email(
         app.cfg,

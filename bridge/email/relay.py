@@ -95,7 +95,7 @@ class EffectSink(Protocol):
         ...
 
 
-#: The SLA clock's view of a relayed patient e-mail (`SlaRuntime.on_patient_email`).
+#: The SLA clock's view of a relayed patient e-mail (`bridge.ports.ReplyClock.on_patient_email`).
 PatientEmailHook = Callable[[Executor, Pair, str, datetime], Awaitable[list[Effect]]]
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from bridge.core.audit import VerifyResult
+from bridge.ports import InvitationDesk, VoiceUploads
 from bridge.provision import PairManager
 from bridge.store.base import Database
-from bridge.store.invitations import InvitationRecord
 
 
 class SyncReading(Protocol):
@@ -61,58 +61,6 @@ class MetricsSource:
 
     scrape: Callable[[], Awaitable[bytes]]
     content_type: str
-
-
-@dataclass(frozen=True)
-class Invited:
-    """A stored invitation and whether its e-mail went out (`email_error` says why not)."""
-
-    record: InvitationRecord
-    email_sent: bool
-    email_error: str | None = None
-
-
-class InvitationDesk(Protocol):
-    """The invitation use cases, acting as the API.
-
-    They raise the onboarding's errors (`OnboardingError`, `AdminUnavailable`) and the
-    mailer's (`MailError`); `errors.domain_error` names them.
-    """
-
-    def mail_on(self) -> bool:
-        """Whether outbound e-mail is enabled right now."""
-        ...
-
-    async def invite(
-        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
-    ) -> Invited:
-        """Store the invitation, then e-mail it when e-mail is on (a relay failure keeps it)."""
-        ...
-
-    async def resend(self, invitation_id: str) -> InvitationRecord: ...
-
-    async def revoke(self, invitation_id: str) -> InvitationRecord: ...
-
-    async def match(self, invitation_id: str, user_id: str) -> InvitationRecord:
-        """Pair the invitation with the account that used it; the bridge picks the pair up."""
-        ...
-
-
-@dataclass(frozen=True)
-class QueuedVoice:
-    job_id: str
-    duration_ms: int
-
-
-class VoiceUploads(Protocol):
-    """Audio converted to a voice message and queued for the pair room."""
-
-    #: The largest upload taken, in bytes.
-    max_bytes: int
-
-    async def __call__(self, pair_id: str, data: bytes, filename: str | None) -> QueuedVoice:
-        """Raises `AudioError` (with a one-line reason) when it cannot become a voice message."""
-        ...
 
 
 class TranscriptExport(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.adapters.mailer import MailError
-from bridge.onboarding import AdminUnavailable, OnboardingError
+from bridge.ports import AdminUnavailable, OnboardingError
 from bridge.provision import PairError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.config import parse_duration
-from bridge.onboarding import DEFAULT_VALIDITY
+from bridge.ports import DEFAULT_VALIDITY
 from bridge.web.errors import ApiError
 
 _USER_ID = re.compile(r"@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+")

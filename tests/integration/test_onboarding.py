@@ -23,7 +23,8 @@ from bridge.adapters.mailer import install_mailer
 from bridge.app import App, default_features, open_parts
 from bridge.config import minimal_config, minimal_config_dict
 from bridge.consent import install_consent
-from bridge.onboarding import AdminUnavailable, Onboarding, SynapseAdminApi, install_onboarding
+from bridge.onboarding import Onboarding, SynapseAdminApi, install_onboarding
+from bridge.ports import AdminUnavailable
 from bridge.store import invitations, pairs
 from bridge.store.invitations import InvitationStatus
 from tests.integration.test_mailer import FROM, SinkFactory, body_of, outbound
