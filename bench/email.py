@@ -40,7 +40,7 @@ from bridge.app import App, default_features, make_sealer
 from bridge.audit.log import AuditLog
 from bridge.config import minimal_config
 from bridge.email.authcheck import AuthMode, AuthPolicy
-from bridge.email.feature import EmailFeature, attach_email, build_email, install_email
+from bridge.features.email import EmailFeature, attach_email, build_email, install_email
 from bridge.store import open_database, pairs
 from bridge.store.base import Database
 from tests.support.bridge_app import bridge_config, notice_containing

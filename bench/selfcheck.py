@@ -33,8 +33,8 @@ from nio import Event, RoomMessageNotice
 from bench.baseline import measure_baseline, temporary_homeserver
 from bench.table import Row, format_table
 from bridge.app import App
+from bridge.features.selfcheck import install_selfcheck
 from bridge.outbox import enqueue_content
-from bridge.selfcheck import install_selfcheck
 from bridge.store import witness as checks
 from dev.devhs import DevHomeserver
 from tests.support.bridge_app import bridge_config

@@ -35,9 +35,9 @@ from bridge.adapters.scheduler import Scheduler
 from bridge.audit.log import AuditLog
 from bridge.config import minimal_config
 from bridge.core.sla import Clock, Step
+from bridge.features.sla import install_sla
 from bridge.sealing import Sealer
 from bridge.service import Service
-from bridge.sla_service import install_sla
 from bridge.store import clocks, open_database, outbox, timers
 from bridge.store.base import Database, to_ms
 

@@ -128,7 +128,7 @@ class OutboxWorker:
         self.retries = 0
         #: Set by a send that could not reach the homeserver; cleared by a probe.
         self.homeserver_down = False
-        #: Keep a sent row's content sealed for the self-check (see `bridge.selfcheck`).
+        #: Keep a sent row's content sealed for the self-check (see `bridge.features.selfcheck`).
         self.keep_sent_content = False
 
     def start(self) -> None:

@@ -13,7 +13,7 @@ import logging
 import ssl
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid, parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiosmtplib
 import jinja2
@@ -21,9 +21,6 @@ import jinja2
 from bridge.adapters.render import Renderer
 from bridge.config import Config, OutboundEmail
 from bridge.core.model import SendEmail
-
-if TYPE_CHECKING:
-    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +124,3 @@ def build_mailer(cfg: Config, renderer: Renderer) -> Mailer | None:
     if not cfg.outbound_email.enabled:
         return None
     return Mailer(cfg.outbound_email, renderer, practice_name=cfg.practice.name)
-
-
-async def install_mailer(app: Host) -> None:
-    """Give the service a mailer when `outbound_email.enabled` (else e-mails are skipped)."""
-    assert app.service is not None and app.parts is not None
-    mailer = build_mailer(app.cfg, app.parts.renderer)
-    if mailer is not None:
-        app.service.mailer = mailer
-        log.info("outbound e-mail on", extra={"security": app.cfg.outbound_email.security})

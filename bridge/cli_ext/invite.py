@@ -34,7 +34,7 @@ def _line(record: Any) -> str:
 def cmd_invite(args: argparse.Namespace) -> int:
     from bridge.adapters.mailer import MailError, build_mailer
     from bridge.config import parse_duration
-    from bridge.onboarding import Onboarding
+    from bridge.features.onboarding.invitations import Onboarding
     from bridge.ports import OnboardingError
     from bridge.store import invitations
 

@@ -48,7 +48,7 @@ def cmd_session(args: argparse.Namespace) -> int:
     from bridge.adapters.video import new_room_name
     from bridge.cli import load_config_or_exit, now, setup_logging_for
     from bridge.core import sessions as core
-    from bridge.sessions_feature import store_session, view
+    from bridge.features.sessions import store_session, view
     from bridge.store import sessions, timers
     from bridge.store.base import to_ms
     from bridge.store.pairs import PairStatus

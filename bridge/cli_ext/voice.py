@@ -2,7 +2,7 @@
 
 The command line does not hold the bot's E2EE device, so it converts the audio, seals
 the Ogg in the audit media store and queues a job; the running bridge uploads it
-encrypted and posts it as a voice message (see `bridge.voice_feature`).
+encrypted and posts it as a voice message (see `bridge.features.voice`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ def cmd_voice(args: argparse.Namespace) -> int:
 
     from bridge.adapters.voice import AudioError, convert_to_voice_async
     from bridge.cli import load_config_or_exit, now, run_with_parts, setup_logging_for
+    from bridge.features.voice import VOICE_LIMITS, queue_voice
     from bridge.provision import PairError
     from bridge.store.pairs import PairStatus
-    from bridge.voice_feature import VOICE_LIMITS, queue_voice
 
     cfg = load_config_or_exit(args.config)
     setup_logging_for(cfg)

@@ -1,6 +1,6 @@
 """Consent on first contact: what the bot does when a patient joins and when they `!accept`.
 
-Pure policy. The service-side part (bridge.consent) reads the pair's consent state,
+Pure policy. The service-side part (bridge.features.consent) reads the pair's consent state,
 renders the consent text and writes the new state in the event's transaction; here it is
 decided which messages and audit entries follow. The audit holds the SHA-256 of the
 exact text the patient was shown, so the record proves what was accepted.

@@ -7,5 +7,8 @@ The SMTP adapter (`bridge.adapters.smtp`) runs the dialogue; these modules decid
   (DKIM/SPF/DMARC directly, or the trusted MTA's `Authentication-Results`)?
 - `sanitize`: HTML reduced to what Matrix allows in `formatted_body`.
 - `convert`: a parsed message turned into a `ConvertedEmail` and m.room.message content.
-- `inbox`: the durable inbox table the relay worker reads.
+- `inbox`: recipient routing to a pair, acceptance into the durable inbox the relay reads.
+
+The running bridge's part, the SMTP listener's installer and the relay worker, is the
+e-mail feature (`bridge.features.email`).
 """

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bridge.app import App, default_features
-from bridge.consent import install_consent
 from bridge.core.consent import text_digest
+from bridge.features.consent import install_consent
 from bridge.store import pairs
 from tests.support.bridge_app import bridge_config, notice_containing
 

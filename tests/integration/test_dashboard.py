@@ -11,7 +11,7 @@ import pytest
 
 from bridge.app import App, default_features
 from bridge.config import hash_token
-from bridge.http_feature import http_installer, install_http
+from bridge.features.http import http_installer, install_http
 from bridge.store import clocks
 from bridge.web.auth import CSRF_COOKIE, SESSION_COOKIE
 from bridge.web.server import HttpServer

@@ -44,8 +44,8 @@ from bridge.audit.log import AuditLog
 from bridge.config import Config, load_config, minimal_config_dict
 from bridge.email import inbox
 from bridge.email.authcheck import StaticResolver
-from bridge.email.feature import EmailFeature, attach_email, build_email, install_email
-from bridge.email.relay import attachment_txn_id
+from bridge.features.email import EmailFeature, attach_email, build_email, install_email
+from bridge.features.email.relay import attachment_txn_id
 from bridge.store import clocks, open_database
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
@@ -385,7 +385,7 @@ BRIDGE_SCRIPT = """
 import asyncio, sys
 from bridge.app import App, default_features
 from bridge.config import load_config
-from bridge.email.feature import attach_email, install_email
+from bridge.features.email import attach_email, install_email
 from bridge.logging_setup import setup_logging
 
 cfg = load_config(sys.argv[1])

@@ -17,9 +17,9 @@ from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.core.model import AppendAudit
 from bridge.core.sla import Clock, ClockState
-from bridge.http_feature import http_installer, install_http
+from bridge.features.http import http_installer, install_http
+from bridge.features.voice import install_voice
 from bridge.store import clocks
-from bridge.voice_feature import install_voice
 from bridge.web.openapi import OPENAPI
 from bridge.web.server import HttpServer
 from tests.integration.test_pair_rooms import wait_until

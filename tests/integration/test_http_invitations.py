@@ -16,8 +16,8 @@ from aiosmtpd.smtp import SMTP
 
 from bridge.app import App, default_features
 from bridge.config import hash_token
-from bridge.http_feature import http_installer, install_http
-from bridge.onboarding import SynapseAdminApi
+from bridge.features.http import http_installer, install_http
+from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.web.server import HttpServer
 from dev.devhs import DevHomeserver
 from tests.conftest import TestUser

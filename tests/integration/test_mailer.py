@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from bridge.adapters.mailer import Mailer, MailError, install_mailer
+from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.render import Renderer
 from bridge.config import minimal_config
 from bridge.core.model import SendEmail
+from bridge.features.mailer import install_mailer
 from tests.support.tls import self_signed_cert
 
 pytestmark = pytest.mark.integration

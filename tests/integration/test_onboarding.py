@@ -19,11 +19,13 @@ import aiohttp
 import pytest
 import yaml
 
-from bridge.adapters.mailer import install_mailer
 from bridge.app import App, default_features, open_parts
 from bridge.config import minimal_config, minimal_config_dict
-from bridge.consent import install_consent
-from bridge.onboarding import Onboarding, SynapseAdminApi, install_onboarding
+from bridge.features.consent import install_consent
+from bridge.features.mailer import install_mailer
+from bridge.features.onboarding import install_onboarding
+from bridge.features.onboarding.invitations import Onboarding
+from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.ports import AdminUnavailable
 from bridge.store import invitations, pairs
 from bridge.store.invitations import InvitationStatus

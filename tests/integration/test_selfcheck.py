@@ -24,9 +24,9 @@ from bridge.adapters.matrix.crosssign import shared_keys
 from bridge.adapters.matrix.keyshare import DeviceRef
 from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixRest
 from bridge.app import App, default_features
-from bridge.http_feature import http_installer, install_http
+from bridge.features.http import http_installer, install_http
+from bridge.features.selfcheck import install_selfcheck
 from bridge.outbox import enqueue_content
-from bridge.selfcheck import install_selfcheck
 from bridge.store import open_database
 from bridge.store import witness as checks
 from tests.support.bridge_app import bridge_config, start_app

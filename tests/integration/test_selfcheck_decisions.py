@@ -18,8 +18,8 @@ import pytest
 from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
 from bridge.adapters.matrix.witness import Reading
 from bridge.audit.log import AuditLog
+from bridge.features.selfcheck import GIVE_UP_AFTER, SelfCheck
 from bridge.sealing import Sealer
-from bridge.selfcheck import GIVE_UP_AFTER, SelfCheck
 from bridge.store import Database, open_database, outbox
 from bridge.store import witness as checks
 

@@ -18,7 +18,7 @@ from bridge.app import default_features, make_sealer
 from bridge.audit.log import AuditLog
 from bridge.config import load_config, minimal_config_dict
 from bridge.core import sessions as core
-from bridge.sessions_feature import install_sessions, store_session
+from bridge.features.sessions import install_sessions, store_session
 from bridge.store import clocks, open_database, sessions, timers
 from bridge.store.base import to_ms
 from bridge.store.sessions import SessionRecord

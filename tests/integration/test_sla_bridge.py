@@ -26,9 +26,9 @@ from bridge.app import App
 from bridge.audit.log import AuditLog
 from bridge.config import Config, minimal_config
 from bridge.core.sla import ClockState, Step
+from bridge.features.sla import SlaRuntime, install_sla
 from bridge.sealing import Sealer
 from bridge.service import Service, to_pair
-from bridge.sla_service import SlaRuntime, install_sla
 from bridge.store import (
     Database,
     clocks,

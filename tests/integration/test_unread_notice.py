@@ -9,7 +9,7 @@ import pytest
 
 from bridge.app import App, default_features
 from bridge.config import minimal_config
-from bridge.unread_notice import install_unread_notice, timer_id
+from bridge.features.unread import install_unread_notice, timer_id
 from tests.integration.test_mailer import SinkFactory, body_of, outbound
 from tests.integration.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.integration.test_pair_rooms import wait_until

@@ -24,7 +24,7 @@ from bridge.adapters.voice import VoiceLimits, convert_to_voice, describe_audio
 from bridge.app import default_features
 from bridge.audit.export import export_pair
 from bridge.config import load_config, minimal_config_dict
-from bridge.voice_feature import install_voice
+from bridge.features.voice import install_voice
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 
@@ -238,8 +238,8 @@ async def test_voice_queue_on_both_databases(db):
     from bridge.app import make_sealer
     from bridge.audit.log import AuditLog
     from bridge.config import minimal_config
+    from bridge.features.voice import queue_voice
     from bridge.store import pairs, voice_jobs
-    from bridge.voice_feature import queue_voice
 
     cfg = minimal_config(data_dir="/nonexistent")
     audit = AuditLog(db, make_sealer(cfg), cfg.audit.signing_key.get_secret_value())

@@ -37,7 +37,7 @@ from bridge.core.sla_commands import (
     parse_until,
 )
 from bridge.core.workhours import WorkingCalendar
-from bridge.sla_service import sla_policy, working_calendar
+from bridge.features.sla import sla_policy, working_calendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = timedelta(hours=1)

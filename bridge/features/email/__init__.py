@@ -20,7 +20,7 @@ from bridge.adapters.voice import VoiceLimits
 from bridge.core.model import AppendAudit, Effect, Pair
 from bridge.email.authcheck import Resolver
 from bridge.email.inbox import make_inbox_accept, make_pair_routing
-from bridge.email.relay import EffectSink, EmailRelay, PatientEmailHook, Uploader
+from bridge.features.email.relay import EffectSink, EmailRelay, PatientEmailHook, Uploader
 from bridge.sealing import Sealer
 from bridge.store.base import Database, Executor, to_ms
 

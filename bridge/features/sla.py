@@ -1,17 +1,18 @@
 """Wires the SLA core into the service: the pair hook, the "sla" timers, facts and commands.
 
 `install_sla(service, cfg)` is called once after the Service is built (and before the
-scheduler re-arms stored timers). Every decision is the core's (bridge.core.sla); this
-module loads the clock and the people involved, asks the core, and saves the clock in
-the caller's transaction, so the clock, its audit entries, timers and outbox rows commit
-together.
+scheduler re-arms stored timers); `install_sla_feature(app)` does it for the running
+bridge and offers the clock to other channels as the `reply_clock` port. Every decision
+is the core's (bridge.core.sla); this module loads the clock and the people involved,
+asks the core, and saves the clock in the caller's transaction, so the clock, its audit
+entries, timers and outbox rows commit together.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.config import Config, Practice
 from bridge.config import Policy as PolicyConfig
@@ -39,6 +40,9 @@ from bridge.store import clocks, pairs, therapists
 from bridge.store.base import Executor, from_ms, to_ms
 from bridge.store.pairs import PairStatus
 from bridge.store.therapists import TherapistRecord
+
+if TYPE_CHECKING:
+    from bridge.host import Host
 
 log = logging.getLogger(__name__)
 
@@ -413,3 +417,11 @@ def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
     service.invoke_handlers[sla_commands.BACK_OPERATION] = runtime.on_back
     log.info("SLA installed", extra={"policies": len(runtime.policies)})
     return runtime
+
+
+async def install_sla_feature(app: Host) -> None:
+    """Install the SLA on the running bridge and offer its clock as the `reply_clock` port."""
+    assert app.service is not None
+    runtime = install_sla(app.service, app.cfg)
+    if runtime is not None:
+        app.ports.reply_clock = runtime

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.adapters.matrix.client import MatrixBot
 from bridge.audit.export import export_pair
 from bridge.core.model import Invoke, SendMessage
 from bridge.outbox import enqueue_content, enqueue_message
 from bridge.provision import PairError
-from bridge.service import Service
 
 if TYPE_CHECKING:
-    from bridge.parts import Parts
+    from bridge.host import Host
 
 
-def install_desk_export(
-    service: Service, parts: Parts, bot: MatrixBot, clock: Callable[[], datetime]
-) -> None:
+async def install_export(app: Host) -> None:
+    """Answer the desk's `!export` (the "export" operation) with the transcript zip."""
+    assert app.service is not None and app.parts is not None and app.bot is not None
+    service, parts, bot, clock = app.service, app.parts, app.bot, app.service.clock
+
     async def export_to_desk(effect: Invoke) -> None:
         params = effect.params
         event_id = str(params["event_id"])
