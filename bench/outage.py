@@ -17,7 +17,6 @@ import os
 import secrets
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from nio import Event, RoomMessageNotice
@@ -25,10 +24,9 @@ from nio import Event, RoomMessageNotice
 from bench.baseline import temporary_homeserver
 from bench.table import Row
 from bridge.app import App
-from bridge.outbox import enqueue_content
 from bridge.store import outbox
 from dev.devhs import DevHomeserver
-from tests.support.bridge_app import bridge_config
+from tests.support.bridge_app import bridge_config, queue_notices
 from tests.support.faultproxy import FaultProxy
 from tests.support.nio_user import NioUser
 
@@ -45,21 +43,7 @@ async def _user(hs: DevHomeserver, prefix: str, workdir: Path) -> NioUser:
 
 
 async def _queue(app: App, room_id: str, tag: str) -> None:
-    assert app.parts is not None and app.outbox is not None
-    now = datetime.now(UTC)
-    async with app.parts.db.transaction() as tx:
-        for n in range(POSTS):
-            await enqueue_content(
-                tx,
-                app.parts.sealer,
-                room_id,
-                "m.room.message",
-                {"msgtype": "m.notice", "body": f"{tag} {n}"},
-                f"bench.{tag}.{n}",
-                "bench",
-                now,
-            )
-    app.outbox.kick()
+    await queue_notices(app, room_id, [f"{tag} {n}" for n in range(POSTS)], f"bench.{tag}")
 
 
 async def _drained(app: App, patient: NioUser, room_id: str, last_body: str | None) -> None:

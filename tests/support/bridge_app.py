@@ -10,6 +10,7 @@ from nio import Event, RoomMessageNotice, RoomMessageText
 
 from bridge.app import App
 from bridge.config import Config, minimal_config
+from bridge.outbox import enqueue_content
 from dev.devhs import DevHomeserver
 
 
@@ -44,6 +45,24 @@ def bridge_config_dict(
         else:
             base[key] = value
     return base
+
+
+async def queue_notices(app: App, room_id: str, bodies: list[str], txn_prefix: str) -> None:
+    """Queue notices in the outbox in one transaction, as a feature would, and kick it."""
+    assert app.parts is not None and app.service is not None and app.outbox is not None
+    async with app.parts.db.transaction() as tx:
+        for n, body in enumerate(bodies):
+            await enqueue_content(
+                tx,
+                app.parts.sealer,
+                room_id,
+                "m.room.message",
+                {"msgtype": "m.notice", "body": body},
+                f"{txn_prefix}.{n:04d}",
+                "test",
+                app.service.clock(),
+            )
+    app.outbox.kick()
 
 
 async def start_app(cfg: Config, **options: Any) -> App:
