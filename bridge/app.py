@@ -115,21 +115,55 @@ class DeviceMismatch(RuntimeError):
 
 
 @dataclass
-class App:
-    """The running bridge."""
+class Running:
+    """The built bridge that features are installed on: every part exists.
+
+    `App.start` builds it in one go before any feature is installed, so a feature (typed
+    against `bridge.host.Host`) never sees a part that is not there yet. What a feature
+    registers (listeners, workers, stop callbacks) is collected here for the App to run.
+    """
 
     cfg: Config
-    templates_dir: Path | None = None
-    parts: Parts | None = None
-    service: Service | None = None
-    bot: MatrixBot | None = None
-    outbox: OutboxWorker | None = None
-    scheduler: Scheduler | None = None
-    cross_signing: str = ""
-    #: The self-check of the bot's posts (its witness device), once installed.
+    templates_dir: Path | None
+    parts: Parts
+    service: Service
+    bot: MatrixBot
+    outbox: OutboxWorker
+    scheduler: Scheduler
+    ports: Ports
+    #: The self-check of the bot's posts (its witness device), once its feature installed it.
     selfcheck: SelfCheckFace | None = None
     #: The bot's bring-up on the homeserver (login, keys, cross-signing, sync), once started.
     matrix: BringUp | None = None
+    listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_listen(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` before the homeserver is needed (listeners that take work into the
+        database: SMTP, HTTP); a port that cannot be bound stops the start."""
+        self.listeners.append(start)
+
+    def on_start(self, start: Callable[[], Awaitable[None]]) -> None:
+        """Run `start` once the bot is up on the homeserver (a feature's workers)."""
+        self.starters.append(start)
+
+    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Run `stop` first when the bridge stops (in reverse order of registration)."""
+        self.stoppers.append(stop)
+
+
+@dataclass
+class App:
+    """The bridge: built from the config by `start`, run until `stop`.
+
+    Before `start` the parts below are None (the command line and tests read them after
+    it); features never see that state: they are installed on the `Running` bridge.
+    """
+
+    cfg: Config
+    templates_dir: Path | None = None
+    cross_signing: str = ""
     #: What the installed features offer each other (`bridge.ports`).
     ports: Ports = field(default_factory=Ports)
     #: Waits between bring-up attempts (tests may shorten them).
@@ -138,11 +172,37 @@ class App:
     undecryptable_grace: float = 60.0
     #: Feature installers to run (None: `default_features()`); tests may pick their own.
     features: list[Installer] | None = None
-    listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    starters: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    stoppers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    running: Running | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
     _bring_up: asyncio.Task[None] | None = None
+
+    @property
+    def parts(self) -> Parts | None:
+        return self.running.parts if self.running else None
+
+    @property
+    def service(self) -> Service | None:
+        return self.running.service if self.running else None
+
+    @property
+    def bot(self) -> MatrixBot | None:
+        return self.running.bot if self.running else None
+
+    @property
+    def outbox(self) -> OutboxWorker | None:
+        return self.running.outbox if self.running else None
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self.running.scheduler if self.running else None
+
+    @property
+    def selfcheck(self) -> SelfCheckFace | None:
+        return self.running.selfcheck if self.running else None
+
+    @property
+    def matrix(self) -> BringUp | None:
+        return self.running.matrix if self.running else None
 
     async def start(self) -> None:
         """Build every part and install the features; start what needs only the database;
@@ -168,10 +228,8 @@ class App:
         homeserver answers, otherwise started without Matrix, which keeps trying.
         """
         cfg = self.cfg
-        parts = self.parts = await open_parts(
-            cfg, templates_dir=self.templates_dir, defer_login=True
-        )
-        service = self.service = Service(
+        parts = await open_parts(cfg, templates_dir=self.templates_dir, defer_login=True)
+        service = Service(
             db=parts.db,
             rest=parts.rest,
             renderer=parts.renderer,
@@ -181,7 +239,7 @@ class App:
             clock=utcnow,
         )
         await service.refresh_rooms()
-        self.bot = MatrixBot(
+        bot = MatrixBot(
             homeserver_url=cfg.homeserver.url,
             creds=parts.creds,
             store_dir=cfg.crypto_store_dir,
@@ -189,16 +247,19 @@ class App:
             handler=service,
             undecryptable_grace=self.undecryptable_grace,
         )
-        self.outbox = OutboxWorker(parts.db, parts.sealer, self.bot, clock=utcnow)
-        service.outbox = self.outbox
-        self.scheduler = Scheduler(service.fire_timer)
-        service.scheduler = self.scheduler
-        await self._install_features()
-        self.scheduler.start()
-        await self.scheduler.rebuild(parts.db)
-        for listen in self.listeners:
+        outbox = OutboxWorker(parts.db, parts.sealer, bot, clock=utcnow)
+        service.outbox = outbox
+        scheduler = Scheduler(service.fire_timer)
+        service.scheduler = scheduler
+        running = self.running = Running(
+            cfg, self.templates_dir, parts, service, bot, outbox, scheduler, self.ports
+        )
+        await self._install_features(running)
+        scheduler.start()
+        await scheduler.rebuild(parts.db)
+        for listen in running.listeners:
             await listen()
-        self.matrix = BringUp(self._matrix_steps(), backoff=self.backoff)
+        running.matrix = BringUp(self._matrix_steps(running), backoff=self.backoff)
         self._bring_up = asyncio.create_task(self._run_bring_up(), name="matrix-bring-up")
         await self._first_round()
         log.info(
@@ -206,23 +267,22 @@ class App:
             extra={
                 "user_id": parts.creds.user_id,
                 "device_id": parts.creds.device_id,
-                "matrix": self.matrix.detail,
+                "matrix": running.matrix.detail,
             },
         )
 
-    async def _install_features(self) -> None:
+    async def _install_features(self, running: Running) -> None:
         installed: list[Installer] = []
         for install in self.features if self.features is not None else default_features():
             if install in installed:
                 continue  # listed twice (e.g. a test adding a default feature again)
             installed.append(install)
-            await install(self)
+            await install(running)
 
-    def _matrix_steps(self) -> list[Step]:
-        assert self.parts is not None and self.bot is not None
-        bot = self.bot
+    def _matrix_steps(self, running: Running) -> list[Step]:
+        bot = running.bot
         steps: list[Step] = []
-        if not self.parts.creds.logged_in:
+        if not running.parts.creds.logged_in:
             steps.append(("login", self._log_in))
         # Signing needs only the device keys, so it comes before the sync loop: from its first
         # round on, the device is one that Element's "exclude insecure devices" mode accepts.
@@ -236,25 +296,26 @@ class App:
 
     async def _log_in(self) -> None:
         """The first login, onto the device the bot was built with; the token fills in."""
-        assert self.parts is not None and self.bot is not None
-        creds = await log_in(self.cfg, self.parts.rest)
-        if (creds.user_id, creds.device_id) != (self.bot.user_id, self.bot.device_id):
+        assert self.running is not None
+        parts, bot = self.running.parts, self.running.bot
+        creds = await log_in(self.cfg, parts.rest)
+        if (creds.user_id, creds.device_id) != (bot.user_id, bot.device_id):
             raise DeviceMismatch(f"logged in as {creds.user_id} {creds.device_id}")
-        self.bot.client.access_token = creds.access_token
-        self.parts.creds = creds
+        bot.client.access_token = creds.access_token
+        parts.creds = creds
 
     async def _cross_sign(self) -> None:
-        assert self.parts is not None
-        parts = self.parts
+        assert self.running is not None
+        parts = self.running.parts
         self.cross_signing = await cross_sign_device(self.cfg, parts.db, parts.rest, parts.creds)
         log.info("cross-signing", extra={"state": self.cross_signing})
 
     async def _run_bring_up(self) -> None:
         """The bot on the homeserver, then everything that posts or downloads."""
-        assert self.matrix is not None and self.outbox is not None
-        await self.matrix.run()
-        self.outbox.start()
-        for start in self.starters:
+        assert self.running is not None and self.running.matrix is not None
+        await self.running.matrix.run()
+        self.running.outbox.start()
+        for start in self.running.starters:
             await start()
         log.info("matrix ready")
 
@@ -269,37 +330,22 @@ class App:
         if self._bring_up.done():
             self._bring_up.result()
 
-    def on_listen(self, start: Callable[[], Awaitable[None]]) -> None:
-        """Run `start` before the homeserver is needed (listeners that take work into the
-        database: SMTP, HTTP); a port that cannot be bound stops the start."""
-        self.listeners.append(start)
-
-    def on_start(self, start: Callable[[], Awaitable[None]]) -> None:
-        """Run `start` once the bot is up on the homeserver (a feature's workers)."""
-        self.starters.append(start)
-
-    def on_stop(self, stop: Callable[[], Awaitable[None]]) -> None:
-        """Run `stop` first when the bridge stops (in reverse order of registration)."""
-        self.stoppers.append(stop)
-
     async def stop(self) -> None:
         if self._bring_up is not None:
             self._bring_up.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._bring_up
-        for stop in reversed(self.stoppers):
-            try:
-                await stop()
-            except Exception as exc:
-                log.warning("feature stop failed", extra={"error": type(exc).__name__})
-        if self.scheduler:
-            self.scheduler.stop()
-        if self.outbox:
-            await self.outbox.stop()
-        if self.bot:
-            await self.bot.stop()
-        if self.parts:
-            await self.parts.close()
+        running = self.running
+        if running is not None:
+            for stop in reversed(running.stoppers):
+                try:
+                    await stop()
+                except Exception as exc:
+                    log.warning("feature stop failed", extra={"error": type(exc).__name__})
+            running.scheduler.stop()
+            await running.outbox.stop()
+            await running.bot.stop()
+            await running.parts.close()
         self._stopped.set()
         log.info("bridge stopped")
 

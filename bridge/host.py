@@ -26,17 +26,17 @@ from bridge.service import Service
 class Host(Protocol):
     """The running bridge as its features see it: built parts, registration of callbacks.
 
-    The optional parts exist once `App.start` has built them, before any feature is
-    installed; a feature asserts what it needs.
+    Every part exists when a feature is installed (`bridge.app.Running`); the self-check is
+    filled by its own feature, the bring-up once the bridge starts talking to Matrix.
     """
 
     cfg: Config
     templates_dir: Path | None
-    parts: Parts | None
-    service: Service | None
-    bot: MatrixBot | None
-    outbox: OutboxWorker | None
-    scheduler: Scheduler | None
+    parts: Parts
+    service: Service
+    bot: MatrixBot
+    outbox: OutboxWorker
+    scheduler: Scheduler
     selfcheck: SelfCheckFace | None
     matrix: BringUp | None
     #: What features offer each other (`bridge.ports`); each fills its own at install time.

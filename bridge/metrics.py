@@ -143,8 +143,6 @@ async def gather(app: Host, now: datetime, tally: AuditTally | None = None) -> S
         snap.decryption_failures = max(snap.decryption_failures, stats.decryption_failures)
         snap.undecryptable_waiting = stats.pending_undecryptable
         snap.key_share_failures = stats.key_share_failures
-    if app.parts is None:
-        return snap
     if app.selfcheck is not None:
         snap.witness = await app.selfcheck.figures()
     db = app.parts.db
