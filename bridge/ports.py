@@ -7,7 +7,6 @@ installed does not matter). A port is None while no installed feature provides i
 
 | port | provided by | used by |
 | --- | --- | --- |
-| `reply_clock` | SLA | e-mail (a relayed patient e-mail opens the clock) |
 | `meetings` | video | sessions (links of a video session) |
 | `invitations` | onboarding | the HTTP API |
 | `voice_uploads` | voice | the HTTP API |
@@ -20,8 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from bridge.core.model import Effect, Pair
-from bridge.store.base import Executor
+from bridge.core.model import Pair
 from bridge.store.invitations import InvitationRecord
 
 
@@ -32,23 +30,6 @@ class PortMissing(RuntimeError):
         super().__init__(f"{port} needs the {feature} feature, which is not installed")
         self.port = port
         self.feature = feature
-
-
-# ---------------------------------------------------------------- SLA
-
-
-class ReplyClock(Protocol):
-    """The SLA clock, for patient messages that reach the pair room by another channel."""
-
-    async def on_patient_email(
-        self, tx: Executor, pair: Pair, ref: str, now: datetime
-    ) -> list[Effect]:
-        """An e-mail from the patient was posted into the pair room; open a clock if due.
-
-        Runs inside the caller's transaction; `ref` is a stable id of the e-mail and `now`
-        its acceptance time. Returns the effects for the caller to apply.
-        """
-        ...
 
 
 # ---------------------------------------------------------------- video
@@ -171,8 +152,6 @@ class SelfCheckFace(Protocol):
 class Ports:
     """The ports of the running bridge; each is filled by the feature named beside it."""
 
-    #: SLA.
-    reply_clock: ReplyClock | None = None
     #: Video.
     meetings: MeetingLinker | None = None
     #: Onboarding.

@@ -1,9 +1,11 @@
 """The orchestrator: load state, ask the core, commit state + audit + outbox at once,
 then let the adapters act.
 
-The service is the only place where policy (the pure core) meets I/O. For every Matrix
-event: one transaction marks the event processed and writes every durable effect, so a
-crash replays either all of it or none of it.
+The service is the only place where policy (the pure core) meets I/O. Everything that
+comes in takes the same way: a Matrix event (`on_event`), a message of another channel
+such as e-mail (`on_inbound`), a timer (`fire_timer`). One transaction marks it taken (the
+processed event, the inbox row) and writes every durable effect, the pair hooks' included,
+so a crash replays either all of it or none of it.
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
 from bridge.core import desk_commands  # noqa: F401 - registers the desk commands
 from bridge.core.commands import DESK_ROOM, REGISTRY, CommandContext
+from bridge.core.inbound import InboundMessage, decide_inbound
 from bridge.core.intake import command_text, content_digest, kind_of, relates_to, role_of
 from bridge.core.model import (
     AppendAudit,
     CancelTimer,
     Effect,
     Invoke,
+    KeepMedia,
     Kind,
     Pair,
+    PostContent,
     Role,
     RoomAction,
     RoomEvent,
@@ -37,8 +42,7 @@ from bridge.core.model import (
     TimerFired,
 )
 from bridge.core.pairroom import decide_pair_event
-from bridge.outbox import OutboxWorker, enqueue_message
-from bridge.provision import AuditSink
+from bridge.outbox import OutboxWorker, enqueue_content, enqueue_message
 from bridge.store import pairs, pending, syncstate, therapists, timers
 from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
@@ -53,6 +57,16 @@ TimerHandler = Callable[[Executor, TimerFired, datetime], Awaitable[list[Effect]
 InvokeHandler = Callable[[Invoke], Awaitable[None]]
 #: Looks up facts a desk or pair command needs before the core decides.
 FactsProvider = Callable[[Executor, CommandContext], Awaitable[dict[str, Any]]]
+#: Marks a channel's message taken (its inbox row relayed) inside the transaction that
+#: writes what it causes; False when it was taken before (another pass or process).
+Claim = Callable[[Executor, datetime], Awaitable[bool]]
+
+
+class AuditWriter(Protocol):
+    """What the service needs from the audit log (`bridge.audit.log.AuditLog`)."""
+
+    async def append(self, tx: Executor, effect: AppendAudit, now: datetime) -> Any: ...
+    async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str: ...
 
 
 class TimerScheduler(Protocol):
@@ -111,7 +125,7 @@ class Service:
         rest: MatrixRest,
         renderer: Renderer,
         sealer: ContentSealer,
-        audit: AuditSink,
+        audit: AuditWriter,
         bot_user_id: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -344,6 +358,43 @@ class Service:
             facts.update(await provider(tx, ctx))
         return facts
 
+    # ------------------------------------------------------------ other channels
+
+    async def on_inbound(self, message: InboundMessage, claim: Claim) -> bool:
+        """A message of another channel (e-mail, ...): the way a pair-room event takes.
+
+        In one transaction: `claim` it, load its pair, let the core decide (post, audit,
+        the original's media), run the pair hooks on the member's message (the reply
+        clock), write it all; then act. False when it was claimed before, or its pair has
+        no room (the channel finds out why when it looks at the message again).
+        """
+        now = self.clock()
+        effects: list[Effect] = []
+        async with self.db.transaction() as tx:
+            record = await pairs.get(tx, message.pair_id)
+            if record is None or record.room_id is None:
+                return False
+            if not await claim(tx, now):
+                return False
+            pair = to_pair(record)
+            decision = decide_inbound(pair, message, now)
+            effects = decision.effects
+            for hook in self.pair_hooks:
+                effects += await hook(tx, pair, decision.event)
+            await self.apply_durable(tx, effects, now)
+        log.info(
+            "inbound message",
+            extra={
+                "pair_id": pair.pair_id,
+                "channel": message.channel,
+                "kind": message.kind.value,
+                "role": message.role.value,
+                "posts": sum(isinstance(e, PostContent) for e in effects),
+            },
+        )
+        await self.apply_after(effects)
+        return True
+
     # ------------------------------------------------------------ desk rooms
 
     async def _desk_event(self, therapist: str, ev: IncomingEvent) -> None:
@@ -432,6 +483,21 @@ class Service:
         for effect in effects:
             if isinstance(effect, SendMessage):
                 await enqueue_message(tx, self.renderer, self.sealer, effect, now)
+            elif isinstance(effect, PostContent):
+                await enqueue_content(
+                    tx,
+                    self.sealer,
+                    effect.room_id,
+                    effect.event_type,
+                    effect.content,
+                    effect.txn_id,
+                    effect.kind,
+                    now,
+                    pair_id=effect.pair_id,
+                    accepted_at=effect.accepted_at,
+                )
+            elif isinstance(effect, KeepMedia):
+                await self.audit.store_media(tx, effect.data, now)
             elif isinstance(effect, AppendAudit):
                 await self.audit.append(tx, effect, now)
             elif isinstance(effect, ScheduleTimer):
@@ -455,7 +521,9 @@ class Service:
                     "effect failed",
                     extra={"effect": type(effect).__name__, "error": type(exc).__name__},
                 )
-        if self.outbox is not None and any(isinstance(e, SendMessage) for e in effects):
+        if self.outbox is not None and any(
+            isinstance(e, SendMessage | PostContent) for e in effects
+        ):
             self.outbox.kick()
 
     async def _after(self, effect: Effect) -> None:

@@ -74,6 +74,9 @@ class Pair:
 
 # ---------------------------------------------------------------- events in
 
+#: The channel of what members write in the pair room itself.
+MATRIX = "matrix"
+
 
 @dataclass(frozen=True, slots=True)
 class RoomEvent:
@@ -94,6 +97,9 @@ class RoomEvent:
     relates_to: str | None = None
     membership: str | None = None
     state_key: str | None = None
+    #: Where it came from: the pair room itself (`MATRIX`) or another channel ("email"),
+    #: whose message the bot posted into the room on the sender's behalf.
+    channel: str = MATRIX
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,31 @@ class SendMessage:
     #: The member the notice is for (first contact): it waits until they have joined and
     #: have a device, so that device receives the post's room key.
     await_member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostContent:
+    """Post content that is ready as it is (a relayed message, an uploaded attachment)
+    through the outbox; SendMessage is for the bot's own texts, rendered from templates."""
+
+    room_id: str
+    content: dict[str, Any] = field(repr=False)
+    #: Stable transaction id, as for SendMessage.
+    txn_id: str
+    #: What the outbox row is, for metrics and logs ("email", "email_attachment", ...).
+    kind: str
+    pair_id: str | None = None
+    event_type: str = "m.room.message"
+    #: When the channel accepted the message this post relays: the room's posts leave in
+    #: that order, whatever order retries and restarts relay them in.
+    accepted_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepMedia:
+    """Keep bytes sealed in the audit media store; entries name them by their SHA-256."""
+
+    data: bytes = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,4 +217,14 @@ class Invoke:
     pair_id: str | None = None
 
 
-Effect = SendMessage | AppendAudit | ScheduleTimer | CancelTimer | SendEmail | RoomAction | Invoke
+Effect = (
+    SendMessage
+    | PostContent
+    | KeepMedia
+    | AppendAudit
+    | ScheduleTimer
+    | CancelTimer
+    | SendEmail
+    | RoomAction
+    | Invoke
+)

@@ -2,7 +2,8 @@
 
 `install_sla(service, cfg)` is called once after the Service is built (and before the
 scheduler re-arms stored timers); `install_sla_feature(app)` does it for the running
-bridge and offers the clock to other channels as the `reply_clock` port. Every decision
+bridge. Messages of other channels (e-mail) reach the pair hook as the member's own
+message, so they open a clock exactly as a message in the room does. Every decision
 is the core's (bridge.core.sla); this module loads the clock and the people involved,
 asks the core, and saves the clock in the caller's transaction, so the clock, its audit
 entries, timers and outbox rows commit together.
@@ -226,34 +227,6 @@ class SlaRuntime:
         await self._save(tx, clock, new)
         return effects
 
-    async def on_patient_email(
-        self, tx: Executor, pair: Pair, ref: str, now: datetime
-    ) -> list[Effect]:
-        """An e-mail from the patient was posted into the pair room: it opens a clock too.
-
-        The post is the bot's own message, which the pair hook ignores, so the e-mail
-        path calls this inside its own transaction; `ref` is a stable id of the e-mail.
-        """
-        if pair.status != PairStatus.ACTIVE:
-            return []
-        policy = self.policy(pair.policy)
-        clock = await clocks.get_open(tx, pair.pair_id)
-        away = await self._away(tx, policy, await therapists.get(tx, pair.therapist_id), now)
-        new, effects = on_patient_message(
-            clock,
-            pair,
-            policy,
-            self.calendar,
-            Kind.EMAIL,
-            ref,
-            now,
-            live_session=await live_session(tx, pair.pair_id, now),
-            consent_pending=await consent_pending(tx, pair.pair_id),
-            away=away,
-        )
-        await self._save(tx, clock, new)
-        return effects
-
     @staticmethod
     async def _save(tx: Executor, old: Clock | None, new: Clock | None) -> None:
         if new is not None and new is not old:
@@ -420,8 +393,6 @@ def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
 
 
 async def install_sla_feature(app: Host) -> None:
-    """Install the SLA on the running bridge and offer its clock as the `reply_clock` port."""
+    """Install the SLA on the running bridge."""
     assert app.service is not None
-    runtime = install_sla(app.service, app.cfg)
-    if runtime is not None:
-        app.ports.reply_clock = runtime
+    install_sla(app.service, app.cfg)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bridge.core.model import (
     CONVERSATIONAL_KINDS,
+    MATRIX,
     AppendAudit,
     Effect,
     Pair,
@@ -59,6 +60,10 @@ class UnreadNotice:
 
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
         if not self.enabled or ev.kind not in CONVERSATIONAL_KINDS:
+            return []
+        if ev.channel != MATRIX:
+            # Only what happens in the room tells whether it was read: a patient's e-mail
+            # says nothing about the therapist's reply waiting there.
             return []
         if ev.role is Role.PATIENT:
             # Writing in the room means the patient has seen it.

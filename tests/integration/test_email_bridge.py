@@ -38,6 +38,7 @@ from nio import (
 )
 from nio.crypto.attachments import decrypt_attachment
 
+from bridge.adapters.matrix.rest import MatrixRest
 from bridge.adapters.render import Renderer
 from bridge.app import App, default_features, make_sealer, utcnow
 from bridge.audit.log import AuditLog
@@ -46,6 +47,7 @@ from bridge.email import inbox
 from bridge.email.authcheck import StaticResolver
 from bridge.features.email import EmailFeature, attach_email, build_email, install_email
 from bridge.features.email.relay import attachment_txn_id
+from bridge.service import Service
 from bridge.store import clocks, open_database
 from tests.integration.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
@@ -506,15 +508,27 @@ async def test_mail_accepted_while_homeserver_is_down_arrives_once(
     db = await open_database(cfg.database_url)
     sealer = make_sealer(cfg)
     audit = AuditLog(db, sealer, cfg.audit.signing_key.get_secret_value())
-    uploader = UnreachableHomeserver(f"http://127.0.0.1:{free_port()}")
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    uploader = UnreachableHomeserver(unreachable)
+    renderer = Renderer()
+    service = Service(
+        db=db,
+        rest=MatrixRest(unreachable, None),
+        renderer=renderer,
+        sealer=sealer,
+        audit=audit,
+        bot_user_id=cfg.bot.user_id,
+        clock=utcnow,
+    )
     down = build_email(
         cfg,
         db=db,
         sealer=sealer,
         audit=audit,
-        template_env=Renderer().env,
+        template_env=renderer.env,
         uploader=uploader,
         clock=utcnow,
+        pipeline=service,
         port=0,
     )
     await down.start()

@@ -25,10 +25,12 @@ from bridge.adapters.render import Renderer
 from bridge.app import App
 from bridge.audit.log import AuditLog
 from bridge.config import Config, minimal_config
+from bridge.core.inbound import InboundMessage
+from bridge.core.model import Kind, Role
 from bridge.core.sla import ClockState, Step
 from bridge.features.sla import SlaRuntime, install_sla
 from bridge.sealing import Sealer
-from bridge.service import Service, to_pair
+from bridge.service import Service
 from bridge.store import (
     Database,
     clocks,
@@ -39,7 +41,7 @@ from bridge.store import (
     therapists,
     timers,
 )
-from bridge.store.base import to_ms
+from bridge.store.base import Executor, to_ms
 from bridge.store.pairs import PairStatus
 from tests.support.bridge_app import bridge_config, notice_containing, text_from
 
@@ -371,14 +373,32 @@ async def test_due_away_with_and_without_cover_and_back(db: Database) -> None:
 
 async def test_patient_email_opens_a_clock(db: Database) -> None:
     rig = await make_rig(db, service_config())
-    record = await pairs.get(db, rig.pair_id)
-    assert record is not None
-    async with db.transaction() as tx:
-        effects = await rig.runtime.on_patient_email(tx, to_pair(record), "mail:1", START)
-        await rig.service.apply_durable(tx, effects, START)
+    mail = InboundMessage(
+        channel="email",
+        pair_id=rig.pair_id,
+        role=Role.PATIENT,
+        origin_ts=START,
+        content_sha256="ab" * 32,
+        kind=Kind.EMAIL,
+        txn_id="mail:1",
+        post={"msgtype": "m.text", "body": "E-mail from the patient"},
+    )
+    claims: list[str] = []
+
+    async def claim(tx: Executor, now: datetime) -> bool:
+        claims.append(now.isoformat())
+        return len(claims) == 1
+
+    # The same way as a message in the room: through the service and its pair hooks.
+    assert await rig.service.on_inbound(mail, claim)
     clock = await clocks.get_open(db, rig.pair_id)
     assert clock is not None and clock.first_kind == "email" and clock.first_event_id == "mail:1"
     assert await timers.get(db, clock.timer_id(Step.DUE)) is not None
+    assert [r["actor"] for r in await rig.audit("sla.opened")] == [PATIENT]
+    assert [r["actor"] for r in await rig.audit("relay.email")] == [PATIENT]
+    # Claimed before (another pass relayed it): nothing is written twice.
+    assert not await rig.service.on_inbound(mail, claim)
+    assert len(await rig.audit("relay.email")) == 1
 
 
 async def test_clock_of_a_closed_pair_is_cancelled_not_reminded(db: Database) -> None:

@@ -3,8 +3,10 @@
 `install_email(app)` does nothing unless `smtp.enabled`. Otherwise the listener takes
 mail for the pairs' addresses from the start, homeserver or not; a message is sealed and
 committed in the inbox before the sender gets `250` (`451 4.3.0` when the commit
-fails), and the relay worker posts it into the pair room through the outbox. Refused
-messages of a known pair are audited as "email.rejected" with their reason code only.
+fails), and the relay worker hands it to the service as an inbound message, which posts it
+into the pair room through the outbox and lets the pair hooks (the reply clock) see the
+patient's message. Refused messages of a known pair are audited as "email.rejected" with
+their reason code only.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from bridge.adapters.smtp import InboundHandler, SmtpListener, SmtpSettings
 from bridge.adapters.voice import VoiceLimits
-from bridge.core.model import AppendAudit, Effect, Pair
+from bridge.core import inbound as core
 from bridge.email.authcheck import Resolver
 from bridge.email.inbox import make_inbox_accept, make_pair_routing
-from bridge.features.email.relay import EffectSink, EmailRelay, PatientEmailHook, Uploader
+from bridge.features.email.inbound import CHANNEL
+from bridge.features.email.relay import ACTOR, EmailRelay, InboundPipeline, Uploader
 from bridge.sealing import Sealer
-from bridge.store.base import Database, Executor, to_ms
+from bridge.store.base import Database, to_ms
 
 if TYPE_CHECKING:
     from bridge.audit.log import AuditLog
@@ -39,7 +42,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REJECTED_ACTION = "email.rejected"
+REJECTED_ACTION = f"{CHANNEL}.rejected"
+#: The refusal that a later delivery may get past (the sender's DNS did not answer).
+TEMPORARY_REFUSALS = frozenset({"dns_temperror"})
 #: Longest audio attachment turned into a voice message; longer audio is posted as a file.
 VOICE_MAX_SECONDS = 15 * 60
 
@@ -92,25 +97,16 @@ async def attach_email(
     """
     if not app.cfg.smtp.enabled:
         return None
-    service, parts, bot, outbox = app.service, app.parts, app.bot, app.outbox
-    assert service is not None and parts is not None and bot is not None and outbox is not None
-
-    async def patient_email(tx: Executor, pair: Pair, ref: str, now: datetime) -> list[Effect]:
-        # Looked up per e-mail, so the order in which features are installed does not matter.
-        clock = app.ports.reply_clock
-        return [] if clock is None else await clock.on_patient_email(tx, pair, ref, now)
-
+    service, parts = app.service, app.parts
     feature = build_email(
         app.cfg,
         db=parts.db,
         sealer=parts.sealer,
         audit=parts.audit,
         template_env=parts.renderer.env,
-        uploader=bot,
+        uploader=app.bot,
         clock=service.clock,
-        effects=service,
-        patient_email=patient_email,
-        on_queued=outbox.kick,
+        pipeline=service,
         port=port,
         resolver=resolver,
         run_relay=run_relay,
@@ -131,14 +127,16 @@ def build_email(
     template_env: Any,
     uploader: Uploader,
     clock: Callable[[], datetime],
-    effects: EffectSink | None = None,
-    patient_email: PatientEmailHook | None = None,
-    on_queued: Callable[[], None] | None = None,
+    pipeline: InboundPipeline | None = None,
     port: int | None = None,
     resolver: Resolver | None = None,
     run_relay: bool = True,
 ) -> EmailFeature:
-    """The listener and relay from their parts, not started (see `attach_email`)."""
+    """The listener and relay from their parts, not started (see `attach_email`).
+
+    `pipeline` (the Service) takes each relayed e-mail; it is needed unless `run_relay`
+    is False.
+    """
     domain = cfg.smtp.inbound_domain
     if domain is None:
         raise ValueError("smtp.inbound_domain is required for inbound e-mail")
@@ -148,20 +146,20 @@ def build_email(
 
     relay: EmailRelay | None = None
     if run_relay:
+        if pipeline is None:
+            raise ValueError("relaying e-mail needs the service's pipeline")
         relay = EmailRelay(
             db=db,
             sealer=sealer,
             audit=audit,
             template_env=template_env,
             uploader=uploader,
+            pipeline=pipeline,
             clock=clock,
             inbound_domain=domain,
             voice_limits=VoiceLimits(
                 max_input_bytes=cfg.smtp.max_message_bytes, max_seconds=VOICE_MAX_SECONDS
             ),
-            effects=effects,
-            patient_email=patient_email,
-            on_queued=on_queued,
         )
 
     async def stored(pair_id: str, email_id: str, duplicate: bool) -> None:
@@ -170,18 +168,11 @@ def build_email(
 
     async def rejected(pair_id: str, reason: str, digest: str) -> None:
         now = clock()
+        entry = core.rejected(
+            CHANNEL, pair_id, ACTOR, reason, digest, temporary=reason in TEMPORARY_REFUSALS
+        )
         async with db.transaction() as tx:
-            await audit.append(
-                tx,
-                AppendAudit(
-                    pair_id=pair_id,
-                    action=REJECTED_ACTION,
-                    actor="smtp",
-                    details={"reason": reason, "digest": digest},
-                    outcome="deferred" if reason == "dns_temperror" else "refused",
-                ),
-                now,
-            )
+            await audit.append(tx, entry, now)
 
     resolve_recipient, allowed_senders = make_pair_routing(db, domain)
     handler = InboundHandler(

@@ -1,12 +1,14 @@
 """The relay worker: accepted e-mails from the durable inbox into the pair room, exactly once.
 
 For each pending e-mail: convert it, upload its attachments encrypted (audio becomes a
-voice message when it converts), then in ONE transaction queue the post and the
-attachments in the outbox under txn ids derived from the inbox's `relay_txn_id`, mark
-the e-mail relayed, append the "relay.email" audit entry (the full original sealed as
-its content) and let the SLA clock see a patient message. A crash before the commit
-relays it again from scratch (at worst an orphaned upload); a crash after it finds the
-e-mail relayed, and the outbox's txn ids keep the homeserver from posting twice.
+voice message when it converts), and hand the service ONE inbound message
+(`bridge.features.email.inbound`). The service takes it the way a pair-room event takes:
+in one transaction it marks the e-mail relayed, queues the post and the attachments in the
+outbox under txn ids derived from the inbox's `relay_txn_id`, appends the "relay.email"
+audit entry (the full original sealed as its content) and runs the pair hooks, which open
+the reply clock on the patient's message. A crash before the commit relays it again from
+scratch (at worst an orphaned upload); a crash after it finds the e-mail relayed, and the
+outbox's txn ids keep the homeserver from posting twice.
 
 Uploads need the homeserver; while it is down the e-mail waits with a growing backoff.
 """
@@ -16,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,40 +28,38 @@ from bridge.adapters.voice import (
     convert_to_voice_async,
     voice_message_content,
 )
-from bridge.core.audit import message_content
-from bridge.core.model import AppendAudit, Effect, Pair
+from bridge.core import inbound as core
+from bridge.core.inbound import InboundAttachment, InboundMessage, Media, attachment_txn_id
+from bridge.core.model import AppendAudit
 from bridge.email import inbox
 from bridge.email.convert import (
-    ConvertedEmail,
     ConvertLimits,
     EmailAttachment,
     convert_email,
     email_post_content,
 )
 from bridge.email.parse import MalformedEmail
-from bridge.outbox import BACKOFF, enqueue_content
+from bridge.features.email.inbound import CHANNEL, inbound_message
+from bridge.outbox import BACKOFF
 from bridge.sealing import Sealer, SealError
-from bridge.service import to_pair
 from bridge.store import pairs
-from bridge.store.base import Database, Executor, from_ms, to_ms
+from bridge.store.base import Database, Executor, to_ms
 from bridge.store.pairs import PairStatus
 
 __all__ = [
+    "ACTOR",
     "BACKOFF",
-    "EffectSink",
+    "AuditAppend",
     "EmailRelay",
-    "MediaAudit",
-    "PatientEmailHook",
+    "InboundPipeline",
     "Uploader",
     "attachment_txn_id",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Seconds between attempts of an e-mail whose uploads failed; the last value repeats.
-#: Audit action of a relayed e-mail and of one that can never be relayed.
-RELAYED_ACTION = "relay.email"
-FAILED_ACTION = "email.relay_failed"
+#: Who the e-mail channel's own audit entries are from (refusals, relays given up).
+ACTOR = "smtp"
 
 
 class Uploader(Protocol):
@@ -71,46 +70,22 @@ class Uploader(Protocol):
         ...
 
 
-class MediaAudit(Protocol):
-    """The audit log (`bridge.audit.log.AuditLog`): entries plus sealed media."""
+class AuditAppend(Protocol):
+    """The audit log (`bridge.audit.log.AuditLog`), for an e-mail that is given up."""
 
     async def append(self, tx: Executor, effect: AppendAudit, now: datetime) -> Any:
         """Append one entry in the caller's transaction."""
         ...
 
-    async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str:
-        """Keep bytes sealed; return their hex SHA-256."""
+
+class InboundPipeline(Protocol):
+    """The one pipeline (`bridge.service.Service.on_inbound`)."""
+
+    async def on_inbound(
+        self, message: InboundMessage, claim: Callable[[Executor, datetime], Awaitable[bool]]
+    ) -> bool:
+        """Claim, decide and commit the message in one transaction, then act on it."""
         ...
-
-
-class EffectSink(Protocol):
-    """Writes effects in a transaction and acts on them after it (the `Service`)."""
-
-    async def apply_durable(self, tx: Executor, effects: list[Effect], now: datetime) -> None:
-        """Write durable effects inside `tx`."""
-        ...
-
-    async def apply_after(self, effects: list[Effect]) -> None:
-        """Act on effects once committed."""
-        ...
-
-
-#: The SLA clock's view of a relayed patient e-mail (`bridge.ports.ReplyClock.on_patient_email`).
-PatientEmailHook = Callable[[Executor, Pair, str, datetime], Awaitable[list[Effect]]]
-
-
-def attachment_txn_id(relay_txn: str, index: int) -> str:
-    """The outbox txn id of the `index`-th attachment; sorts after the post's own."""
-    return f"{relay_txn}.a{index:02d}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Upload:
-    """One attachment as it will be posted, and what the audit keeps of it."""
-
-    content: dict[str, Any]
-    attachment: EmailAttachment
-    voice: bool
 
 
 class _Permanent(Exception):
@@ -129,16 +104,14 @@ class EmailRelay:
         *,
         db: Database,
         sealer: Sealer,
-        audit: MediaAudit,
+        audit: AuditAppend,
         template_env: Any,
         uploader: Uploader,
+        pipeline: InboundPipeline,
         clock: Callable[[], datetime],
         inbound_domain: str,
         voice_limits: VoiceLimits,
         convert_limits: ConvertLimits | None = None,
-        effects: EffectSink | None = None,
-        patient_email: PatientEmailHook | None = None,
-        on_queued: Callable[[], None] | None = None,
         poll_seconds: float = 30.0,
     ) -> None:
         self.db = db
@@ -146,13 +119,11 @@ class EmailRelay:
         self.audit = audit
         self.template_env = template_env
         self.uploader = uploader
+        self.pipeline = pipeline
         self.clock = clock
         self.inbound_domain = inbound_domain
         self.voice_limits = voice_limits
         self.convert_limits = convert_limits or ConvertLimits()
-        self.effects = effects
-        self.patient_email = patient_email
-        self.on_queued = on_queued
         self.poll_seconds = poll_seconds
         self.relayed = 0
         self.failed = 0
@@ -240,16 +211,40 @@ class EmailRelay:
         except _Permanent as failure:
             await self._give_up(item, failure.reason)
             return False
-        pair = to_pair(record)
         address = f"pair-{record.email_token}@{self.inbound_domain}"
-        uploads = [await self._upload(att) for att in converted.attachments]
-        queued = await self._commit(item, pair, address, raw, converted, uploads)
+        attachments = [await self._upload(att) for att in converted.attachments]
+        # The post answers the relayed e-mail this one replies to, once that one is posted.
+        target = await inbox.reply_target(
+            self.db, item.pair_id, converted.in_reply_to, converted.references
+        )
+        post = email_post_content(converted, self.template_env, reply_to_event_id=target)
+        message = inbound_message(item, address, raw, converted, post, attachments)
+
+        async def claim(tx: Executor, now: datetime) -> bool:
+            return await inbox.mark_relayed(tx, item.id, message.txn_id, to_ms(now))
+
+        queued = await self.pipeline.on_inbound(message, claim)
         self._attempts.pop(item.id, None)
         self._not_before.pop(item.id, None)
+        if queued:
+            self.relayed += 1
+            log.info(
+                "e-mail relayed",
+                extra={
+                    "pair_id": item.pair_id,
+                    "email_id": item.id,
+                    "attachments": len(attachments),
+                    "voice": sum(a.voice for a in attachments),
+                    "reply": target is not None,
+                },
+            )
         return queued
 
-    async def _upload(self, attachment: EmailAttachment) -> _Upload:
-        """Upload one attachment encrypted; audio goes up as a voice message if it converts."""
+    async def _upload(self, attachment: EmailAttachment) -> InboundAttachment:
+        """Upload one attachment encrypted; audio goes up as a voice message if it converts.
+
+        The audit keeps the attachment as it came, whatever it is posted as."""
+        kept = Media(attachment.filename, attachment.mimetype, attachment.data)
         if attachment.is_voice_candidate:
             try:
                 clip = await convert_to_voice_async(
@@ -262,7 +257,7 @@ class EmailRelay:
                     clip.ogg, "audio/ogg", "Voice message.ogg"
                 )
                 content = voice_message_content(clip, file_info=file_obj, url=file_obj["url"])
-                return _Upload(content, attachment, voice=True)
+                return InboundAttachment(kept, content, voice=True)
         file_obj = await self.uploader.upload_encrypted(
             attachment.data, attachment.mimetype, attachment.filename
         )
@@ -274,135 +269,14 @@ class EmailRelay:
             "info": {"mimetype": attachment.mimetype, "size": len(attachment.data)},
             "file": file_obj,
         }
-        return _Upload(content, attachment, voice=False)
-
-    async def _commit(
-        self,
-        item: inbox.InboundEmail,
-        pair: Pair,
-        address: str,
-        raw: bytes,
-        converted: ConvertedEmail,
-        uploads: Sequence[_Upload],
-    ) -> bool:
-        now = self.clock()
-        txn = inbox.relay_txn_id(item.id)
-        effects: list[Effect] = []
-        async with self.db.transaction() as tx:
-            if not await inbox.mark_relayed(tx, item.id, txn, to_ms(now)):
-                return False  # relayed by another pass or process meanwhile
-            target = await inbox.reply_target(
-                tx, pair.pair_id, converted.in_reply_to, converted.references
-            )
-            post = email_post_content(converted, self.template_env, reply_to_event_id=target)
-            # The room's posts leave in the order the e-mails were accepted, whatever
-            # order retries and restarts relay them in.
-            accepted = from_ms(item.received_at)
-            await enqueue_content(
-                tx, self.sealer, pair.room_id, "m.room.message", post, txn, "email", now,
-                pair_id=pair.pair_id, accepted_at=accepted,
-            )  # fmt: skip
-            for index, upload in enumerate(uploads, start=1):
-                await enqueue_content(
-                    tx, self.sealer, pair.room_id, "m.room.message", upload.content,
-                    attachment_txn_id(txn, index), "email_attachment", now, pair_id=pair.pair_id,
-                    accepted_at=accepted,
-                )  # fmt: skip
-            await self.audit.append(
-                tx,
-                await self._audit_entry(
-                    tx, item, pair, address, raw, converted, post, uploads, now
-                ),
-                now,
-            )
-            if self.patient_email is not None and self.effects is not None:
-                effects = await self.patient_email(tx, pair, txn, now)
-                await self.effects.apply_durable(tx, effects, now)
-        self.relayed += 1
-        log.info(
-            "e-mail relayed",
-            extra={
-                "pair_id": pair.pair_id,
-                "email_id": item.id,
-                "attachments": len(uploads),
-                "voice": sum(u.voice for u in uploads),
-                "reply": target is not None,
-            },
-        )
-        if self.effects is not None and effects:
-            await self.effects.apply_after(effects)
-        if self.on_queued is not None:
-            self.on_queued()
-        return True
-
-    async def _audit_entry(
-        self,
-        tx: Executor,
-        item: inbox.InboundEmail,
-        pair: Pair,
-        address: str,
-        raw: bytes,
-        converted: ConvertedEmail,
-        post: dict[str, Any],
-        uploads: Sequence[_Upload],
-        now: datetime,
-    ) -> AppendAudit:
-        """The "relay.email" entry; its sealed content keeps the complete original."""
-        attachments: list[dict[str, Any]] = []
-        for upload in uploads:
-            att = upload.attachment
-            attachments.append(
-                {
-                    "filename": att.filename,
-                    "mimetype": att.mimetype,
-                    "size": len(att.data),
-                    "media_ref": await self.audit.store_media(tx, att.data, now),
-                    "voice": upload.voice,
-                }
-            )
-        content = message_content(
-            "email",
-            str(post.get("body", "")),
-            formatted_body=post.get("formatted_body"),
-            filename="original.eml",
-            mimetype="message/rfc822",
-            media_ref=await self.audit.store_media(tx, raw, now),
-            subject=converted.subject,
-            attachments=attachments,
-            message_id=item.message_id,
-            **{"from": converted.from_address, "to": address},
-        )
-        return AppendAudit(
-            pair_id=pair.pair_id,
-            action=RELAYED_ACTION,
-            actor=pair.patient_id,
-            details={
-                "role": "patient",
-                "kind": "email",
-                "email_id": item.id,
-                "txn_id": inbox.relay_txn_id(item.id),
-                "auth": item.auth_method,
-                "attachments": len(uploads),
-                "dropped_attachments": converted.dropped_attachments,
-            },
-            content=content,
-        )
+        return InboundAttachment(kept, content)
 
     async def _give_up(self, item: inbox.InboundEmail, reason: str) -> None:
         now = self.clock()
         async with self.db.transaction() as tx:
             if not await inbox.mark_failed(tx, item.id, reason):
                 return
-            await self.audit.append(
-                tx,
-                AppendAudit(
-                    pair_id=item.pair_id,
-                    action=FAILED_ACTION,
-                    actor="smtp",
-                    details={"email_id": item.id, "reason": reason},
-                    outcome="failed",
-                ),
-                now,
-            )
+            entry = core.relay_failed(CHANNEL, item.pair_id, ACTOR, {"email_id": item.id}, reason)
+            await self.audit.append(tx, entry, now)
         self.failed += 1
         log.warning("e-mail not relayed", extra={"email_id": item.id, "reason": reason})
