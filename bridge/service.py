@@ -42,6 +42,7 @@ from bridge.core.model import (
     TimerFired,
 )
 from bridge.core.pairroom import decide_pair_event
+from bridge.core.rooms import decide_desk_membership, invite_refused
 from bridge.outbox import OutboxWorker, enqueue_content, enqueue_message
 from bridge.store import pairs, pending, syncstate, therapists, timers
 from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
@@ -252,13 +253,7 @@ class Service:
             return
         self.counters.invites_refused += 1
         async with self.db.transaction() as tx:
-            await self.audit.append(
-                tx,
-                AppendAudit(
-                    None, "policy.invite_refused", inviter or "unknown", {"room_id": room_id}
-                ),
-                self.clock(),
-            )
+            await self.audit.append(tx, invite_refused(room_id, inviter), self.clock())
         log.info("invite refused", extra={"room_id": room_id})
 
     async def on_receipt(self, room_id: str, user_id: str, event_id: str, ts: int) -> None:
@@ -407,23 +402,15 @@ class Service:
             if not await syncstate.mark_processed(tx, ev.event_id, ev.room_id, to_ms(now)):
                 return
             if kind is Kind.MEMBERSHIP:
-                target = ev.state_key or ""
-                membership = str(ev.content.get("membership", ""))
-                if target not in (therapist, self.bot_user_id) and membership in (
-                    "join",
-                    "invite",
-                    "knock",
-                ):
-                    effects.append(RoomAction(ev.room_id, "kick", target, "private desk room"))
-                    effects.append(
-                        AppendAudit(
-                            None,
-                            "policy.outsider_removed",
-                            ev.sender,
-                            {"user": target, "room": "desk"},
-                            event_id=ev.event_id,
-                        )
-                    )
+                effects += decide_desk_membership(
+                    ev.room_id,
+                    therapist,
+                    self.bot_user_id,
+                    sender=ev.sender,
+                    target=ev.state_key or "",
+                    membership=str(ev.content.get("membership", "")),
+                    event_id=ev.event_id,
+                )
             elif ev.sender == therapist:
                 text = command_text(kind, ev.content)
                 if text:

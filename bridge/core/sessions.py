@@ -202,6 +202,59 @@ def describe(session: SessionView, tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
+def scheduled_entry(
+    pair_id: str,
+    session_id: str,
+    kind: str,
+    starts_at_ms: int,
+    ends_at_ms: int,
+    actor: str,
+    event_id: str | None = None,
+) -> AppendAudit:
+    """The entry of a scheduled session (times in ms, as stored); `event_id` is the
+    `!session` command's, None when the command line added it."""
+    return AppendAudit(
+        pair_id,
+        "session.scheduled",
+        actor,
+        {
+            "session_id": session_id,
+            "kind": kind,
+            "starts_at": starts_at_ms,
+            "ends_at": ends_at_ms,
+        },
+        event_id=event_id,
+    )
+
+
+def on_cancelled(
+    session: SessionView,
+    pair_id: str,
+    room_id: str,
+    requested_by: str,
+    event_id: str,
+    tz: ZoneInfo,
+) -> list[Effect]:
+    """A session was cancelled by `!session cancel`: its timers go, the room is told."""
+    return [
+        *cancel_timers(session.session_id),
+        AppendAudit(
+            pair_id,
+            "session.cancelled",
+            requested_by,
+            {"session_id": session.session_id},
+            event_id=event_id,
+        ),
+        SendMessage(
+            room_id,
+            "session_cancelled",
+            describe(session, tz),
+            txn_id=f"session.cancelled.{event_id}",
+            pair_id=pair_id,
+        ),
+    ]
+
+
 def on_step(
     step: str,
     session: SessionView,

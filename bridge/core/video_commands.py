@@ -2,13 +2,16 @@
 
 What the handlers need from outside comes in `ctx.facts` (see `FACT_*`); starting or
 ending a call draws a meeting name, signs tokens and changes room state, so the handlers
-answer with an `Invoke` the service runs after the command's transaction.
+answer with an `Invoke` the service runs after the command's transaction. `call_started`
+and `call_ended` say what the call's start and end record and post.
 """
 
 from __future__ import annotations
 
+import json
+
 from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext, reply
-from bridge.core.model import Effect, Invoke, Role
+from bridge.core.model import AppendAudit, Effect, Invoke, Pair, Role, SendMessage
 
 #: Pair room: True when the practice has a Jitsi server configured.
 FACT_VIDEO_ON = "video_on"
@@ -39,3 +42,37 @@ def video_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
             return [reply(ctx, "video_none")]
         return [Invoke(END_OPERATION, ctx.room_id, params, pair_id=ctx.pair.pair_id)]
     return [reply(ctx, "video_usage")]
+
+
+def call_started(
+    pair_id: str, requested_by: str, role: str, meeting: str, *, personal_links: bool, event_id: str
+) -> AppendAudit:
+    """The entry of a call that started; its sealed content names the meeting."""
+    return AppendAudit(
+        pair_id,
+        "video.started",
+        requested_by,
+        {"role": role, "personal_links": personal_links},
+        event_id=event_id,
+        content=json.dumps({"meeting": meeting}).encode(),
+    )
+
+
+def call_ended(pair: Pair, requested_by: str, role: str, event_id: str) -> list[Effect]:
+    """`!video end` took effect: audit it and say so in the room."""
+    return [
+        AppendAudit(
+            pair.pair_id,
+            "video.ended",
+            requested_by,
+            {"role": role},
+            event_id=event_id,
+        ),
+        SendMessage(
+            pair.room_id,
+            "video_ended",
+            {"ended_by": requested_by},
+            txn_id=f"video.end.{event_id}",
+            pair_id=pair.pair_id,
+        ),
+    ]

@@ -33,7 +33,7 @@ from bridge.adapters.matrix.crosssign import shared_keys
 from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
 from bridge.adapters.matrix.witness import Reading, WitnessDevice
 from bridge.audit.log import AuditLog
-from bridge.core.model import AppendAudit
+from bridge.core import selfcheck as core
 from bridge.ports import SelfCheckFigures
 from bridge.store import outbox as outbox_store
 from bridge.store import witness as checks
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
     from bridge.host import Host
 
 log = logging.getLogger(__name__)
-
-ACTOR = "confidant:selfcheck"
 
 #: A check the witness could not look at for this long (it was down) ends unchecked.
 GIVE_UP_AFTER = timedelta(hours=1)
@@ -267,17 +265,11 @@ class SelfCheck:
                 done = await checks.mark_readable(tx, check.txn_id, to_ms(now))
                 original = await checks.original_of(tx, check.txn_id) if done else None
                 if original is not None:
-                    await self.audit.append(
-                        tx,
-                        AppendAudit(
-                            await _pair_of(tx, check.txn_id),
-                            "post.repaired",
-                            ACTOR,
-                            {"original_event_id": original.event_id, "txn_id": check.txn_id},
-                            event_id=check.event_id,
-                        ),
-                        now,
+                    pair_id = await _pair_of(tx, check.txn_id)
+                    entry = core.post_repaired(
+                        pair_id, original.event_id, check.txn_id, check.event_id
                     )
+                    await self.audit.append(tx, entry, now)
             else:
                 done = await checks.mark_unchecked(tx, check.txn_id, to_ms(now))
         self._forget(check)
@@ -291,21 +283,14 @@ class SelfCheck:
         async with self.db.transaction() as tx:
             repost = await checks.repost(tx, check.txn_id, to_ms(now), self.sealer)
             if repost is not None:
-                details: dict[str, Any] = {"room_id": check.room_id, "txn_id": check.txn_id}
-                if repost.txn_id is not None:
-                    details["repost_txn_id"] = repost.txn_id
-                await self.audit.append(
-                    tx,
-                    AppendAudit(
-                        repost.pair_id,
-                        "post.unreadable",
-                        ACTOR,
-                        details,
-                        event_id=check.event_id,
-                        outcome="reposted" if repost.txn_id else "not_repaired",
-                    ),
-                    now,
+                entry = core.post_unreadable(
+                    repost.pair_id,
+                    check.room_id,
+                    check.txn_id,
+                    repost_txn_id=repost.txn_id,
+                    event_id=check.event_id,
                 )
+                await self.audit.append(tx, entry, now)
         self._forget(check)
         if repost is None:
             return

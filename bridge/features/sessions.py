@@ -54,17 +54,14 @@ def view(record: SessionRecord) -> core.SessionView:
 
 
 def scheduled_audit(record: SessionRecord, actor: str, event_id: str | None) -> AppendAudit:
-    return AppendAudit(
+    return core.scheduled_entry(
         record.pair_id,
-        "session.scheduled",
+        record.session_id,
+        record.kind,
+        record.starts_at,
+        record.ends_at,
         actor,
-        {
-            "session_id": record.session_id,
-            "kind": record.kind,
-            "starts_at": record.starts_at,
-            "ends_at": record.ends_at,
-        },
-        event_id=event_id,
+        event_id,
     )
 
 
@@ -171,23 +168,14 @@ class SessionsFeature:
                 return
             if not await sessions.cancel(tx, session_id, to_ms(now)):
                 return
-            effects = [
-                *core.cancel_timers(session_id),
-                AppendAudit(
-                    record.pair_id,
-                    "session.cancelled",
-                    str(params["requested_by"]),
-                    {"session_id": session_id},
-                    event_id=str(params["event_id"]),
-                ),
-                SendMessage(
-                    effect.room_id,
-                    "session_cancelled",
-                    core.describe(view(record), self.tz),
-                    txn_id=f"session.cancelled.{params['event_id']}",
-                    pair_id=record.pair_id,
-                ),
-            ]
+            effects = core.on_cancelled(
+                view(record),
+                record.pair_id,
+                effect.room_id,
+                str(params["requested_by"]),
+                str(params["event_id"]),
+                self.tz,
+            )
             await self.service.apply_durable(tx, effects, now)
         await self.service.apply_after(effects)
 

@@ -12,16 +12,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bridge.core import unread as core
 from bridge.core.model import (
     CONVERSATIONAL_KINDS,
     MATRIX,
-    AppendAudit,
     Effect,
     Pair,
     Role,
     RoomEvent,
     ScheduleTimer,
-    SendEmail,
     TimerFired,
 )
 from bridge.service import receipt_key, record_patient_read
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIMER_KIND = "unread"
-TEMPLATE = "new_secure_message"
-ACTOR = "confidant:unread"
 
 
 def timer_id(pair_id: str) -> str:
@@ -93,21 +90,19 @@ class UnreadNotice:
             return []
         reply = await syncstate.get_kv(tx, reply_key(fired.pair_id))
         read = await syncstate.get_kv(tx, receipt_key(fired.pair_id))
-        if reply is None or (read is not None and int(read) >= int(reply)):
+        effects = core.unread_notice(
+            fired.pair_id,
+            record.patient_email,
+            reply_ms=None if reply is None else int(reply),
+            read_ms=None if read is None else int(read),
+            practice_name=self.practice_name,
+            web_client_url=self.web_client_url,
+        )
+        if effects:
+            log.info("unread notice", extra={"pair_id": fired.pair_id})
+        else:
             log.info("reply read, no notice", extra={"pair_id": fired.pair_id})
-            return []
-        log.info("unread notice", extra={"pair_id": fired.pair_id})
-        return [
-            SendEmail(
-                to=record.patient_email,
-                template=TEMPLATE,
-                context={
-                    "practice_name": self.practice_name,
-                    "web_client_url": self.web_client_url,
-                },
-            ),
-            AppendAudit(fired.pair_id, "notify.unread_email", ACTOR, {"template": TEMPLATE}),
-        ]
+        return effects
 
 
 async def install_unread_notice(app: Host) -> None:

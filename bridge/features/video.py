@@ -10,7 +10,6 @@ moderator token. `!video end` removes the widget. Start and end are audited.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from bridge.adapters.video import (
 from bridge.config import Config
 from bridge.core import video_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import AppendAudit, Effect, Invoke, Pair, SendMessage
+from bridge.core.model import Effect, Invoke, Pair, SendMessage
 from bridge.ports import MeetingLinks
 from bridge.store import pairs, sessions, therapists
 from bridge.store.base import Executor, to_ms
@@ -161,13 +160,13 @@ class VideoFeature:
             )
             if meeting == fresh:
                 effects.append(
-                    AppendAudit(
+                    video_commands.call_started(
                         pair.pair_id,
-                        "video.started",
                         str(params["requested_by"]),
-                        {"role": params["role"], "personal_links": links.patient is not None},
+                        str(params["role"]),
+                        meeting,
+                        personal_links=links.patient is not None,
                         event_id=event_id,
-                        content=json.dumps({"meeting": meeting}).encode(),
                     )
                 )
             await self.service.apply_durable(tx, effects, now)
@@ -194,22 +193,9 @@ class VideoFeature:
             meeting = await sessions.end_call(tx, pair.pair_id)
             if meeting is None:
                 return
-            effects = [
-                AppendAudit(
-                    pair.pair_id,
-                    "video.ended",
-                    str(params["requested_by"]),
-                    {"role": params["role"]},
-                    event_id=event_id,
-                ),
-                SendMessage(
-                    pair.room_id,
-                    "video_ended",
-                    {"ended_by": params["requested_by"]},
-                    txn_id=f"video.end.{event_id}",
-                    pair_id=pair.pair_id,
-                ),
-            ]
+            effects = video_commands.call_ended(
+                pair, str(params["requested_by"]), str(params["role"]), event_id
+            )
             await self.service.apply_durable(tx, effects, now)
         await self.service.apply_after(effects)
         widget_id, empty = remove_widget_content(meeting)

@@ -33,8 +33,8 @@ from bridge.adapters.voice import (
     describe_audio,
     voice_message_content,
 )
-from bridge.core.model import AppendAudit, Effect, Invoke, Kind, Pair, Role, RoomEvent
-from bridge.outbox import enqueue_content
+from bridge.core import media
+from bridge.core.model import Effect, Invoke, Kind, Pair, Role, RoomEvent
 from bridge.ports import QueuedVoice
 from bridge.store import audit as audit_store
 from bridge.store import pairs, voice_jobs
@@ -88,27 +88,6 @@ def _attachment(content: dict[str, Any]) -> tuple[dict[str, Any] | None, str | N
     return None, url if isinstance(url, str) and url.startswith("mxc://") else None
 
 
-def media_record(
-    content: dict[str, Any], media_ref: str, size: int, duration_ms: int | None
-) -> dict[str, Any]:
-    """The sealed content of a `media.stored` entry: what the export shows and links."""
-    raw_info = content.get("info")
-    info: dict[str, Any] = dict(raw_info) if isinstance(raw_info, dict) else {}
-    info["size"] = size
-    if duration_ms is not None:
-        info["duration"] = duration_ms
-    record: dict[str, Any] = {
-        "msgtype": content.get("msgtype"),
-        "body": content.get("body"),
-        "filename": content.get("filename") or content.get("body") or "media",
-        "info": {k: v for k, v in info.items() if k in ("mimetype", "size", "duration", "w", "h")},
-        "media_ref": media_ref,
-    }
-    if "org.matrix.msc3245.voice" in content:
-        record["org.matrix.msc3245.voice"] = {}
-    return record
-
-
 class VoiceFeature:
     """Capture of media from pair rooms and the relay of queued voice messages."""
 
@@ -145,7 +124,7 @@ class VoiceFeature:
         actions = [f"room.{kind.value}" for kind in sorted(CAPTURED_KINDS)]
         events = await audit_store.events_without(
             self.parts.db,
-            "media.stored",
+            media.STORED_ACTION,
             actions=actions,
             roles=(Role.PATIENT.value, Role.THERAPIST.value),
             since_ms=since_ms,
@@ -203,15 +182,14 @@ class VoiceFeature:
             log.warning("media event has no stored content", extra={"event_id": event_id})
             return
         file_obj, url = _attachment(content)
-        details: dict[str, Any] = {"kind": kind, "relates_to": event_id}
         raw_info = content.get("info")
         declared = raw_info.get("size") if isinstance(raw_info, dict) else None
         data: bytes | None = None
-        outcome = "ok"
+        failure: str | None = None
         if file_obj is None and url is None:
-            outcome, details["reason"] = "failed", "no_attachment"
+            failure = "no_attachment"
         elif isinstance(declared, int) and declared > MAX_CAPTURE_BYTES:
-            outcome, details["reason"] = "failed", "too_big"
+            failure = "too_big"
         else:
             try:
                 data = await self._download(file_obj, url)
@@ -220,43 +198,33 @@ class VoiceFeature:
                     "media download failed",
                     extra={"event_id": event_id, "error": type(exc).__name__},
                 )
-                outcome, details["reason"] = "failed", "download"
+                failure = "download"
         duration_ms: int | None = None
+        codec: str | None = None
+        audio_error: str | None = None
         if data is not None and kind in (Kind.VOICE.value, Kind.AUDIO.value):
             try:
                 facts = await asyncio.to_thread(describe_audio, data)
-                duration_ms = facts.duration_ms
-                details["codec"] = facts.codec
+                duration_ms, codec = facts.duration_ms, facts.codec
             except AudioError as err:
-                details["audio"] = err.reason
+                audio_error = err.reason
+        effects = media.media_stored(
+            effect.pair_id,
+            str(params["sender"]),
+            event_id,
+            kind,
+            content,
+            data,
+            failure=failure,
+            duration_ms=duration_ms,
+            codec=codec,
+            audio_error=audio_error,
+        )
         now = self.service.clock()
         async with self.parts.db.transaction() as tx:
-            if await audit_store.has_entry(tx, event_id, "media.stored"):
+            if await audit_store.has_entry(tx, event_id, media.STORED_ACTION):
                 return  # a resumed capture met one under way
-            sealed: bytes | None = None
-            if data is not None:
-                ref = await self.parts.audit.store_media(tx, data, now)
-                details.update({"media_ref": ref, "size": len(data)})
-                if duration_ms is not None:
-                    details["duration_ms"] = duration_ms
-                sealed = json.dumps(
-                    media_record(content, ref, len(data), duration_ms),
-                    sort_keys=True,
-                    ensure_ascii=False,
-                ).encode()
-            await self.parts.audit.append(
-                tx,
-                AppendAudit(
-                    effect.pair_id,
-                    "media.stored",
-                    str(params["sender"]),
-                    details,
-                    event_id=event_id,
-                    content=sealed,
-                    outcome=outcome,
-                ),
-                now,
-            )
+            await self.service.apply_durable(tx, effects, now)
         self.captured += 1
         log.info(
             "media captured",
@@ -320,19 +288,10 @@ class VoiceFeature:
         now = self.service.clock()
         if record is None or record.room_id is None or ogg is None:
             reason = "no_room" if ogg is not None else "media_missing"
+            entry = media.voice_relay_failed(job.pair_id, job.actor, job_id, reason)
             async with self.parts.db.transaction() as tx:
                 await voice_jobs.finish(tx, job_id, VoiceJobStatus.FAILED, to_ms(now), reason)
-                await self.parts.audit.append(
-                    tx,
-                    AppendAudit(
-                        job.pair_id,
-                        "relay.voice",
-                        job.actor,
-                        {"job_id": job_id, "reason": reason},
-                        outcome="failed",
-                    ),
-                    now,
-                )
+                await self.parts.audit.append(tx, entry, now)
             log.warning("voice job failed", extra={"job_id": job_id, "reason": reason})
             return False
         clip = VoiceClip(
@@ -344,56 +303,25 @@ class VoiceFeature:
         )
         file_obj = await self.bot.upload_encrypted(ogg, VOICE_MIMETYPE, VOICE_FILENAME)
         content = voice_message_content(clip, file_info=file_obj, url=str(file_obj["url"]))
-        audit_content = json.dumps(
-            {**_without_keys(content), "media_ref": clip.sha256, "filename": VOICE_FILENAME},
-            sort_keys=True,
-            ensure_ascii=False,
-        ).encode()
+        effects = media.voice_relayed(
+            record.pair_id,
+            record.room_id,
+            job.actor,
+            job_id,
+            content,
+            media_ref=clip.sha256,
+            size=clip.size,
+            duration_ms=clip.duration_ms,
+            filename=VOICE_FILENAME,
+        )
         async with self.parts.db.transaction() as tx:
             if not await voice_jobs.finish(tx, job_id, VoiceJobStatus.SENT, to_ms(now), None):
                 return False  # another pass got it first
-            await enqueue_content(
-                tx,
-                self.parts.sealer,
-                record.room_id,
-                "m.room.message",
-                content,
-                f"voice.{job_id}",
-                "voice",
-                now,
-                pair_id=record.pair_id,
-            )
-            await self.parts.audit.append(
-                tx,
-                AppendAudit(
-                    record.pair_id,
-                    "relay.voice",
-                    job.actor,
-                    {
-                        "kind": Kind.VOICE.value,
-                        "job_id": job_id,
-                        "media_ref": clip.sha256,
-                        "size": clip.size,
-                        "duration_ms": clip.duration_ms,
-                    },
-                    content=audit_content,
-                ),
-                now,
-            )
-        if self.service.outbox is not None:
-            self.service.outbox.kick()
+            await self.service.apply_durable(tx, effects, now)
+        await self.service.apply_after(effects)
         self.relayed += 1
         log.info("voice relayed", extra={"pair_id": record.pair_id, "job_id": job_id})
         return True
-
-
-def _without_keys(content: dict[str, Any]) -> dict[str, Any]:
-    """Content for the audit: the media itself is kept, so the upload's keys are not."""
-    out = {k: v for k, v in content.items() if k != "file"}
-    file_block = out.get("org.matrix.msc1767.file")
-    if isinstance(file_block, dict):
-        out["org.matrix.msc1767.file"] = {k: v for k, v in file_block.items() if k != "file"}
-    return out
 
 
 # ---------------------------------------------------------------- the queue
@@ -419,21 +347,8 @@ async def queue_voice(
         actor=actor,
         now=to_ms(now),
     )
-    await audit.append(
-        tx,
-        AppendAudit(
-            pair_id,
-            "voice.queued",
-            actor,
-            {
-                "job_id": job_id,
-                "media_ref": ref,
-                "size": clip.size,
-                "duration_ms": clip.duration_ms,
-            },
-        ),
-        now,
-    )
+    entry = media.voice_queued(pair_id, actor, job_id, ref, clip.size, clip.duration_ms)
+    await audit.append(tx, entry, now)
     return job_id
 
 
