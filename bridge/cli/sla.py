@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.cli import LATE_CONFIG, load_config_or_exit, now, setup_logging_for, with_config
+from bridge.cli.base import LATE_CONFIG, load_config_or_exit, now, setup_logging_for, with_config
 
 #: The period when `--from` is not given: this many days before `--to`.
 DEFAULT_DAYS = 30

@@ -16,8 +16,8 @@ from typing import Any
 
 async def _with_store(cfg: Any, work: Any) -> int:
     """Run `work(db, audit)` with the database and audit log, nothing else."""
-    from bridge.app import make_sealer
     from bridge.audit.log import AuditLog
+    from bridge.parts import make_sealer
     from bridge.store import open_database
 
     db = await open_database(cfg.database_url)
@@ -46,7 +46,7 @@ async def _resolve(db: Any, ref: str) -> Any:
 
 def cmd_session(args: argparse.Namespace) -> int:
     from bridge.adapters.video import new_room_name
-    from bridge.cli import load_config_or_exit, now, setup_logging_for
+    from bridge.cli.base import load_config_or_exit, now, setup_logging_for
     from bridge.core import sessions as core
     from bridge.features.sessions import store_session, view
     from bridge.store import sessions, timers
@@ -139,7 +139,7 @@ def cmd_session(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `confidant session add|list|cancel`."""
-    from bridge.cli import LATE_CONFIG, with_config
+    from bridge.cli.base import LATE_CONFIG, with_config
 
     session = with_config(sub.add_parser("session", help="scheduled live sessions"))
     ssub = session.add_subparsers(dest="session_cmd", required=True)

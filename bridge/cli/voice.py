@@ -17,7 +17,7 @@ def cmd_voice(args: argparse.Namespace) -> int:
     import asyncio
 
     from bridge.adapters.voice import AudioError, convert_to_voice_async
-    from bridge.cli import load_config_or_exit, now, run_with_parts, setup_logging_for
+    from bridge.cli.base import load_config_or_exit, now, run_with_parts, setup_logging_for
     from bridge.features.voice import VOICE_LIMITS, queue_voice
     from bridge.provision import PairError
     from bridge.store.pairs import PairStatus
@@ -57,7 +57,7 @@ def cmd_voice(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `confidant voice send`."""
-    from bridge.cli import LATE_CONFIG, with_config
+    from bridge.cli.base import LATE_CONFIG, with_config
 
     voice = with_config(sub.add_parser("voice", help="voice messages"))
     vsub = voice.add_subparsers(dest="voice_cmd", required=True)

@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.cli import (
+from bridge.cli.base import (
     LATE_CONFIG,
     load_config_or_exit,
     now,

@@ -13,7 +13,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from bridge.cli import LATE_CONFIG, load_config_or_exit, now, setup_logging_for, with_config
+from bridge.cli.base import LATE_CONFIG, load_config_or_exit, now, setup_logging_for, with_config
 
 
 def _iso(ms: int) -> str:
@@ -76,10 +76,10 @@ def cmd_email_status(args: argparse.Namespace) -> int:
 
 
 async def _retry(cfg: Any, email_id: str, at: datetime) -> bool:
-    from bridge.app import make_sealer
     from bridge.audit.log import AuditLog
     from bridge.core.model import AppendAudit
     from bridge.email import inbox
+    from bridge.parts import make_sealer
     from bridge.store import open_database
 
     db = await open_database(cfg.database_url)

@@ -1,0 +1,55 @@
+"""`confidant export --pair REF --out FILE`: a pair's transcript as a zip."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bridge.cli.base import load_config_or_exit, now, run_with_parts, setup_logging_for, with_config
+
+
+def _date(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bridge.audit.export import export_pair
+
+    cfg = load_config_or_exit(args.config)
+    setup_logging_for(cfg)
+
+    async def work(parts: Any) -> int:
+        record = await parts.pairs.resolve(args.pair)
+        result = await export_pair(
+            parts.db,
+            parts.sealer,
+            cfg.audit.signing_key.get_secret_value(),
+            record.pair_id,
+            _date(args.start),
+            _date(args.end),
+            Path(args.out),
+            parts.renderer.templates_dir,
+            now=now(),
+            actor="cli",
+            tz=cfg.practice.timezone,
+            audit_log=parts.audit,
+        )
+        print(f"{result.path}: {result.entry_count} entries, sha256 {result.sha256}")
+        return 0
+
+    return run_with_parts(cfg, work)
+
+
+def register(sub: Any) -> None:
+    """Add `confidant export`."""
+    p = with_config(sub.add_parser("export", help="export a pair's transcript as a zip"))
+    p.add_argument("--pair", required=True, help="pair id, label or room id")
+    p.add_argument("--from", dest="start", help="ISO date or time (inclusive)")
+    p.add_argument("--to", dest="end", help="ISO date or time (exclusive)")
+    p.add_argument("--out", required=True, help="the zip file to write")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,115 @@
+"""`confidant pair add|list|show|remove|reassign`: patient-therapist pairs and their rooms."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from bridge.cli.base import (
+    LATE_CONFIG,
+    load_config_or_exit,
+    now,
+    run_with_parts,
+    setup_logging_for,
+    with_config,
+)
+
+
+def _pair_dict(record: Any, cfg: Any) -> dict[str, Any]:
+    data = {
+        "pair_id": record.pair_id,
+        "label": record.label,
+        "patient": record.patient_id,
+        "therapist": record.therapist_id,
+        "room_id": record.room_id,
+        "status": record.status.value,
+        "policy": record.policy,
+        "consent": record.consent_state,
+    }
+    if cfg.smtp.enabled and cfg.smtp.inbound_domain:
+        data["email_address"] = f"pair-{record.email_token}@{cfg.smtp.inbound_domain}"
+    return data
+
+
+def _print_pair(record: Any, cfg: Any, as_json: bool) -> None:
+    data = _pair_dict(record, cfg)
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:>14}: {value}")
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    from bridge.provision import PairError
+    from bridge.store import pairs
+
+    cfg = load_config_or_exit(args.config)
+    setup_logging_for(cfg)
+
+    async def work(parts: Any) -> int:
+        try:
+            if args.pair_cmd == "add":
+                if args.policy not in cfg.policies:
+                    print(
+                        f"unknown policy {args.policy!r}; defined: {sorted(cfg.policies)}",
+                        file=sys.stderr,
+                    )
+                    return 2
+                record, created = await parts.pairs.add_pair(
+                    args.patient,
+                    args.therapist,
+                    now(),
+                    policy=args.policy,
+                    patient_email=args.patient_email,
+                )
+                print("created" if created else "exists", file=sys.stderr)
+                _print_pair(record, cfg, args.json)
+            elif args.pair_cmd == "list":
+                records = await pairs.list_pairs(parts.db)
+                if args.json:
+                    print(json.dumps([_pair_dict(r, cfg) for r in records], indent=2))
+                for r in records if not args.json else []:
+                    print(
+                        f"{r.label:8} {r.status.value:12} {r.patient_id:30} "
+                        f"{r.therapist_id:30} {r.room_id or '-'}"
+                    )
+            elif args.pair_cmd == "show":
+                _print_pair(await parts.pairs.resolve(args.pair), cfg, args.json)
+            elif args.pair_cmd == "remove":
+                _print_pair(await parts.pairs.remove_pair(args.pair, now()), cfg, args.json)
+            elif args.pair_cmd == "reassign":
+                record = await parts.pairs.reassign(args.pair, args.therapist, now())
+                _print_pair(record, cfg, args.json)
+        except PairError as err:
+            print(str(err), file=sys.stderr)
+            return 1
+        return 0
+
+    return run_with_parts(cfg, work)
+
+
+def register(sub: Any) -> None:
+    """Add `confidant pair ...`."""
+    pair = with_config(sub.add_parser("pair", help="manage patient-therapist pairs"))
+    pair.add_argument("--json", action="store_true", help="print JSON")
+    psub = pair.add_subparsers(dest="pair_cmd", required=True)
+    p = psub.add_parser(
+        "add", help="create a pair and its E2EE room (idempotent)", parents=[LATE_CONFIG]
+    )
+    p.add_argument("--patient", required=True)
+    p.add_argument("--therapist", required=True)
+    p.add_argument("--patient-email")
+    p.add_argument("--policy", default="default")
+    psub.add_parser("list", help="list pairs", parents=[LATE_CONFIG])
+    for name, text in (("show", "show one pair"), ("remove", "close a pair (audit is kept)")):
+        p = psub.add_parser(name, help=text, parents=[LATE_CONFIG])
+        p.add_argument("pair", help="pair id, label or room id")
+    p = psub.add_parser(
+        "reassign", help="hand a pair over to another therapist", parents=[LATE_CONFIG]
+    )
+    p.add_argument("pair")
+    p.add_argument("--therapist", required=True)
+    pair.set_defaults(func=cmd_pair)

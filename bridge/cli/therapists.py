@@ -1,0 +1,71 @@
+"""`confidant therapist add|list|remove`: therapists and their desk rooms."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from bridge.cli.base import (
+    LATE_CONFIG,
+    load_config_or_exit,
+    now,
+    run_with_parts,
+    setup_logging_for,
+    with_config,
+)
+
+
+def cmd_therapist(args: argparse.Namespace) -> int:
+    from bridge.store import pairs, therapists
+    from bridge.store.pairs import PairStatus
+
+    cfg = load_config_or_exit(args.config)
+    setup_logging_for(cfg)
+
+    async def work(parts: Any) -> int:
+        if args.therapist_cmd == "add":
+            desk = await parts.pairs.ensure_therapist(
+                args.user, now(), email=args.email, supervisor=args.supervisor
+            )
+            print(f"{args.user}: desk room {desk}")
+        elif args.therapist_cmd == "list":
+            for t in await therapists.list_therapists(parts.db):
+                print(
+                    f"{t.user_id:30} desk={t.desk_room_id or '-'} "
+                    f"supervisor={t.supervisor_id or '-'}"
+                )
+        elif args.therapist_cmd == "remove":
+            live = [
+                p
+                for p in await pairs.list_pairs(parts.db)
+                if p.therapist_id == args.user and p.status is not PairStatus.REMOVED
+            ]
+            if live:
+                labels = ", ".join(p.label for p in live)
+                print(
+                    f"{args.user} still has pairs: {labels}; reassign or remove them first",
+                    file=sys.stderr,
+                )
+                return 1
+            await therapists.remove(parts.db, args.user)
+            print(f"{args.user}: removed")
+        return 0
+
+    return run_with_parts(cfg, work)
+
+
+def register(sub: Any) -> None:
+    """Add `confidant therapist ...`."""
+    th = with_config(sub.add_parser("therapist", help="manage therapists"))
+    tsub = th.add_subparsers(dest="therapist_cmd", required=True)
+    p = tsub.add_parser(
+        "add", help="add a therapist and create their desk room", parents=[LATE_CONFIG]
+    )
+    p.add_argument("user")
+    p.add_argument("--email")
+    p.add_argument("--supervisor")
+    tsub.add_parser("list", help="list therapists", parents=[LATE_CONFIG])
+    p = tsub.add_parser("remove", help="remove a therapist without pairs", parents=[LATE_CONFIG])
+    p.add_argument("user")
+    th.set_defaults(func=cmd_therapist)
