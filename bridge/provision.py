@@ -2,12 +2,14 @@
 
 Only plain client-server calls are made here (createRoom, invite, kick, state), so the
 CLI can provision while the bridge process owns the E2EE device; encrypted notices go
-through the outbox and the running bridge sends them.
+through the outbox and the running bridge sends them. Each operation that queued notices
+wakes the outbox worker itself (`PairManager.wake_outbox`), so callers never have to.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -174,6 +176,10 @@ class PairManager:
         self.audit = audit
         self.facts = facts
         self._creator_power: bool | None = None
+        #: Called once an operation's notices are committed to the outbox. The running
+        #: bridge points it at its outbox worker; without one (the command line) the
+        #: bridge finds the rows when it next looks.
+        self.wake_outbox: Callable[[], None] = lambda: None
 
     async def _queue(self, tx: Executor, msg: SendMessage, now: datetime) -> None:
         """Render a notice into the outbox; the running bridge sends it encrypted."""
@@ -243,6 +249,7 @@ class PairManager:
                 AppendAudit(None, "desk.created", "admin", {"therapist": therapist}),
                 now,
             )
+        self.wake_outbox()
         log.info("desk room created", extra={"room_id": room_id})
         return room_id
 
@@ -330,6 +337,7 @@ class PairManager:
                 ),
                 now,
             )
+        self.wake_outbox()
         created = await pairs.get(self.db, record.pair_id)
         assert created is not None
         log.info("pair created", extra={"pair_id": record.pair_id, "room_id": room_id})
@@ -417,6 +425,7 @@ class PairManager:
                     now,
                 )
             await self.audit.append(tx, AppendAudit(record.pair_id, "pair.removed", actor, {}), now)
+        self.wake_outbox()
         updated = await pairs.get(self.db, record.pair_id)
         assert updated is not None
         return updated
@@ -473,6 +482,7 @@ class PairManager:
                 ),
                 now,
             )
+        self.wake_outbox()
         updated = await pairs.get(self.db, record.pair_id)
         assert updated is not None
         return updated

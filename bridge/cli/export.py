@@ -18,26 +18,16 @@ def _date(text: str | None) -> datetime | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bridge.audit.export import export_pair
+    from bridge.features.export import export_transcript
 
     cfg = load_config_or_exit(args.config)
     setup_logging_for(cfg)
+    start, end = _date(args.start), _date(args.end)
 
     async def work(parts: Any) -> int:
         record = await parts.pairs.resolve(args.pair)
-        result = await export_pair(
-            parts.db,
-            parts.sealer,
-            cfg.audit.signing_key.get_secret_value(),
-            record.pair_id,
-            _date(args.start),
-            _date(args.end),
-            Path(args.out),
-            parts.renderer.templates_dir,
-            now=now(),
-            actor="cli",
-            tz=cfg.practice.timezone,
-            audit_log=parts.audit,
+        result = await export_transcript(
+            parts, record, Path(args.out), actor="cli", now=now(), start=start, end=end
         )
         print(f"{result.path}: {result.entry_count} entries, sha256 {result.sha256}")
         return 0

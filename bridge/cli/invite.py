@@ -31,10 +31,17 @@ def _line(record: Any) -> str:
     )
 
 
+def _stored(mail_error: str) -> str:
+    """What to say when the e-mail failed: the invitation is kept, to be sent again."""
+    return (
+        f"{mail_error}; the invitation is stored: send it again with `confidant invite resend ID`"
+    )
+
+
 def cmd_invite(args: argparse.Namespace) -> int:
     from bridge.adapters.mailer import MailError, build_mailer
     from bridge.config import parse_duration
-    from bridge.features.onboarding.invitations import Onboarding
+    from bridge.features.onboarding.invitations import Onboarding, invite_patient
     from bridge.ports import OnboardingError
     from bridge.store import invitations
 
@@ -52,7 +59,8 @@ def cmd_invite(args: argparse.Namespace) -> int:
         onboarding = Onboarding(parts, build_mailer(cfg, parts.renderer), actor="admin")
         try:
             if sub is None:
-                record = await onboarding.invite(
+                invited = await invite_patient(
+                    onboarding,
                     args.email,
                     args.therapist,
                     now(),
@@ -60,6 +68,10 @@ def cmd_invite(args: argparse.Namespace) -> int:
                     policy=args.policy,
                     valid_for=parse_duration(args.valid_for),
                 )
+                if invited.email_error is not None:
+                    print(_stored(invited.email_error), file=sys.stderr)
+                    return 1
+                record = invited.record
                 print(_line(record))
                 if onboarding.mailer is None:
                     print(
@@ -82,10 +94,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
             print(str(err), file=sys.stderr)
             return 1
         except MailError as err:
-            print(
-                f"{err}; the invitation is stored: send it again with `confidant invite resend ID`",
-                file=sys.stderr,
-            )
+            print(_stored(str(err)), file=sys.stderr)
             return 1
         return 0
 

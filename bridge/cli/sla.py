@@ -33,16 +33,15 @@ def _period(args: argparse.Namespace, tz: ZoneInfo, at: datetime) -> tuple[datet
 
 
 async def _report(cfg: Any, start: datetime, end: datetime, fmt: str, at: datetime) -> str:
-    from bridge.core.sla_report import render_csv, render_table, summarize
-    from bridge.store import clocks, open_database
+    from bridge.core.sla_report import render_csv, render_table
+    from bridge.features.sla import sla_report
+    from bridge.store import open_database
 
     db = await open_database(cfg.database_url)
     try:
-        closed = await clocks.list_closed(db, start, end)
-        still_open = [c for c in await clocks.list_open(db) if start <= c.opened_at < end]
+        rows = await sla_report(db, start, end, at)
     finally:
         await db.close()
-    rows = summarize([*closed, *still_open], now=min(at, end))
     if fmt == "csv":
         return render_csv(rows)
     if not rows:

@@ -1,25 +1,84 @@
-"""`!export` in a desk room: the transcript zip, uploaded encrypted into that room."""
+"""Transcript export: the use case the command line, the HTTP API and the desk's `!export`
+share, and `!export` itself (the zip uploaded encrypted into the desk room)."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bridge.audit.export import export_pair
+from bridge.audit.export import ExportResult, export_pair
 from bridge.core.model import Invoke, SendMessage
 from bridge.outbox import enqueue_content, enqueue_message
 from bridge.provision import PairError
+from bridge.store.pairs import PairRecord
 
 if TYPE_CHECKING:
     from bridge.host import Host
+    from bridge.parts import Parts
+
+
+def transcript_name(pair: PairRecord) -> str:
+    """The zip's file name, as the HTTP download and the desk room show it."""
+    return f"transcript-{pair.label}.zip"
+
+
+async def export_transcript(
+    parts: Parts,
+    pair: PairRecord,
+    out: Path,
+    *,
+    actor: str,
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> ExportResult:
+    """Write the pair's transcript for [start, end) to `out` as a zip, recorded in the audit.
+
+    The export entry and a signed checkpoint go into the chain first, so the zip proves the
+    pair's entries up to its own export. `actor` is who asked ("cli", "api", a therapist).
+    """
+    cfg = parts.cfg
+    return await export_pair(
+        parts.db,
+        parts.sealer,
+        cfg.audit.signing_key.get_secret_value(),
+        pair.pair_id,
+        start,
+        end,
+        out,
+        parts.renderer.templates_dir,
+        now=now,
+        actor=actor,
+        tz=cfg.practice.timezone,
+        audit_log=parts.audit,
+    )
+
+
+@asynccontextmanager
+async def exported_transcript(
+    parts: Parts,
+    pair: PairRecord,
+    *,
+    actor: str,
+    now: datetime,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> AsyncIterator[ExportResult]:
+    """`export_transcript` into a temporary file, removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="confidant-export-") as tmp:
+        out = Path(tmp) / transcript_name(pair)
+        yield await export_transcript(parts, pair, out, actor=actor, now=now, start=start, end=end)
 
 
 async def install_export(app: Host) -> None:
     """Answer the desk's `!export` (the "export" operation) with the transcript zip."""
-    assert app.service is not None and app.parts is not None and app.bot is not None
-    service, parts, bot, clock = app.service, app.parts, app.bot, app.service.clock
+    service, parts, bot, outbox = app.service, app.parts, app.bot, app.outbox
+    clock = service.clock
 
     async def export_to_desk(effect: Invoke) -> None:
         params = effect.params
@@ -43,31 +102,18 @@ async def install_export(app: Host) -> None:
                     ),
                     now,
                 )
-            if service.outbox:
-                service.outbox.kick()
+            outbox.kick()
             return
-        with tempfile.TemporaryDirectory(prefix="confidant-export-") as tmp:
-            out = Path(tmp) / f"transcript-{record.label}.zip"
-            await export_pair(
-                parts.db,
-                parts.sealer,
-                parts.cfg.audit.signing_key.get_secret_value(),
-                record.pair_id,
-                None,
-                None,
-                out,
-                parts.renderer.templates_dir,
-                now=now,
-                actor=str(params["requested_by"]),
-                tz=parts.cfg.practice.timezone,
-                audit_log=parts.audit,
-            )
-            data = await asyncio.to_thread(out.read_bytes)
-        file_obj = await bot.upload_encrypted(data, "application/zip", out.name)
+        async with exported_transcript(
+            parts, record, actor=str(params["requested_by"]), now=now
+        ) as result:
+            data = await asyncio.to_thread(result.path.read_bytes)
+        name = result.path.name
+        file_obj = await bot.upload_encrypted(data, "application/zip", name)
         content = {
             "msgtype": "m.file",
-            "body": out.name,
-            "filename": out.name,
+            "body": name,
+            "filename": name,
             "info": {"mimetype": "application/zip", "size": len(data)},
             "file": file_obj,
         }
@@ -83,7 +129,6 @@ async def install_export(app: Host) -> None:
                 now,
                 pair_id=record.pair_id,
             )
-        if service.outbox:
-            service.outbox.kick()
+        outbox.kick()
 
     service.invoke_handlers["export"] = export_to_desk

@@ -1,20 +1,19 @@
 """Runs the admin HTTP API, dashboard, /health and /metrics inside the bridge.
 
 The web face (`bridge.web`) knows the bridge only as a `WebDeps`; this installer builds
-one from the running bridge: its parts, the clock, the outbox kick, where /health looks,
-and the use cases the API calls, each acting as "api": transcript export and the audit
-check here, invitations and voice uploads through the ports the onboarding and voice
-features fill (`bridge.ports`), read per request.
+one from the running bridge: its parts, the clock, where /health looks, and the use
+cases the API calls, each acting as "api": the audit check here, invitations and voice
+uploads through the ports the onboarding and voice features fill (`bridge.ports`), read
+per request. The transcript export and the SLA report are the command line's use cases
+too; the handlers call them with the parts (`bridge.features.export`, `.sla`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from bridge import metrics
-from bridge.audit.export import export_pair
 from bridge.audit.verify import verify
 from bridge.core.audit import VerifyResult, public_key_bytes
 from bridge.ports import (
@@ -96,10 +95,6 @@ def web_deps(app: Host) -> WebDeps:
     parts, service, cfg = app.parts, app.service, app.cfg
     clock = service.clock
 
-    def kick_outbox() -> None:
-        if app.outbox is not None:
-            app.outbox.kick()
-
     def matrix() -> tuple[bool, str] | None:
         # Logged in, keys up, syncing and cross-signed; until then nothing is posted.
         bring_up = app.matrix
@@ -110,25 +105,6 @@ def web_deps(app: Host) -> WebDeps:
     async def scrape() -> bytes:
         # One tally for the server's life: each scrape reads only the audit entries since the last.
         return metrics.render(await metrics.gather(app, clock(), tally))
-
-    async def export_transcript(
-        pair_id: str, start: datetime | None, end: datetime | None, out: Path
-    ) -> str:
-        result = await export_pair(
-            parts.db,
-            parts.sealer,
-            cfg.audit.signing_key.get_secret_value(),
-            pair_id,
-            start,
-            end,
-            out,
-            parts.renderer.templates_dir,
-            now=clock(),
-            actor=ACTOR,
-            tz=cfg.practice.timezone,
-            audit_log=parts.audit,
-        )
-        return result.sha256
 
     async def verify_audit(pair_id: str | None, check_content: bool) -> VerifyResult:
         audit = parts.audit
@@ -156,10 +132,10 @@ def web_deps(app: Host) -> WebDeps:
 
     smtp = cfg.smtp
     return WebDeps(
+        parts=parts,
         db=parts.db,
         pairs=parts.pairs,
         clock=clock,
-        kick_outbox=kick_outbox,
         token_ok=cfg.http.token_ok,
         practice_name=cfg.practice.name,
         practice_tz=cfg.practice.tzinfo,
@@ -175,7 +151,6 @@ def web_deps(app: Host) -> WebDeps:
         metrics=MetricsSource(scrape=scrape, content_type=metrics.CONTENT_TYPE),
         invitations=_Invitations(app.ports),
         voice=_VoiceUploads(app.ports),
-        export_transcript=export_transcript,
         verify_audit=verify_audit,
     )
 
@@ -195,6 +170,8 @@ def http_installer(
         cfg = app.cfg.http
         if not cfg.enabled:
             return
+        # Pairs made, handed over or closed through the API are posted about at once.
+        app.parts.pairs.wake_outbox = app.outbox.kick
         server = HttpServer(
             web_deps(app),
             host if host is not None else cfg.host,

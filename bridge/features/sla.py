@@ -396,3 +396,25 @@ async def install_sla_feature(app: Host) -> None:
     """Install the SLA on the running bridge."""
     assert app.service is not None
     install_sla(app.service, app.cfg)
+
+
+# ---------------------------------------------------------------- the report
+
+if TYPE_CHECKING:
+    from bridge.core.sla_report import TherapistStats
+
+
+async def sla_report(
+    ex: Executor, start: datetime, end: datetime, now: datetime
+) -> list[TherapistStats]:
+    """Response times per therapist for [start, end), as `confidant sla report` and
+    GET /api/v1/sla/report show them.
+
+    The rows count the clocks a reply closed in the period, and the clocks opened in it
+    that are still open and past due at its end (or at `now`, when that comes first).
+    """
+    from bridge.core.sla_report import summarize
+
+    closed = await clocks.list_closed(ex, start, end)
+    still_open = [c for c in await clocks.list_open(ex) if start <= c.opened_at < end]
+    return summarize([*closed, *still_open], now=min(now, end))

@@ -1,8 +1,10 @@
 """What the web face may use of the running bridge: one typed object, built by the installer.
 
-Handlers read `deps(request)` and nothing else of the bridge. What changes while the
-bridge runs (the bot's bring-up, its sync, the self-check, the mailer) is read at request
-time, through the callables and use cases here, so a page shows the bridge as it is now.
+Handlers read `deps(request)` and nothing else of the bridge; the use cases they share
+with the command line (the transcript export, the SLA report in `bridge.features`) take
+their parts from here. What changes while the bridge runs (the bot's bring-up, its sync,
+the self-check, the mailer) is read at request time, through the callables and use cases
+here, so a page shows the bridge as it is now.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from bridge.core.audit import VerifyResult
+from bridge.parts import Parts
 from bridge.ports import InvitationDesk, VoiceUploads
 from bridge.provision import PairManager
 from bridge.store.base import Database
@@ -63,14 +65,6 @@ class MetricsSource:
     content_type: str
 
 
-class TranscriptExport(Protocol):
-    async def __call__(
-        self, pair_id: str, start: datetime | None, end: datetime | None, out: Path
-    ) -> str:
-        """Write the pair's transcript zip for [start, end) to `out` (audited); its SHA-256."""
-        ...
-
-
 class AuditCheck(Protocol):
     async def __call__(self, pair_id: str | None, check_content: bool) -> VerifyResult:
         """Verify the chain (and the sealed content if asked) and record the check in it."""
@@ -81,12 +75,13 @@ class AuditCheck(Protocol):
 class WebDeps:
     """Everything the web face uses of the running bridge."""
 
+    #: What the use cases the handlers call work with (`bridge.features`).
+    parts: Parts
     db: Database
+    #: The pair use cases; each wakes the outbox worker for the posts it queued.
     pairs: PairManager
     #: The bridge's clock (UTC).
     clock: Callable[[], datetime]
-    #: Wake the outbox worker after writing to the outbox outside an event.
-    kick_outbox: Callable[[], None]
     #: Whether a token is one of the admin tokens (constant time).
     token_ok: Callable[[str], bool]
     practice_name: str
@@ -99,7 +94,6 @@ class WebDeps:
     metrics: MetricsSource
     invitations: InvitationDesk
     voice: VoiceUploads
-    export_transcript: TranscriptExport
     verify_audit: AuditCheck
 
 

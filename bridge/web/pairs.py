@@ -42,7 +42,6 @@ async def create_pair(request: web.Request) -> web.Response:
     record, created = await d.pairs.add_pair(
         patient, therapist, d.clock(), policy=policy, patient_email=email, actor="api"
     )
-    d.kick_outbox()
     return web.json_response(
         {"pair": pair_json(record), "created": created}, status=201 if created else 200
     )
@@ -66,7 +65,6 @@ async def reassign_pair(request: web.Request) -> web.Response:
     d = deps(request)
     therapist = user_id(await json_body(request), "therapist")
     record = await d.pairs.reassign(request.match_info["ref"], therapist, d.clock(), actor="api")
-    d.kick_outbox()
     return web.json_response({"pair": pair_json(record)})
 
 
@@ -74,5 +72,4 @@ async def reassign_pair(request: web.Request) -> web.Response:
 async def remove_pair(request: web.Request) -> web.Response:
     d = deps(request)
     record = await d.pairs.remove_pair(request.match_info["ref"], d.clock(), actor="api")
-    d.kick_outbox()
     return web.json_response({"pair": pair_json(record)})

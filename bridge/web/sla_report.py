@@ -1,4 +1,4 @@
-"""/api/v1/sla/report: response times per therapist for clocks closed in [from, to)."""
+"""/api/v1/sla/report: response times per therapist for [from, to) (whole UTC days)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ from datetime import UTC, timedelta
 
 from aiohttp import web
 
-from bridge.core.sla_report import summarize
-from bridge.store import clocks
+from bridge.features.sla import sla_report
 from bridge.web import API
 from bridge.web.deps import deps
 from bridge.web.errors import ApiError
@@ -18,7 +17,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get(f"{API}/sla/report")
-async def sla_report(request: web.Request) -> web.Response:
+async def get_sla_report(request: web.Request) -> web.Response:
     d = deps(request)
     now = d.clock()
     today = now.astimezone(UTC).date()
@@ -26,9 +25,7 @@ async def sla_report(request: web.Request) -> web.Response:
     last = date_param(request, "to", today + timedelta(days=1))
     if last <= first:
         raise ApiError("bad_request", "'to' must be after 'from'")
-    closed = await clocks.list_closed(d.db, day_start(first), day_start(last))
-    still_open = await clocks.list_open(d.db)
-    rows = summarize([*closed, *still_open], now=now)
+    rows = await sla_report(d.db, day_start(first), day_start(last), now)
     return web.json_response(
         {
             "from": first.isoformat(),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from pathlib import Path
 
 from aiohttp import web
 
+from bridge.features.export import exported_transcript
 from bridge.web import API
 from bridge.web.deps import deps
 from bridge.web.inputs import optional_day
@@ -23,15 +22,16 @@ async def export_transcript(request: web.Request) -> web.StreamResponse:
     record = await d.pairs.resolve(request.match_info["ref"])
     start = optional_day(request, "from")
     end = optional_day(request, "to")
-    with tempfile.TemporaryDirectory(prefix="confidant-export-") as tmp:
-        out = Path(tmp) / f"transcript-{record.label}.zip"
-        sha256 = await d.export_transcript(record.pair_id, start, end, out)
+    async with exported_transcript(
+        d.parts, record, actor="api", now=d.clock(), start=start, end=end
+    ) as result:
+        out = result.path
         response = web.StreamResponse(
             headers={
                 "Content-Type": "application/zip",
                 "Content-Disposition": f'attachment; filename="{out.name}"',
                 "Content-Length": str(out.stat().st_size),
-                "X-Confidant-Sha256": sha256,
+                "X-Confidant-Sha256": result.sha256,
                 "Cache-Control": "no-store",
             }
         )

@@ -34,10 +34,10 @@ def _deps() -> WebDeps:
     """A WebDeps that serves routes but must never be asked for data."""
     unused = cast(Any, None)
     return WebDeps(
+        parts=unused,
         db=unused,
         pairs=unused,
         clock=lambda: datetime.now(UTC),
-        kick_outbox=lambda: None,
         token_ok=lambda token: token == TOKEN,
         practice_name="Unit Practice",
         practice_tz=UTC,
@@ -52,7 +52,6 @@ def _deps() -> WebDeps:
         metrics=MetricsSource(scrape=_nothing, content_type="text/plain"),
         invitations=unused,
         voice=unused,
-        export_transcript=unused,
         verify_audit=unused,
     )
 

@@ -21,8 +21,8 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from bridge.adapters.mailer import Mailer, MailError
-from bridge.features.onboarding.invitations import Onboarding
+from bridge.adapters.mailer import Mailer
+from bridge.features.onboarding.invitations import Onboarding, invite_patient
 from bridge.ports import Invited
 from bridge.store.invitations import InvitationRecord
 
@@ -62,20 +62,15 @@ class ApiInvitations:
     async def invite(
         self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
     ) -> Invited:
-        onboarding = self._onboarding()
-        mailer, onboarding.mailer = onboarding.mailer, None
-        # Stored first, e-mailed second: a relay failure must not lose the invitation.
-        record = await onboarding.invite(
-            email, therapist, self.service.clock(), name=name, policy=policy, valid_for=valid_for
+        return await invite_patient(
+            self._onboarding(),
+            email,
+            therapist,
+            self.service.clock(),
+            name=name,
+            policy=policy,
+            valid_for=valid_for,
         )
-        if mailer is None:
-            return Invited(record, email_sent=False)
-        onboarding.mailer = mailer
-        try:
-            await onboarding.send(record, self.service.clock())
-        except MailError as err:
-            return Invited(await onboarding.get(record.invitation_id), False, str(err))
-        return Invited(await onboarding.get(record.invitation_id), email_sent=True)
 
     async def resend(self, invitation_id: str) -> InvitationRecord:
         return await self._onboarding().resend(invitation_id, self.service.clock())

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from bridge.adapters.mailer import Mailer
+from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.matrix.rest import MatrixError
 from bridge.core.model import AppendAudit, SendEmail
 from bridge.features.onboarding.matching import UsedToken, match_accounts
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
-from bridge.ports import DEFAULT_VALIDITY, OnboardingError
+from bridge.ports import DEFAULT_VALIDITY, Invited, OnboardingError
 from bridge.provision import PairError
 from bridge.store import invitations, pairs, therapists
 from bridge.store.base import to_ms
@@ -89,6 +89,27 @@ class Onboarding:
         Raises OnboardingError (AdminUnavailable) with what to do instead; a failed
         e-mail raises MailError after the invitation is stored (resend it later).
         """
+        record = await self.create(
+            email, therapist, now, name=name, policy=policy, valid_for=valid_for
+        )
+        if self.mailer is not None:
+            await self.send(record, now)
+        return await self.get(record.invitation_id)
+
+    async def create(
+        self,
+        email: str,
+        therapist: str,
+        now: datetime,
+        *,
+        name: str | None = None,
+        policy: str = "default",
+        valid_for: timedelta = DEFAULT_VALIDITY,
+    ) -> InvitationRecord:
+        """Make the token and store the invitation (audited), without e-mailing it.
+
+        Raises OnboardingError (AdminUnavailable) with what to do instead.
+        """
         if policy not in self.cfg.policies:
             known = ", ".join(sorted(self.cfg.policies))
             raise OnboardingError(f"unknown policy {policy!r} (policies: {known})")
@@ -134,9 +155,7 @@ class Onboarding:
                 now,
             )
         log.info("invitation created", extra={"invitation_id": record.invitation_id})
-        if self.mailer is not None:
-            await self.send(record, now)
-        return await self.get(record.invitation_id)
+        return record
 
     async def get(self, ref: str) -> InvitationRecord:
         record = await invitations.get(self.db, ref)
@@ -356,3 +375,31 @@ class Onboarding:
             with contextlib.suppress(MatrixError):
                 await self.admin.delete_token(record.token)
         return await self.get(record.invitation_id)
+
+
+async def invite_patient(
+    onboarding: Onboarding,
+    email: str,
+    therapist: str,
+    now: datetime,
+    *,
+    name: str | None = None,
+    policy: str = "default",
+    valid_for: timedelta = DEFAULT_VALIDITY,
+) -> Invited:
+    """Invite a patient, as `confidant invite` and POST /api/v1/invitations do.
+
+    The invitation is stored first and e-mailed second (when `onboarding` has a mailer), so
+    a relay failure never loses it: the answer then carries the error, and the invitation
+    can be sent again with `resend`. Raises OnboardingError with what to do instead.
+    """
+    record = await onboarding.create(
+        email, therapist, now, name=name, policy=policy, valid_for=valid_for
+    )
+    if onboarding.mailer is None:
+        return Invited(await onboarding.get(record.invitation_id), email_sent=False)
+    try:
+        await onboarding.send(record, now)
+    except MailError as err:
+        return Invited(await onboarding.get(record.invitation_id), False, str(err))
+    return Invited(await onboarding.get(record.invitation_id), email_sent=True)
