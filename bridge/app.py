@@ -66,9 +66,9 @@ log = logging.getLogger(__name__)
 
 def default_features() -> list[Installer]:
     """Every feature the bridge runs, in installation order."""
-    from bridge import features
+    from bridge.features.installed import ALL
 
-    return features.ALL
+    return ALL
 
 
 async def cross_sign_device(

@@ -1,4 +1,4 @@
-"""The features the running bridge installs, in order.
+"""The features of the running bridge; `installed.py` lists them in installation order.
 
 Each entry takes the built bridge as a `bridge.host.Host` (parts, service, bot, outbox and
 scheduler exist but nothing has started) and registers its hooks, handlers, commands and
@@ -6,46 +6,12 @@ start/stop callbacks.
 
 A new feature is one module here (`features/NAME.py`), or one package when it outgrows
 ~500 lines (`features/NAME/`, as `email/` and `onboarding/`), with an installer
-`install_NAME(app: Host)` added to `ALL` below. A feature imports the core, the store, the
-adapters and the shared modules below it (`service`, `outbox`, `provision`, `ports`, ...),
-never another feature and never the composition root: what it needs of another feature is
-a typed port in `bridge/ports.py`, which the owning feature fills in `app.ports` when it is
-installed and the other reads when it needs it.
+`install_NAME(app: Host)` added to `ALL` in `installed.py`. A feature imports the core, the
+store, the adapters and the shared modules below it (`service`, `outbox`, `provision`,
+`ports`, ...), never another feature and never the composition root: what it needs of
+another feature is a typed port in `bridge/ports.py`, which the owning feature fills in
+`app.ports` when it is installed and the other reads when it needs it.
+
+The list lives in its own module, not here: importing one feature (a face importing a
+feature's use case) must not import every other feature with it.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from bridge.features.consent import install_consent
-from bridge.features.email import install_email
-from bridge.features.export import install_export
-from bridge.features.http import install_http
-from bridge.features.mailer import install_mailer
-from bridge.features.onboarding import install_onboarding
-from bridge.features.selfcheck import install_selfcheck
-from bridge.features.sessions import install_sessions
-from bridge.features.sla import install_sla_feature
-from bridge.features.unread import install_unread_notice
-from bridge.features.video import install_video
-from bridge.features.voice import install_voice
-
-if TYPE_CHECKING:
-    from bridge.host import Installer
-
-
-# HTTP last: /health and /metrics report on everything installed before it.
-ALL: list[Installer] = [
-    install_mailer,
-    install_unread_notice,
-    install_sla_feature,
-    install_consent,
-    install_onboarding,
-    install_export,
-    install_email,
-    install_voice,
-    install_video,
-    install_sessions,
-    install_selfcheck,
-    install_http,
-]
