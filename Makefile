@@ -37,7 +37,7 @@ test: deps lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/core tests/pipeline
 
 bench: deps
 	$(BIN)/python -m bench

@@ -13,6 +13,9 @@ import pytest
 from dev.devhs import DevHomeserver
 from tests.support.nio_user import NioUser
 
+#: The database fixtures (db, db_url, pg_url) for every layer that needs a store.
+pytest_plugins = ["tests.support.databases"]
+
 
 @dataclass(frozen=True)
 class TestUser:

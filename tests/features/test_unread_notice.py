@@ -10,9 +10,9 @@ import pytest
 from bridge.app import App, default_features
 from bridge.config import minimal_config
 from bridge.features.unread import install_unread_notice, timer_id
-from tests.integration.test_mailer import SinkFactory, body_of, outbound
-from tests.integration.test_mailer import smtp_sink as smtp_sink  # the fixture
-from tests.integration.test_pair_rooms import wait_until
+from tests.adapters.test_mailer import SinkFactory, body_of, outbound
+from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, text_from
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from bridge.features.sessions import install_sessions, store_session
 from bridge.store import clocks, open_database, sessions, timers
 from bridge.store.base import to_ms
 from bridge.store.sessions import SessionRecord
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from bridge.config import minimal_config_dict
-from tests.integration.test_email_bridge import SMTP, free_port
+from tests.features.test_email_bridge import SMTP, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -49,7 +49,7 @@ from bridge.features.email import EmailFeature, attach_email, build_email, insta
 from bridge.features.email.relay import attachment_txn_id
 from bridge.service import Service
 from bridge.store import clocks, open_database
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 from tests.support.nio_user import NioUser
 

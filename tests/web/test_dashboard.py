@@ -15,7 +15,7 @@ from bridge.features.http import http_installer, install_http
 from bridge.store import clocks
 from bridge.web.auth import CSRF_COOKIE, SESSION_COOKIE
 from bridge.web.server import HttpServer
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing
 
 pytestmark = pytest.mark.integration

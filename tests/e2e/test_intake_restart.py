@@ -22,7 +22,7 @@ from bridge.audit import verify
 from bridge.core.pairroom import UNDECRYPTABLE_NOTICE_WINDOW
 from bridge.store import open_database, pending
 from bridge.store.pairs import PairRecord
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing, start_app
 from tests.support.nio_user import NioUser
 

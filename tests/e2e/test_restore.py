@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing, start_app
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.adapters.matrix.rest import MatrixRest
 from bridge.store.pairs import PairStatus
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing, start_app, text_from
 from tests.support.nio_user import NioUser
 

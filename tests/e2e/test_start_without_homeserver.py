@@ -20,7 +20,7 @@ import pytest
 
 from bridge.adapters.matrix.session import credentials_path, device_id_path, load_credentials
 from bridge.app import App
-from tests.integration.test_email_bridge import (
+from tests.features.test_email_bridge import (
     SMTP,
     free_port,
     load_config_dict,
@@ -30,7 +30,7 @@ from tests.integration.test_email_bridge import (
     posts_with,
     send_mail,
 )
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, start_app
 from tests.support.faultproxy import FaultProxy
 

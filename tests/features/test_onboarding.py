@@ -29,9 +29,9 @@ from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.ports import AdminUnavailable
 from bridge.store import invitations, pairs
 from bridge.store.invitations import InvitationStatus
-from tests.integration.test_mailer import FROM, SinkFactory, body_of, outbound
-from tests.integration.test_mailer import smtp_sink as smtp_sink  # the fixture
-from tests.integration.test_pair_rooms import wait_until
+from tests.adapters.test_mailer import FROM, SinkFactory, body_of, outbound
+from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing
 from tests.support.nio_user import NioUser
 

@@ -16,7 +16,7 @@ from bridge.adapters.video import is_room_name
 from bridge.app import default_features
 from bridge.features.video import install_video
 from bridge.store import therapists
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing, start_app
 
 pytestmark = pytest.mark.integration

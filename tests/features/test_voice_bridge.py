@@ -25,7 +25,7 @@ from bridge.app import default_features
 from bridge.audit.export import export_pair
 from bridge.config import load_config, minimal_config_dict
 from bridge.features.voice import install_voice
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 
 pytestmark = pytest.mark.integration

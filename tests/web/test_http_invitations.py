@@ -21,8 +21,8 @@ from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.web.server import HttpServer
 from dev.devhs import DevHomeserver
 from tests.conftest import TestUser
-from tests.integration.test_mailer import Sink, body_of, outbound
-from tests.integration.test_onboarding import CODE, register
+from tests.adapters.test_mailer import Sink, body_of, outbound
+from tests.features.test_onboarding import CODE, register
 from tests.support.bridge_app import bridge_config
 
 pytestmark = pytest.mark.integration

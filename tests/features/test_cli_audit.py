@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from bridge.config import minimal_config_dict
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 
 pytestmark = pytest.mark.integration

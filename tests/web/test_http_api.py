@@ -22,7 +22,7 @@ from bridge.features.voice import install_voice
 from bridge.store import clocks
 from bridge.web.openapi import OPENAPI
 from bridge.web.server import HttpServer
-from tests.integration.test_pair_rooms import wait_until
+from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config
 
 pytestmark = pytest.mark.integration
