@@ -22,6 +22,9 @@ from bridge.core.model import (
 )
 from bridge.core.sla import (
     BREACHED,
+    ESCALATION_RETRY,
+    ESCALATION_WAITING,
+    MAX_BACKDATE,
     Away,
     Clock,
     ClockState,
@@ -30,6 +33,7 @@ from bridge.core.sla import (
     Step,
     cancel_clock,
     clock_id_for,
+    message_time,
     on_patient_message,
     on_therapist_message,
     on_timer,
@@ -230,13 +234,19 @@ def test_due_across_dst_keeps_the_wall_clock_hour() -> None:
     assert clock.due_at == datetime(2025, 3, 31, 10, tzinfo=UTC)
 
 
-def test_calendar_window_and_escalation_without_supervisors() -> None:
+def test_calendar_window_escalates_even_without_policy_supervisors() -> None:
+    # The therapist's own supervisor is looked up when the escalation fires, so the step is
+    # armed whenever the policy escalates.
     policy = replace(POLICY, window_clock="calendar", window=24 * H, supervisors=())
     clock, effects = open_clock(policy=policy)
     assert clock.due_at == WED_10 + 24 * H
     assert clock.heads_up_at == WED_10 + 23 * H
-    assert clock.escalate_at is None
-    assert {t.timer_kind for t in of_type(effects, ScheduleTimer)} == {"sla.heads_up", "sla.due"}
+    assert clock.escalate_at == clock.due_at + (POLICY.escalate_after or H)
+    assert {t.timer_kind for t in of_type(effects, ScheduleTimer)} == {
+        "sla.heads_up",
+        "sla.due",
+        "sla.escalation",
+    }
 
 
 def test_heads_up_not_shorter_than_the_window_means_none() -> None:
@@ -383,8 +393,42 @@ def test_heads_up_after_due_is_dropped() -> None:
     assert of_type(effects, SendMessage) == []
 
 
-def test_reminder_outside_hours_waits_for_the_next_opening() -> None:
+def test_calendar_reminder_and_escalation_reach_people_at_night() -> None:
+    # A round-the-clock policy reminds round the clock unless it says otherwise.
     policy = replace(POLICY, window_clock="calendar", window=12 * H, heads_up_before=None)
+    clock, _ = open_clock(policy=policy)  # Wednesday 10:00, due 22:00
+    after, effects = fire(clock, Step.DUE, clock.due_at, policy)
+    assert after is not None and "due" in after.steps_done
+    assert audits(effects) == ["sla.breached", "sla.reminded"]
+    assert of_type(effects, ScheduleTimer) == []
+    assert after.escalate_at == berlin(2025, 6, 5, 0)
+    final, effects = fire(after, Step.ESCALATION, after.escalate_at, policy)
+    assert final is not None and "escalation" in final.steps_done
+    assert audits(effects) == ["sla.escalated"]
+
+
+def test_working_policy_may_escalate_at_any_hour() -> None:
+    # Window in working time, but the crisis escalation reaches supervisors at night.
+    policy = replace(POLICY, escalate_after=3 * H, escalate_during="any_time")
+    clock, _ = open_clock(berlin(2025, 6, 4, 13), policy=policy)  # due 17:00
+    assert clock.escalate_at is not None
+    # Three working hours after Wednesday 17:00 is Thursday 12:00 in the working clock.
+    assert clock.escalate_at == berlin(2025, 6, 5, 12)
+    _, effects = fire(clock, Step.DUE, berlin(2025, 6, 4, 20), policy)  # held: closed
+    assert [t.at for t in of_type(effects, ScheduleTimer)] == [berlin(2025, 6, 5, 9)]
+    night = replace(clock, escalate_at=berlin(2025, 6, 4, 23))
+    _, effects = fire(night, Step.ESCALATION, berlin(2025, 6, 4, 23), policy)
+    assert audits(effects) == ["sla.breached", "sla.escalated"]
+
+
+def test_reminder_outside_hours_waits_for_the_next_opening() -> None:
+    policy = replace(
+        POLICY,
+        window_clock="calendar",
+        window=12 * H,
+        heads_up_before=None,
+        remind_during="opening_hours",
+    )
     clock, _ = open_clock(policy=policy)  # Wednesday 10:00, due 22:00
     assert clock.due_at == berlin(2025, 6, 4, 22)
     after, effects = fire(clock, Step.DUE, clock.due_at, policy)
@@ -427,13 +471,46 @@ def test_escalation_reaches_every_supervisor() -> None:
     assert audit.details["to"] == ["@sup:practice", "@sup2:practice"]
 
 
-def test_escalation_without_a_reachable_supervisor_is_audited() -> None:
+def test_escalation_without_a_reachable_supervisor_stays_open_and_is_retried() -> None:
     clock, _ = open_clock()
-    _, effects = fire(clock, Step.ESCALATION, berlin(2025, 6, 4, 16), supervisors=[])
+    at = berlin(2025, 6, 4, 16)
+    waiting, effects = fire(clock, Step.ESCALATION, at, supervisors=[])
     assert [(a.action, a.outcome) for a in of_type(effects, AppendAudit)] == [
         ("sla.breached", "ok"),
-        ("sla.escalated", "no_recipient"),
+        ("sla.escalation_waiting", "no_recipient"),
     ]
+    assert waiting is not None
+    assert "escalation" not in waiting.steps_done and ESCALATION_WAITING in waiting.steps_done
+    (retry,) = of_type(effects, ScheduleTimer)
+    assert (retry.timer_id, retry.at) == (clock.timer_id(Step.ESCALATION), at + ESCALATION_RETRY)
+    # Still nobody: tried again, not audited again.
+    again, effects = fire(waiting, Step.ESCALATION, retry.at, supervisors=[])
+    assert audits(effects) == [] and len(of_type(effects, ScheduleTimer)) == 1
+    # A desk exists now: the escalation goes out once and the step is done.
+    assert again is not None
+    done, effects = fire(again, Step.ESCALATION, retry.at + ESCALATION_RETRY)
+    assert done is not None and "escalation" in done.steps_done
+    assert ESCALATION_WAITING not in done.steps_done
+    assert audits(effects) == ["sla.escalated"]
+    assert [m.room_id for m in of_type(effects, SendMessage)] == [SUPERVISOR.room_id]
+
+
+def test_expected_reply_quotes_when_a_reminder_backs_it() -> None:
+    # Calendar window ending at night with reminders held until opening: the patient is
+    # told the next opening, not a time no reminder backs.
+    held = replace(
+        POLICY,
+        window_clock="calendar",
+        window=12 * H,
+        patient_notice="always",
+        remind_during="opening_hours",
+    )
+    _, effects = open_clock(policy=held)  # due 22:00
+    (notice,) = [m for m in of_type(effects, SendMessage) if m.template == "sla_expected_reply"]
+    assert notice.context["due_at"] == berlin(2025, 6, 5, 9).isoformat()
+    _, effects = open_clock(policy=replace(held, remind_during=None))
+    (notice,) = [m for m in of_type(effects, SendMessage) if m.template == "sla_expected_reply"]
+    assert notice.context["due_at"] == berlin(2025, 6, 4, 22).isoformat()
 
 
 def test_remind_at_due_off_only_records_the_breach() -> None:
@@ -655,3 +732,32 @@ def test_calendar_with_public_holidays() -> None:
     )
     assert clock is not None
     assert clock.due_at == berlin(2025, 4, 22, 12)  # across Good Friday and Easter Monday
+
+
+# ---------------------------------------------------------------- message time
+
+
+def test_message_time_is_the_origin_bounded_by_when_it_was_seen() -> None:
+    seen = WED_10
+    assert message_time(seen - 40 * H, seen) == seen - 40 * H  # the bridge was down
+    assert message_time(seen + H, seen) == seen  # a homeserver clock ahead of ours
+    assert message_time(seen - 30 * 24 * H, seen) == seen - MAX_BACKDATE
+
+
+def test_downtime_counts_against_the_reply_time() -> None:
+    # Sent Wednesday 10:00 and 10:04:48, both seen by the bridge only at 10:05 after an
+    # outage: the response time is the 4 min 48 s between the two messages' own times.
+    sent, seen = WED_10, WED_10 + timedelta(minutes=5)
+    clock, _ = open_clock(message_time(sent, seen))
+    assert clock.opened_at == sent
+    reply = message_time(sent + timedelta(seconds=288), seen)
+    closed, _ = on_therapist_message(clock, POLICY, CAL, Kind.TEXT, "$r", "@doc:practice", reply)
+    assert closed is not None and closed.response_calendar == timedelta(seconds=288)
+
+
+def test_a_reply_dated_before_the_clock_opened_counts_as_immediate() -> None:
+    clock, _ = open_clock()
+    closed, _ = on_therapist_message(
+        clock, POLICY, CAL, Kind.TEXT, "$r", "@doc:practice", WED_10 - timedelta(seconds=3)
+    )
+    assert closed is not None and closed.response_calendar == timedelta(0) and closed.met

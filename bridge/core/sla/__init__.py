@@ -17,6 +17,7 @@ The package, one job per module:
 - `clock`: the clock record, its states and steps, stable timer and clock ids;
 - `schedule`: when each step falls in the policy's clock, pauses left out;
 - `lifecycle`: a patient's message opens a clock, a therapist's reply closes it;
+- `hours`: when a step may reach people (opening hours or any hour, per policy and step);
 - `timers`: what a step's timer does when it fires (breach, quiet hours, re-arm);
 - `steps`: what the heads-up, the reminder and the escalation send, and to whom;
 - `notices`: what the patient is told (expected reply time, missed reply);
@@ -29,24 +30,31 @@ from bridge.core.sla.away import therapist_away, therapist_back
 from bridge.core.sla.clock import (
     ACTOR,
     BREACHED,
+    ESCALATION_WAITING,
+    MAX_BACKDATE,
     PATIENT_TOLD,
     Clock,
     ClockState,
     Step,
     TimerRef,
     clock_id_for,
+    message_time,
     open_clocks_by_due,
     parse_timer_id,
     timer_id,
 )
+from bridge.core.sla.hours import deliverable, delivered_at
 from bridge.core.sla.lifecycle import cancel_clock, on_patient_message, on_therapist_message
-from bridge.core.sla.policy import Away, Desk, OpenClockOn, PatientNotice, SlaPolicy
+from bridge.core.sla.policy import Away, Desk, OpenClockOn, PatientNotice, ReachHours, SlaPolicy
 from bridge.core.sla.steps import room_link
-from bridge.core.sla.timers import STALE_TOLERANCE, on_timer
+from bridge.core.sla.timers import ESCALATION_RETRY, STALE_TOLERANCE, on_timer
 
 __all__ = [
     "ACTOR",
     "BREACHED",
+    "ESCALATION_RETRY",
+    "ESCALATION_WAITING",
+    "MAX_BACKDATE",
     "PATIENT_TOLD",
     "STALE_TOLERANCE",
     "Away",
@@ -55,11 +63,15 @@ __all__ = [
     "Desk",
     "OpenClockOn",
     "PatientNotice",
+    "ReachHours",
     "SlaPolicy",
     "Step",
     "TimerRef",
     "cancel_clock",
     "clock_id_for",
+    "deliverable",
+    "delivered_at",
+    "message_time",
     "on_patient_message",
     "on_therapist_message",
     "on_timer",

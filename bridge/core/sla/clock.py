@@ -38,6 +38,8 @@ class Step(enum.StrEnum):
 #: Markers in `Clock.steps_done` besides the steps themselves.
 BREACHED = "breached"
 PATIENT_TOLD = "patient_told"
+#: The escalation is due but reached nobody yet (no supervisor desk or address): retried.
+ESCALATION_WAITING = "escalation_waiting"
 
 _STEP_FIELD = {Step.HEADS_UP: "heads_up_at", Step.DUE: "due_at", Step.ESCALATION: "escalate_at"}
 
@@ -123,6 +125,24 @@ def parse_timer_id(value: str) -> TimerRef | None:
         return None
 
 
+#: The furthest back a message's own time is believed: a bridge down for longer than this
+#: opens the clock at this bound, so a wrong homeserver clock cannot date a message years ago.
+MAX_BACKDATE = timedelta(days=7)
+
+
+def message_time(origin: datetime, seen: datetime) -> datetime:
+    """The time a clock counts a message from: when it was sent, not when the bridge saw it.
+
+    `origin` is the homeserver's `origin_server_ts` (for e-mail, when the bridge accepted
+    it), `seen` the bridge's own clock. A message cannot have been sent after it was seen,
+    so an origin ahead of `seen` (clock skew) counts as `seen`; one further back than
+    `MAX_BACKDATE` counts as that bound. Downtime therefore counts against the reply time
+    like any other minute.
+    """
+    origin, seen = as_utc(origin), as_utc(seen)
+    return max(min(origin, seen), seen - MAX_BACKDATE)
+
+
 def iso_utc(at: datetime) -> str:
     """A clock time as audit entries and templates carry it (ISO 8601, UTC)."""
     return as_utc(at).isoformat()
@@ -141,6 +161,8 @@ def open_clocks_by_due(clocks: Iterable[Clock]) -> list[Clock]:
 __all__ = [
     "ACTOR",
     "BREACHED",
+    "ESCALATION_WAITING",
+    "MAX_BACKDATE",
     "PATIENT_TOLD",
     "Clock",
     "ClockState",
@@ -149,6 +171,7 @@ __all__ = [
     "clock_id_for",
     "iso_local",
     "iso_utc",
+    "message_time",
     "open_clocks_by_due",
     "parse_timer_id",
     "timer_id",

@@ -121,10 +121,13 @@ def on_therapist_message(
     """Close the open clock on the therapist's message and record the response time.
 
     Commands (`!sla`, `!video`...) and non-message events (reactions, edits) do not close it.
+    `now` is the reply's own time (`message_time`); a reply dated before the clock opened
+    (the patient's message was decrypted late) counts as an immediate one.
     """
     now = as_utc(now)
     if clock is None or not clock.is_open or is_command or kind not in CONVERSATIONAL_KINDS:
         return clock, []
+    now = max(now, clock.opened_at)
     clock = settle_pause(clock, policy, cal, now)
     paused_total = clock.paused_total
     if clock.paused_since is not None:

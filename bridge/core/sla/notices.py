@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.core.model import Pair, SendMessage
-from bridge.core.sla.clock import Clock, iso_local, iso_utc
+from bridge.core.sla.clock import Clock, Step, iso_local, iso_utc
+from bridge.core.sla.hours import delivered_at
 from bridge.core.sla.policy import SlaPolicy
 from bridge.core.workhours import WorkingCalendar
 
@@ -25,17 +26,21 @@ def expected_reply_notice(
 ) -> SendMessage | None:
     """The note with the expected reply time for a clock just opened; None if the policy says no.
 
-    Out of hours it carries the policy's crisis line, if it has one.
+    Out of hours it carries the policy's crisis line, if it has one. The time quoted is
+    when the due reminder reaches the therapist: the due time itself, or the next opening
+    where the policy holds reminders until then, so it never promises a time that no
+    reminder backs.
     """
     if not (
         policy.patient_notice == "always"
         or (policy.patient_notice == "out_of_hours" and out_of_hours)
     ):
         return None
+    reply_by = delivered_at(cal, policy, Step.DUE, clock.due_at)
     context: dict[str, Any] = {
         "pair_label": pair.label or pair.pair_id,
-        "due_at": iso_utc(clock.due_at),
-        "due_at_local": iso_local(clock.due_at, cal),
+        "due_at": iso_utc(reply_by),
+        "due_at_local": iso_local(reply_by, cal),
         "timezone": cal.tz.key,
         "out_of_hours": out_of_hours,
         "therapist_away": therapist_away,

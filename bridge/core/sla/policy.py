@@ -10,6 +10,8 @@ from bridge.core.workhours import WindowClock, as_utc
 
 PatientNotice = Literal["always", "out_of_hours", "never"]
 OpenClockOn = Literal["any_message", "reply_request"]
+#: When a step may reach people: only while the practice is open, or at any hour.
+ReachHours = Literal["opening_hours", "any_time"]
 
 _ZERO = timedelta(0)
 
@@ -34,6 +36,24 @@ class SlaPolicy:
     #: A reminder firing this soon after the practice closed is still sent (due at closing time).
     reminder_grace: timedelta = timedelta(minutes=15)
     name: str = "default"
+    #: When heads-up and due reminders may reach the therapist; None: the clock decides
+    #: (opening hours for a working-time window, any time for a round-the-clock one).
+    remind_during: ReachHours | None = None
+    #: When an escalation may reach supervisors; None: as `remind_during` (a crisis
+    #: policy sets "any_time" so a supervisor hears at night).
+    escalate_during: ReachHours | None = None
+
+    @property
+    def reminder_hours(self) -> ReachHours:
+        """When reminders reach the therapist, with the clock's default filled in."""
+        if self.remind_during is not None:
+            return self.remind_during
+        return "opening_hours" if self.window_clock == "working" else "any_time"
+
+    @property
+    def escalation_hours(self) -> ReachHours:
+        """When escalations reach supervisors, with the default filled in."""
+        return self.escalate_during if self.escalate_during is not None else self.reminder_hours
 
     def __post_init__(self) -> None:
         if self.window <= _ZERO:
@@ -65,4 +85,4 @@ class Away:
         return as_utc(now) < as_utc(self.until)
 
 
-__all__ = ["Away", "Desk", "OpenClockOn", "PatientNotice", "SlaPolicy"]
+__all__ = ["Away", "Desk", "OpenClockOn", "PatientNotice", "ReachHours", "SlaPolicy"]

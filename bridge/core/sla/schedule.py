@@ -24,7 +24,9 @@ def step_offsets(policy: SlaPolicy) -> dict[Step, timedelta]:
     hb = policy.heads_up_before
     if hb is not None and _ZERO < hb < policy.window:
         offsets[Step.HEADS_UP] = policy.window - hb
-    if policy.escalate_after is not None and policy.supervisors:
+    # Supervisors may come from the therapist as well as the policy: they are looked up
+    # when the escalation fires, so the step exists whenever the policy escalates.
+    if policy.escalate_after is not None:
         offsets[Step.ESCALATION] = policy.window + policy.escalate_after
     return offsets
 

@@ -2,8 +2,8 @@
 
 Reminders go to desk rooms (and, if the policy says so, e-mail), never into the pair
 room. E-mails carry the pair label, the due time and a link only: nothing clinical.
-Every step ends with an audit entry, `no_recipient` when nobody could be reached, so an
-escalation is never skipped silently.
+Every reminder ends with an audit entry (`no_recipient` when nobody could be reached); an
+escalation that reaches nobody is kept open and retried by the timer (`timers.py`).
 """
 
 from __future__ import annotations
@@ -105,8 +105,12 @@ def escalate(
     timer_id: str,
     supervisors: Sequence[Desk],
     now: datetime,
-) -> list[Effect]:
-    """The escalation: to every supervisor's desk, audited with those it reached."""
+) -> tuple[list[Effect], list[str]]:
+    """The escalation: to every supervisor's desk or address, and who it reached.
+
+    Audited only when it reached someone; reaching nobody is the caller's to handle (the
+    step stays open and is retried).
+    """
     context = _desk_context(clock, pair, cal, Step.ESCALATION, now, covering=False)
     effects: list[Effect] = []
     reached: list[str] = []
@@ -128,16 +132,16 @@ def escalate(
             sent = True
         if sent:
             reached.append(desk.user_id)
-    effects.append(
-        AppendAudit(
-            clock.pair_id,
-            "sla.escalated",
-            ACTOR,
-            {"clock_id": clock.clock_id, "to": reached, "due_at": iso_utc(clock.due_at)},
-            outcome="ok" if reached else "no_recipient",
+    if reached:
+        effects.append(
+            AppendAudit(
+                clock.pair_id,
+                "sla.escalated",
+                ACTOR,
+                {"clock_id": clock.clock_id, "to": reached, "due_at": iso_utc(clock.due_at)},
+            )
         )
-    )
-    return effects
+    return effects, reached
 
 
 __all__ = ["escalate", "remind", "room_link"]

@@ -1,8 +1,9 @@
 """What a clock's timer does when it fires: record a breach, run its step, or re-arm it.
 
-Reminders reach people only when the policy allows (quiet hours: the practice's hours
-for working-time policies); a timer that fires outside them is re-armed for the next
-opening, never dropped.
+Reminders reach people only when the policy allows (`remind_during`, `escalate_during`:
+the practice's hours for working-time policies, any hour for round-the-clock ones); a
+timer that fires outside them is re-armed for the next opening, never dropped. An
+escalation that reaches nobody stays open and is tried again, never used up silently.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from bridge.core.model import AppendAudit, Effect, Pair, ScheduleTimer
 from bridge.core.sla.clock import (
     ACTOR,
     BREACHED,
+    ESCALATION_WAITING,
     PATIENT_TOLD,
     Clock,
     Step,
     iso_utc,
     parse_timer_id,
 )
+from bridge.core.sla.hours import deliverable
 from bridge.core.sla.notices import breach_notice
 from bridge.core.sla.policy import Away, Desk, SlaPolicy
 from bridge.core.sla.schedule import settle_pause
@@ -29,16 +32,8 @@ from bridge.core.workhours import WorkingCalendar, as_utc
 
 #: A timer firing this much before its step's time is stale (the clock moved): re-arm it.
 STALE_TOLERANCE = timedelta(seconds=1)
-
-_ZERO = timedelta(0)
-
-
-def _deliverable(cal: WorkingCalendar, policy: SlaPolicy, now: datetime) -> bool:
-    """Whether a reminder may go out at `now`: open, or closed less than the grace ago."""
-    if cal.is_open(now):
-        return True
-    grace = policy.reminder_grace
-    return grace > _ZERO and cal.working_time_between(now - grace, now) > _ZERO
+#: How soon an escalation that reached nobody is tried again.
+ESCALATION_RETRY = timedelta(minutes=15)
 
 
 def on_timer(
@@ -103,22 +98,49 @@ def on_timer(
         done.add(step.value)
         return replace(clock, steps_done=frozenset(done)), effects
 
-    if not _deliverable(cal, policy, now):
+    if policy.tell_patient_on_breach and BREACHED in done and PATIENT_TOLD not in done:
+        # The patient hears when the promised time passes, whatever the staff's hours.
+        done.add(PATIENT_TOLD)
+        effects.append(breach_notice(clock, pair))
+
+    if not deliverable(cal, policy, step, now):
         effects.append(
             ScheduleTimer(timer_id, step.timer_kind, cal.next_opening(now), clock.pair_id)
         )
         return replace(clock, steps_done=frozenset(done)), effects
 
     if step is Step.ESCALATION:
-        effects += escalate(clock, pair, policy, cal, timer_id, supervisors, now)
+        sent, reached = escalate(clock, pair, policy, cal, timer_id, supervisors, now)
+        effects += sent
+        if not reached:
+            # Nobody could be reached: the escalation stays open and is tried again.
+            if ESCALATION_WAITING not in done:
+                done.add(ESCALATION_WAITING)
+                effects.append(
+                    AppendAudit(
+                        clock.pair_id,
+                        "sla.escalation_waiting",
+                        ACTOR,
+                        {
+                            "clock_id": clock.clock_id,
+                            "due_at": iso_utc(clock.due_at),
+                            "supervisors": len(supervisors),
+                        },
+                        outcome="no_recipient",
+                    )
+                )
+            retry = now + ESCALATION_RETRY
+            effects.append(ScheduleTimer(timer_id, step.timer_kind, retry, clock.pair_id))
+            return replace(clock, steps_done=frozenset(done)), effects
+        done.discard(ESCALATION_WAITING)
     else:
         effects += remind(clock, pair, policy, cal, step, timer_id, therapist, away, now)
     done.add(step.value)
-
-    if policy.tell_patient_on_breach and BREACHED in done and PATIENT_TOLD not in done:
-        done.add(PATIENT_TOLD)
-        effects.append(breach_notice(clock, pair))
     return replace(clock, steps_done=frozenset(done)), effects
 
 
-__all__ = ["STALE_TOLERANCE", "on_timer"]
+__all__ = [
+    "ESCALATION_RETRY",
+    "STALE_TOLERANCE",
+    "on_timer",
+]
