@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from bridge.core.sla_report import (
     render_table,
     summarize,
 )
+from bridge.core.workhours import WorkingCalendar
 
 T0 = datetime(2025, 6, 2, 9, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -66,7 +67,7 @@ def test_summarize_per_therapist_and_total() -> None:
     rows = summarize(clocks)
     assert [r.therapist_id for r in rows] == ["@a", "@b", ALL]
     a, b, total = rows
-    assert a == TherapistStats("@a", 4, 105 * M, 300 * M, 0.75, 1, 0)
+    assert a == TherapistStats("@a", 4, 105 * M, 300 * M, 0.75, 1, 0, "working", (60 * M,))
     assert b == TherapistStats("@b", 1, 30 * M, 30 * M, 1.0, 0, 0)
     assert total.replies == 5
     assert total.median == 90 * M
@@ -97,8 +98,11 @@ def test_render_table() -> None:
         "breaches",
         "open",
         "overdue",
+        "clock",
+        "max",
+        "late",
     ]
-    assert lines[2].split() == ["@a", "2", "3:00", "5:00", "50%", "1", "0"]
+    assert lines[2].split() == ["@a", "2", "3:00", "5:00", "50%", "1", "0", "working", "1:00"]
 
 
 def test_render_csv_round_trips() -> None:
@@ -112,3 +116,40 @@ def test_render_csv_round_trips() -> None:
         csv.DictReader(io.StringIO(render_csv([TherapistStats("@c", 0, None, None, None, 0, 2)])))
     )
     assert empty[0]["median_seconds"] == "" and empty[0]["open_overdue"] == "2"
+
+
+def test_calendar_policy_counts_calendar_time_and_how_late() -> None:
+    # The case: a 3-minute round-the-clock window answered at night after 5 minutes.
+    night = datetime(2025, 6, 2, 22, tzinfo=UTC)
+    urgent = replace(
+        closed("@a", 0, False, 1),
+        policy="urgent",
+        opened_at=night,
+        due_at=night + 3 * M,
+        closed_at=night + 5 * M,
+        response_working=timedelta(0),
+        response_calendar=5 * M,
+    )
+    office = closed("@a", 60, True, 2)
+    cal = WorkingCalendar(UTC, {d: [(time(9), time(17))] for d in range(5)})
+    clocks_of = {"urgent": "calendar", "default": "working"}
+    (row,) = summarize([urgent], total=False, clocks_of=clocks_of, cal=cal)
+    assert (row.replies, row.median, row.p90, row.met_share, row.breaches) == (
+        1,
+        5 * M,
+        5 * M,
+        0.0,
+        1,
+    )
+    assert row.clock == "calendar" and row.lateness == (2 * M,)
+    mixed = summarize([urgent, office], clocks_of=clocks_of, cal=cal)
+    assert [r.clock for r in mixed] == ["mixed", "mixed"]
+    by_policy = summarize([urgent, office], clocks_of=clocks_of, cal=cal, by="policy")
+    assert [(r.therapist_id, r.clock, r.median) for r in by_policy] == [
+        ("default", "working", 60 * M),
+        ("urgent", "calendar", 5 * M),
+        (ALL, "mixed", timedelta(seconds=1950)),
+    ]
+    parsed = list(csv.DictReader(io.StringIO(render_csv(by_policy, key="policy"))))
+    assert parsed[1]["policy"] == "urgent" and parsed[1]["late_seconds"] == "120"
+    assert "policy" in render_table(by_policy, heading="policy").splitlines()[0]
