@@ -25,6 +25,12 @@ class Policy(Section):
     patient_notice: Literal["always", "out_of_hours", "never"] = "out_of_hours"
     open_clock_on: Literal["any_message", "reply_request"] = "any_message"
     tell_patient_on_breach: bool = False
+    #: When reminders may reach the therapist: "opening_hours" or "any_time"; unset, the
+    #: window's clock decides (opening hours for working time, any time for calendar).
+    remind_during: Literal["opening_hours", "any_time"] | None = None
+    #: When an escalation may reach supervisors; unset, as `remind_during`. A crisis
+    #: policy sets "any_time".
+    escalate_during: Literal["opening_hours", "any_time"] | None = None
 
     @field_validator("channels")
     @classmethod
@@ -53,8 +59,7 @@ class Policy(Section):
     def _steps(self) -> Policy:
         if self.heads_up_before is not None and self.heads_up_before >= self.window:
             raise FieldProblem("heads_up_before", "must be shorter than window")
-        if self.escalate_after is not None and not self.supervisors:
-            raise FieldProblem(
-                "supervisors", "escalate_after is set, so name at least one supervisor"
-            )
+        # An escalating policy without supervisors of its own reaches each therapist's
+        # supervisor (`therapist add --supervisor`); who is missing one is a start-up and
+        # check-config warning, since it depends on the therapists, not on this section.
         return self
