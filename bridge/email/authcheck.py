@@ -1,4 +1,4 @@
-"""Sender authentication: is the From one of the pair's addresses, and really from there?
+r"""Sender authentication: is the From one of the pair's addresses, and really from there?
 
 Two modes (config `smtp.sender_auth`):
 
@@ -9,8 +9,22 @@ Two modes (config `smtp.sender_auth`):
   An aligned pass is required even when the domain publishes no DMARC record or
   ``p=none``: a pair's room only takes mail whose From is proven.
 - ``behind_mta``: the practice's MTA has done the checks; only its own
-  ``Authentication-Results`` (the configured authserv-id, topmost block) are trusted.
-  Any other such header came from the sender's side and is ignored.
+  ``Authentication-Results`` (the configured authserv-id) are trusted, and only in the
+  one place the MTA writes them: a single block next to its topmost ``Received``
+  (RFC 8601 section 5). Results under other ids are ignored; results under our id
+  anywhere else are refused (``550 5.7.1``), and so are trusted headers that contradict
+  each other; a ``dmarc=fail`` among them always refuses.
+
+  The MTA must remove incoming headers with its own authserv-id (RFC 8601 section 5);
+  a forged one it leaves directly below its ``Received`` looks exactly like its own.
+  With Postfix, OpenDKIM and OpenDMARC (which insert their results below Postfix's
+  ``Received``): ``AuthservID`` the same in opendkim.conf and opendmarc.conf and equal
+  to ``smtp.authserv_id``; OpenDKIM ``RemoveARAll yes``; OpenDMARC ``TrustedAuthservIDs``
+  that same id only; and in Postfix ``header_checks = pcre:/etc/postfix/strip_ar.pcre``
+  holding ``/^Authentication-Results:\s*mx\.practice\.example\b/ IGNORE`` (header_checks
+  see the client's headers only, not the milters'). A content filter that re-injects
+  mail (amavis) must run the milters on the re-injecting ``smtpd``, so that the results
+  stay next to the topmost ``Received``.
 
 All DNS goes through a `Resolver`, so tests (and air-gapped installs) can supply records.
 Results carry reason codes and SMTP replies, never message content. The checks block
@@ -91,7 +105,7 @@ class AuthResult:
 
     ok: bool
     #: pass | sender_not_allowed | dmarc_fail | spf_fail | dkim_unaligned | dkim_none |
-    #: no_trusted_results | dns_temperror
+    #: no_trusted_results | untrusted_results | conflicting_results | dns_temperror
     reason: str
     smtp_code: int
     smtp_status: str
@@ -140,6 +154,16 @@ _REJECTIONS: dict[str, tuple[int, str, str]] = {
         550,
         "5.7.26",
         "Sender could not be authenticated: no results from the trusted mail server",
+    ),
+    "untrusted_results": (
+        550,
+        "5.7.1",
+        "Authentication results with this server's id were not written by the trusted mail server",
+    ),
+    "conflicting_results": (
+        550,
+        "5.7.1",
+        "Authentication results from the trusted mail server contradict each other",
     ),
     "dns_temperror": (451, "4.4.3", "Temporary DNS failure authenticating the sender, try later"),
 }
@@ -436,28 +460,62 @@ def _check_direct(
 
 
 _AUTHSERV_ID = re.compile(r"^\s*([^\s;]+)")
+# Headers an MTA prepends in transit; only these may stand above the MTA's own results.
+_TRACE_FIELDS = frozenset({"received", "received-spf", "authentication-results"})
+_TRACE_PREFIXES = ("arc-",)
+
+
+class _Untrusted(Exception):
+    """Results with our authserv-id sit where the MTA cannot have written them."""
+
+
+def _is_trace(name: str) -> bool:
+    return name in _TRACE_FIELDS or name.startswith(_TRACE_PREFIXES)
 
 
 def _trusted_results(message: Message, authserv_id: str) -> list[Any]:
-    """Results from the topmost contiguous block of our MTA's Authentication-Results."""
+    """The results of the MTA's own block of Authentication-Results, or [] when it wrote none.
+
+    Every MTA prepends its `Received` above the content it was handed (RFC 5321 4.4),
+    so everything a sender wrote lies below the MTA's topmost `Received`. Milters place
+    their results next to that line: Postfix with OpenDKIM/OpenDMARC inserts them
+    directly below it (milter position 1), Sendmail-style position 0 directly above it.
+    The trusted block is therefore one contiguous run of headers with our authserv-id
+    that touches the topmost `Received`, with only trace headers above it. A header with
+    our id anywhere else (below the sender's own `Received` lines or body headers, or
+    in a message with no `Received` at all) raises `_Untrusted`: the MTA did not strip
+    it as RFC 8601 section 5 requires, so nothing with that id can be believed.
+    """
     wanted = authserv_id.lower()
+    fields: list[tuple[str, str, bool]] = []
+    for name, value in message.raw_items():
+        lname = name.lower()
+        text = str(value)
+        match = _AUTHSERV_ID.match(text) if lname == "authentication-results" else None
+        fields.append((lname, text, bool(match and match.group(1).lower() == wanted)))
+    ours = [index for index, (_n, _v, own) in enumerate(fields) if own]
+    if not ours:
+        return []
+    first, last = ours[0], ours[-1]
+    if ours != list(range(first, last + 1)):
+        raise _Untrusted("results with our id outside one block")
+    if not all(_is_trace(name) for name, _v, _o in fields[:first]):
+        raise _Untrusted("results below content the sender wrote")
+    received = [index for index, (name, _v, _o) in enumerate(fields) if name == "received"]
+    if not received:
+        raise _Untrusted("no Received: the message did not come through the MTA")
+    top = received[0]
+    if top not in (first - 1, last + 1):
+        raise _Untrusted("results not next to the MTA's own Received")
     results: list[Any] = []
-    in_block = False
-    for name, value in message.raw_items() if hasattr(message, "raw_items") else message.items():
-        is_ar = name.lower() == "authentication-results"
-        match = _AUTHSERV_ID.match(str(value)) if is_ar else None
-        ours = bool(match and match.group(1).lower() == wanted)
-        if ours:
-            in_block = True
-            try:
-                header = authres.AuthenticationResultsHeader.parse(
-                    "Authentication-Results: " + re.sub(r"\r?\n[ \t]", " ", str(value))
-                )
-            except Exception:  # our own MTA's header should parse; if not, trust nothing
-                return []
-            results.extend(header.results)
-        elif in_block and not is_ar:
-            break  # anything below our MTA's block was written before it saw the message
+    for index in ours:
+        try:
+            header = authres.AuthenticationResultsHeader.parse(
+                "Authentication-Results: " + re.sub(r"\r?\n[ \t]", " ", fields[index][1])
+            )
+        except Exception as exc:  # our own MTA's header should parse; if not, trust none
+            raise _Untrusted("unparseable results") from exc
+        results.extend(header.results)
     return results
 
 
@@ -465,15 +523,29 @@ def _props(result: Any) -> dict[str, str]:
     return {f"{p.type}.{p.name}".lower(): str(p.value) for p in result.properties}
 
 
+def _signed_domains(message: Message) -> set[str]:
+    """The d= domains of the DKIM-Signature headers the message carries."""
+    domains: set[str] = set()
+    for value in message.get_all("DKIM-Signature") or ():
+        match = re.search(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", str(value))
+        if match:
+            domains.add(match.group(1).lower().rstrip("."))
+    return domains
+
+
 def _check_behind_mta(parsed: ParsedEmail, authserv_id: str) -> AuthResult:
-    results = _trusted_results(parsed.message, authserv_id)
+    try:
+        results = _trusted_results(parsed.message, authserv_id)
+    except _Untrusted:
+        return _rejected("untrusted_results")
     if not results:
         return _rejected("no_trusted_results")
     from_domain = parsed.from_domain
-    dkim_domains: list[str] = []
-    spf_result = "none"
-    spf_aligned = False
-    dmarc_seen = None
+    signed = _signed_domains(parsed.message)
+    dmarc: set[str] = set()
+    spf: dict[str, set[str]] = {}
+    dkim_by_domain: dict[str, set[str]] = {}
+    dkim_plain: set[str] = set()
     for result in results:
         method = str(result.method).lower()
         outcome = str(result.result).lower()
@@ -481,31 +553,53 @@ def _check_behind_mta(parsed: ParsedEmail, authserv_id: str) -> AuthResult:
         if method == "dmarc":
             header_from = props.get("header.from", "").lower().rstrip(".")
             if header_from == from_domain:
-                dmarc_seen = outcome
-        elif method == "dkim" and outcome == "pass":
-            domain = props.get("header.d", "").lower()
+                dmarc.add(outcome)
+        elif method == "dkim":
+            domain = props.get("header.d", "").lower().rstrip(".")
             if domain:
-                dkim_domains.append(domain)
+                dkim_by_domain.setdefault(domain, set()).add(outcome)
+            else:
+                dkim_plain.add(outcome)
         elif method == "spf":
-            spf_result = outcome
             mailfrom = props.get("smtp.mailfrom", "")
-            domain = _domain_of(mailfrom) if "@" in mailfrom else mailfrom.lower()
-            spf_aligned = (
-                outcome == "pass" and bool(domain) and _aligned(domain, from_domain, False)
-            )
-    facts: dict[str, Any] = {"dkim_pass_domains": tuple(dkim_domains), "spf_result": spf_result}
-    if dmarc_seen == "pass":
-        return _passed("mta", **facts)
-    if any(_aligned(d, from_domain, False) for d in dkim_domains) and dmarc_seen != "fail":
-        return _passed("mta", **facts)
-    if spf_aligned and dmarc_seen != "fail":
-        return _passed("mta", **facts)
-    if dmarc_seen in ("temperror",):
-        return _rejected("dns_temperror", **facts)
-    if dmarc_seen == "fail":
+            domain = _domain_of(mailfrom) if "@" in mailfrom else mailfrom.lower().rstrip(".")
+            spf.setdefault(domain, set()).add(outcome)
+    # Several headers with our id are the MTA's only if it stripped forged ones; when they
+    # disagree about the same check, one of them is not the MTA's, so nothing is trusted.
+    dkim_pass = sorted(
+        d for d, outcomes in dkim_by_domain.items() if outcomes == {"pass"} and d in signed
+    )
+    spf_outcomes = set().union(*spf.values()) if spf else set()
+    facts: dict[str, Any] = {
+        "dkim_pass_domains": tuple(dkim_pass),
+        "spf_result": next(iter(spf_outcomes)) if len(spf_outcomes) == 1 else "none",
+    }
+    if "fail" in dmarc:
         return _rejected("dmarc_fail", **facts)
-    if spf_result in ("fail", "softfail"):
+    any_dkim_pass = "pass" in dkim_plain or any("pass" in o for o in dkim_by_domain.values())
+    conflicting = (
+        len(dmarc) > 1
+        or len(spf_outcomes) > 1
+        or any(len(outcomes) > 1 for outcomes in dkim_by_domain.values())
+        or (any_dkim_pass and bool(dkim_plain - {"pass"}))
+    )
+    if conflicting:
+        return _rejected("conflicting_results", **facts)
+    if dmarc == {"temperror"}:
+        return _rejected("dns_temperror", **facts)
+    if dmarc == {"pass"}:
+        return _passed("mta", **facts)
+    # dmarc=none (no record) or permerror (a broken one): the From must still be proven.
+    if any(_aligned(d, from_domain, False) for d in dkim_pass):
+        return _passed("mta", **facts)
+    spf_aligned = any(
+        outcomes == {"pass"} and bool(domain) and _aligned(domain, from_domain, False)
+        for domain, outcomes in spf.items()
+    )
+    if spf_aligned:
+        return _passed("mta", **facts)
+    if spf_outcomes & {"fail", "softfail"}:
         return _rejected("spf_fail", **facts)
-    if dkim_domains:
+    if dkim_pass:
         return _rejected("dkim_unaligned", **facts)
     return _rejected("dkim_none", **facts)

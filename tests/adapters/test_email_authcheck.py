@@ -209,35 +209,145 @@ def test_behind_mta_ignores_results_from_other_authserv_ids() -> None:
     assert (result.ok, result.reason, result.smtp_status) == (False, "dmarc_fail", "5.7.26")
 
 
-def test_behind_mta_ignores_forged_results_with_our_id_below_the_top_block() -> None:
+def test_behind_mta_refuses_results_with_our_id_below_a_foreign_received() -> None:
     result = _behind(
         [
             "Authentication-Results: mx.practice.example; dkim=none",
-            "Received: from evil",
+            "Received: from mx.example.co.uk by mx.practice.example",
+            "Received: from evil by mx.example.co.uk",
             "Authentication-Results: mx.practice.example; dmarc=pass"
             " header.from=mail.example.co.uk",
         ]
     )
-    assert (result.ok, result.reason) == (False, "dkim_none")
+    assert (result.ok, result.reason, result.smtp_code, result.smtp_status) == (
+        False,
+        "untrusted_results",
+        550,
+        "5.7.1",
+    )
+
+
+# The cases the issue reported, laid out as Postfix with OpenDKIM/OpenDMARC delivers them:
+# the milters' results directly below Postfix's own Received, the sender's headers below.
+POSTFIX_RECEIVED = (
+    "Received: from mx.example.co.uk (mx.example.co.uk [192.0.2.10])"
+    " by mx.practice.example (Postfix) with ESMTPS id 4F2A"
+)
+SENDER_RECEIVED = "Received: from laptop by mx.example.co.uk with ESMTPSA id 77"
+SIGNATURE = "DKIM-Signature: v=1; a=rsa-sha256; d=example.co.uk; s=s1; h=from; bh=x; b=y"
+MTA_FAIL = (
+    "Authentication-Results: mx.practice.example; dkim=none;"
+    " dmarc=fail header.from=mail.example.co.uk"
+)
+FORGED_PASS = (
+    "Authentication-Results: mx.practice.example; dkim=pass header.d=mail.example.co.uk;"
+    " dmarc=pass header.from=mail.example.co.uk"
+)
+
+
+def test_forged_dmarc_pass_next_to_the_mtas_dmarc_fail_is_refused() -> None:
+    # The sender put the forged header on top of its own; the MTA's lands right above it.
+    result = _behind([POSTFIX_RECEIVED, MTA_FAIL, FORGED_PASS, SENDER_RECEIVED])
+    assert (result.ok, result.reason, result.smtp_code, result.smtp_status) == (
+        False,
+        "dmarc_fail",
+        550,
+        "5.7.26",
+    )
+    # The same pair with the MTA's results above its Received (milter position 0).
+    result = _behind([MTA_FAIL, FORGED_PASS, POSTFIX_RECEIVED, SENDER_RECEIVED])
+    assert (result.ok, result.reason) == (False, "dmarc_fail")
+
+
+def test_forged_header_below_the_senders_received_is_refused_when_the_mta_wrote_none() -> None:
+    result = _behind([POSTFIX_RECEIVED, SENDER_RECEIVED, FORGED_PASS])
+    assert (result.ok, result.reason, result.smtp_status) == (False, "untrusted_results", "5.7.1")
+
+
+def test_forged_header_in_a_message_with_no_received_is_refused() -> None:
+    # Handed straight to the bridge: nothing came through the MTA, nothing is the MTA's.
+    result = _behind([FORGED_PASS])
+    assert (result.ok, result.reason, result.smtp_status) == (False, "untrusted_results", "5.7.1")
+
+
+def test_forged_header_among_the_senders_body_headers_is_refused() -> None:
+    raw = _raw("pat@mail.example.co.uk", [POSTFIX_RECEIVED])
+    raw = raw.replace(b"Subject: hello\r\n", b"Subject: hello\r\n" + FORGED_PASS.encode() + b"\r\n")
+    result = check_sender(
+        parse_message(raw), raw, ["pat@mail.example.co.uk"], ENVELOPE, MTA, StaticResolver({})
+    )
+    assert (result.ok, result.reason) == (False, "untrusted_results")
+
+
+def test_two_blocks_with_our_id_are_refused() -> None:
+    dmarc_pass = (
+        "Authentication-Results: mx.practice.example; dmarc=pass header.from=mail.example.co.uk"
+    )
+    result = _behind([POSTFIX_RECEIVED, dmarc_pass, "X-Spam-Status: No", FORGED_PASS])
+    assert (result.ok, result.reason) == (False, "untrusted_results")
+
+
+def test_trusted_headers_that_contradict_each_other_are_refused() -> None:
+    spf = "Authentication-Results: mx.practice.example; spf={} smtp.mailfrom=p@example.co.uk"
+    result = _behind([POSTFIX_RECEIVED, spf.format("fail"), spf.format("pass")])
+    assert (result.ok, result.reason, result.smtp_status) == (
+        False,
+        "conflicting_results",
+        "5.7.1",
+    )
+    # The MTA found no signature; a header claiming a passing one contradicts it.
+    dkim_none = "Authentication-Results: mx.practice.example; dkim=none"
+    dkim_pass = "Authentication-Results: mx.practice.example; dkim=pass header.d=example.co.uk"
+    result = _behind([POSTFIX_RECEIVED, dkim_none, dkim_pass, SIGNATURE])
+    assert (result.ok, result.reason) == (False, "conflicting_results")
+
+
+def test_dkim_pass_counts_only_for_a_signature_the_message_carries() -> None:
+    dkim_pass = "Authentication-Results: mx.practice.example; dkim=pass header.d=example.co.uk"
+    assert not _behind([POSTFIX_RECEIVED, dkim_pass]).ok
+    assert _behind([POSTFIX_RECEIVED, dkim_pass, SIGNATURE]).ok
 
 
 def test_behind_mta_without_its_results_refuses() -> None:
-    result = _behind(["Authentication-Results: evil.example; dmarc=pass header.from=x"])
+    other = "Authentication-Results: evil.example; dmarc=pass header.from=x"
+    result = _behind([POSTFIX_RECEIVED, other])
     assert (result.ok, result.reason, result.smtp_code) == (False, "no_trusted_results", 550)
 
 
 def test_behind_mta_dmarc_pass_for_another_from_domain_does_not_count() -> None:
     result = _behind(
-        ["Authentication-Results: mx.practice.example; dmarc=pass header.from=evil.example"]
+        [
+            "Authentication-Results: mx.practice.example; dmarc=pass header.from=evil.example",
+            POSTFIX_RECEIVED,
+        ]
     )
     assert not result.ok
+
+
+def test_behind_mta_accepts_the_postfix_opendkim_opendmarc_layout() -> None:
+    # OpenDMARC's dmarc and spf results above OpenDKIM's, all below Postfix's Received.
+    result = _behind(
+        [
+            POSTFIX_RECEIVED,
+            "Authentication-Results: mx.practice.example; dmarc=pass"
+            " header.from=mail.example.co.uk",
+            "Authentication-Results: mx.practice.example; spf=pass"
+            " smtp.mailfrom=mail.example.co.uk",
+            "Authentication-Results: mx.practice.example; dkim=pass header.d=example.co.uk",
+            SENDER_RECEIVED,
+            SIGNATURE,
+        ]
+    )
+    assert result.ok and result.method == "mta"
 
 
 def test_behind_mta_accepts_aligned_dkim_without_dmarc() -> None:
     result = _behind(
         [
+            POSTFIX_RECEIVED,
             "Authentication-Results: mx.practice.example; dkim=pass header.d=example.co.uk",
             "Authentication-Results: mx.practice.example; spf=neutral smtp.mailfrom=a@b.example",
+            SIGNATURE,
         ]
     )
     assert result.ok

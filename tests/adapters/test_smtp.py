@@ -328,6 +328,72 @@ async def test_behind_mta_ignores_forged_authentication_results(listen: Factory)
     assert recorder.accepted[0][2].auth.method == "mta"
 
 
+MTA_RECEIVED = (
+    "Received",
+    "from mail.example.org (mail.example.org [192.0.2.10]) by mx.practice.example"
+    " (Postfix) with ESMTPS id 4F2A",
+)
+SENDER_RECEIVED = ("Received", "from laptop by mail.example.org with ESMTPSA id 77")
+FORGED_PASS = (
+    "Authentication-Results",
+    "mx.practice.example; dkim=pass header.d=example.org; dmarc=pass header.from=example.org",
+)
+
+
+async def test_forged_pass_next_to_the_mtas_fail_is_refused_and_reported(
+    listen: Factory,
+) -> None:
+    refusals: list[tuple[str, str, str]] = []
+
+    async def on_rejected(pair_id: str, reason: str, digest: str) -> None:
+        refusals.append((pair_id, reason, digest))
+
+    recorder = Recorder()
+    handler = InboundHandler(
+        resolve_recipient=_resolve,
+        allowed_senders=_allowed,
+        accept=recorder,
+        policy=AuthPolicy(AuthMode.BEHIND_MTA, "mx.practice.example"),
+        resolver=StaticResolver({}),
+        on_rejected=on_rejected,
+    )
+    listener = SmtpListener(SmtpSettings(host="127.0.0.1", port=0), handler)
+    await listener.start()
+    try:
+        mta_fail = ("Authentication-Results", "mx.practice.example; dkim=none;"
+                    " dmarc=fail header.from=example.org")  # fmt: skip
+        headers = [MTA_RECEIVED, mta_fail, FORGED_PASS, SENDER_RECEIVED]
+        code, text = await send(listener.port, _message(headers=headers))
+        assert code == 550 and text.startswith("5.7.26 ")
+        # The MTA wrote none; the sender's forgery sits below its own Received.
+        code, text = await send(listener.port, _message(headers=[MTA_RECEIVED, SENDER_RECEIVED,
+                                                                  FORGED_PASS]))  # fmt: skip
+        assert code == 550 and text.startswith("5.7.1 ")
+        # Handed to the bridge with no MTA at all: topmost, but nothing vouches for it.
+        code, text = await send(listener.port, _message(headers=[FORGED_PASS]))
+        assert code == 550 and text.startswith("5.7.1 ")
+    finally:
+        await listener.stop()
+    assert recorder.accepted == []
+    assert [(pair, reason) for pair, reason, _ in refusals] == [
+        ("pair-1", "dmarc_fail"),
+        ("pair-1", "untrusted_results"),
+        ("pair-1", "untrusted_results"),
+    ]
+
+
+async def test_the_mtas_own_results_below_its_received_pass(listen: Factory) -> None:
+    recorder = Recorder()
+    policy = AuthPolicy(AuthMode.BEHIND_MTA, "mx.practice.example")
+    listener = await listen(recorder, records={}, policy=policy)
+    dmarc = ("Authentication-Results", "mx.practice.example; dmarc=pass header.from=example.org")
+    spf = ("Authentication-Results", "mx.practice.example; spf=pass smtp.mailfrom=example.org")
+    code, _ = await send(listener.port, _message(headers=[MTA_RECEIVED, dmarc, spf,
+                                                           SENDER_RECEIVED]))  # fmt: skip
+    assert code == 250
+    assert recorder.accepted[0][2].auth.method == "mta"
+
+
 # ------------------------------------------------------------------ TLS and AUTH
 
 

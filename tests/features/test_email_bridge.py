@@ -100,6 +100,8 @@ def message(
 ) -> bytes:
     """A message as the practice's MTA hands it on; attachments are (data, main, sub, name)."""
     msg = EmailMessage()
+    # The MTA's own Received tops every message it hands on, its milters' results below it.
+    msg["Received"] = f"from mail.example.org (mail.example.org [192.0.2.7]) by {AUTHSERV}"
     if authenticated:
         msg["Authentication-Results"] = PASSED
     msg["From"] = sender
