@@ -26,6 +26,7 @@ from bridge.adapters.matrix.session import (
 from bridge.adapters.matrix.warm import WarmStandby
 from bridge.adapters.scheduler import Scheduler
 from bridge.config import Config
+from bridge.core.command_set import build_commands
 from bridge.host import Installer
 from bridge.outbox import OutboxWorker
 from bridge.parts import (
@@ -236,6 +237,7 @@ class App:
             sealer=parts.sealer,
             audit=parts.audit,
             bot_user_id=parts.creds.user_id,
+            commands=build_commands(),
             clock=utcnow,
         )
         await service.refresh_rooms()

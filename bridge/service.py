@@ -20,8 +20,8 @@ from typing import Any, Protocol
 from bridge.adapters.matrix.client import HeldEvent, IncomingEvent
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
-from bridge.core import desk_commands  # noqa: F401 - registers the desk commands
-from bridge.core.commands import DESK_ROOM, REGISTRY, CommandContext
+from bridge.core.command_set import build_commands
+from bridge.core.commands import DESK_ROOM, CommandContext, CommandRegistry
 from bridge.core.inbound import InboundMessage, decide_inbound
 from bridge.core.intake import command_text, content_digest, kind_of, relates_to, role_of
 from bridge.core.model import (
@@ -43,6 +43,7 @@ from bridge.core.model import (
 )
 from bridge.core.pairroom import decide_pair_event
 from bridge.core.rooms import decide_desk_membership, invite_refused
+from bridge.hooks import Hooks
 from bridge.outbox import OutboxWorker, enqueue_content, enqueue_message
 from bridge.store import pairs, pending, syncstate, therapists, timers
 from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
@@ -50,14 +51,6 @@ from bridge.store.pairs import PairRecord, PairStatus
 
 log = logging.getLogger(__name__)
 
-#: Extra policy run for each pair-room event inside its transaction (the SLA clock, ...).
-PairHook = Callable[[Executor, Pair, RoomEvent], Awaitable[list[Effect]]]
-#: Decides what a fired timer of one kind does, inside the timer's transaction.
-TimerHandler = Callable[[Executor, TimerFired, datetime], Awaitable[list[Effect]]]
-#: Performs an Invoke effect after the commit (I/O-heavy work: exports, uploads).
-InvokeHandler = Callable[[Invoke], Awaitable[None]]
-#: Looks up facts a desk or pair command needs before the core decides.
-FactsProvider = Callable[[Executor, CommandContext], Awaitable[dict[str, Any]]]
 #: Marks a channel's message taken (its inbox row relayed) inside the transaction that
 #: writes what it causes; False when it was taken before (another pass or process).
 Claim = Callable[[Executor, datetime], Awaitable[bool]]
@@ -128,8 +121,11 @@ class Service:
         sealer: ContentSealer,
         audit: AuditWriter,
         bot_user_id: str,
+        commands: CommandRegistry | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`commands` is what the rooms' `!commands` are dispatched with (None: every
+        command the bridge ships, `build_commands()`)."""
         self.db = db
         self.rest = rest
         self.renderer = renderer
@@ -137,16 +133,33 @@ class Service:
         self.audit = audit
         self.bot_user_id = bot_user_id
         self.clock = clock
+        self.commands = commands if commands is not None else build_commands()
         self.outbox: OutboxWorker | None = None
         self.scheduler: TimerScheduler | None = None
         self.mailer: Mailer | None = None
-        self.pair_hooks: list[PairHook] = []
-        self.timer_handlers: dict[str, TimerHandler] = {}
-        self.invoke_handlers: dict[str, InvokeHandler] = {}
-        self.facts_providers: list[FactsProvider] = []
+        self._hooks = Hooks()
         self.counters = Counters()
         self._pairs_by_room: dict[str, PairRecord] = {}
         self._desks: dict[str, str] = {}  # desk room id -> therapist
+
+    # ------------------------------------------------------------ features
+
+    def install(self, feature: object) -> None:
+        """Run the hooks `feature` declares (`bridge.hooks`): pair hooks and facts providers
+        after those installed before; timer kinds and operations it claims are its own.
+
+        Raises `bridge.hooks.HookConflict` when the feature is installed twice or claims a
+        timer kind or an operation another feature handles.
+        """
+        self._hooks.install(feature)
+
+    def handles_timer(self, kind: str) -> bool:
+        """True when an installed feature handles fired timers of `kind`."""
+        return self._hooks.handles_timer(kind)
+
+    def handles_invoke(self, operation: str) -> bool:
+        """True when an installed feature performs `operation`."""
+        return self._hooks.handles_invoke(operation)
 
     # ------------------------------------------------------------ room knowledge
 
@@ -329,9 +342,14 @@ class Service:
                 )
                 facts = await self._gather_facts(tx, ctx)
             effects = decide_pair_event(
-                pair, rev, desk_room_id=desk, content=record_content, facts=facts
+                pair,
+                rev,
+                commands=self.commands,
+                desk_room_id=desk,
+                content=record_content,
+                facts=facts,
             )
-            for hook in self.pair_hooks:
+            for hook in self._hooks.pair_hooks:
                 effects += await hook(tx, pair, rev)
             await self.apply_durable(tx, effects, now)
         log.info(
@@ -349,7 +367,7 @@ class Service:
     async def _gather_facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         """What the registered providers know that a command may need (inside the tx)."""
         facts: dict[str, Any] = {}
-        for provider in self.facts_providers:
+        for provider in self._hooks.facts_providers:
             facts.update(await provider(tx, ctx))
         return facts
 
@@ -374,7 +392,7 @@ class Service:
             pair = to_pair(record)
             decision = decide_inbound(pair, message, now)
             effects = decision.effects
-            for hook in self.pair_hooks:
+            for hook in self._hooks.pair_hooks:
                 effects += await hook(tx, pair, decision.event)
             await self.apply_durable(tx, effects, now)
         log.info(
@@ -423,7 +441,7 @@ class Service:
                         now=now,
                     )
                     ctx = replace(ctx, facts=await self._gather_facts(tx, ctx))
-                    effects += REGISTRY.dispatch(ctx, text)
+                    effects += self.commands.dispatch(ctx, text)
             await self.apply_durable(tx, effects, now)
         await self.apply_after(effects)
         await self._release_first_contact(ev)
@@ -448,7 +466,7 @@ class Service:
             record = await timers.get(tx, timer_id)
             if record is None or not await timers.mark_fired(tx, timer_id, to_ms(now)):
                 return
-            handler = self._timer_handler(record.kind)
+            handler = self._hooks.timer_handler(record.kind)
             if handler is None:
                 log.warning("no handler for timer kind", extra={"kind": record.kind})
                 return
@@ -456,12 +474,6 @@ class Service:
             effects = await handler(tx, fired, now)
             await self.apply_durable(tx, effects, now)
         await self.apply_after(effects)
-
-    def _timer_handler(self, kind: str) -> TimerHandler | None:
-        if kind in self.timer_handlers:
-            return self.timer_handlers[kind]
-        prefix = kind.split(".", 1)[0]
-        return self.timer_handlers.get(prefix)
 
     # ------------------------------------------------------------ effects
 
@@ -529,7 +541,7 @@ class Service:
         elif isinstance(effect, SendEmail) and self.mailer is not None:
             await self.mailer.send(effect)
         elif isinstance(effect, Invoke):
-            handler = self.invoke_handlers.get(effect.operation)
+            handler = self._hooks.invoke_handler(effect.operation)
             if handler is None:
                 raise LookupError(f"no handler for {effect.operation}")
             await handler(effect)

@@ -1,15 +1,17 @@
 """The command registry: `!name args` in pair and desk rooms.
 
-A command is registered with a decorator that also carries its help text and who may use
-it where, so `!help` is generated from the registry and can never drift from the code.
-Handlers are pure: they get a context and return effects.
+A command is declared with the `command` decorator, which also carries its help text and
+who may use it where; each module lists its commands (`COMMANDS`) and
+`bridge.core.command_set.build_commands` puts them into one `CommandRegistry`, the instance
+the service dispatches with. `!help` lists what that registry holds, so it can never drift
+from the code. Handlers are pure: they get a context and return effects.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +32,8 @@ class CommandContext:
     pair: Pair | None = None
     #: Facts the service looked up before deciding (kept small and explicit).
     facts: dict[str, Any] = field(default_factory=dict)
+    #: The registry the command was dispatched from (what `!help` lists).
+    registry: CommandRegistry | None = None
 
 
 Handler = Callable[[CommandContext, list[str]], list[Effect]]
@@ -45,9 +49,34 @@ class Command:
     handler: Handler
 
 
+def command(
+    name: str,
+    summary: str,
+    *,
+    usage: str = "",
+    roles: Sequence[Role] = (Role.PATIENT, Role.THERAPIST),
+    rooms: Sequence[str] = (PAIR_ROOM,),
+) -> Callable[[Handler], Command]:
+    """Declare `!name`: the handler with its help text and who may use it in which rooms."""
+
+    def declare(handler: Handler) -> Command:
+        return Command(name, summary, usage, frozenset(roles), frozenset(rooms), handler)
+
+    return declare
+
+
 class CommandRegistry:
-    def __init__(self) -> None:
+    """The commands one bridge answers; a name is taken once."""
+
+    def __init__(self, commands: Iterable[Command] = ()) -> None:
         self._commands: dict[str, Command] = {}
+        for cmd in commands:
+            self.add(cmd)
+
+    def add(self, cmd: Command) -> None:
+        if cmd.name in self._commands:
+            raise ValueError(f"command !{cmd.name} registered twice")
+        self._commands[cmd.name] = cmd
 
     def command(
         self,
@@ -58,12 +87,10 @@ class CommandRegistry:
         roles: Sequence[Role] = (Role.PATIENT, Role.THERAPIST),
         rooms: Sequence[str] = (PAIR_ROOM,),
     ) -> Callable[[Handler], Handler]:
+        """Declare a command and add it here at once (the handler stays a plain function)."""
+
         def register(handler: Handler) -> Handler:
-            if name in self._commands:
-                raise ValueError(f"command !{name} registered twice")
-            self._commands[name] = Command(
-                name, summary, usage, frozenset(roles), frozenset(rooms), handler
-            )
+            self.add(command(name, summary, usage=usage, roles=roles, rooms=rooms)(handler))
             return handler
 
         return register
@@ -110,7 +137,7 @@ class CommandRegistry:
                 _with_outcome(audit, "refused"),
                 reply(ctx, "command_refused", {"name": name, "role": ctx.role.value}),
             ]
-        return [audit, *cmd.handler(ctx, args)]
+        return [audit, *cmd.handler(replace(ctx, registry=self), args)]
 
 
 def _with_outcome(audit: AppendAudit, outcome: str) -> AppendAudit:
@@ -135,18 +162,18 @@ def reply(ctx: CommandContext, template: str, context: dict[str, Any] | None = N
     )
 
 
-REGISTRY = CommandRegistry()
+def help_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
+    available = ctx.registry.available(ctx.room_kind, ctx.role) if ctx.registry else []
+    commands = [{"name": c.name, "usage": c.usage, "summary": c.summary} for c in available]
+    return [reply(ctx, "help", {"commands": commands, "room_kind": ctx.room_kind})]
 
 
-@REGISTRY.command(
+HELP = command(
     "help",
     "List the commands you can use here",
     roles=(Role.PATIENT, Role.THERAPIST),
     rooms=(PAIR_ROOM, DESK_ROOM),
-)
-def help_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
-    commands = [
-        {"name": c.name, "usage": c.usage, "summary": c.summary}
-        for c in REGISTRY.available(ctx.room_kind, ctx.role)
-    ]
-    return [reply(ctx, "help", {"commands": commands, "room_kind": ctx.room_kind})]
+)(help_command)
+
+#: The commands of this module.
+COMMANDS = (HELP,)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext, reply
+from bridge.core.commands import PAIR_ROOM, CommandContext, command, reply
 from bridge.core.model import AppendAudit, Effect, Kind, Pair, Role, RoomEvent, SendMessage
 
 PENDING = "pending"
@@ -97,7 +97,7 @@ def accept_applies(consent_state: str, ev: RoomEvent) -> bool:
     return consent_state == PENDING and is_accept(ev)
 
 
-@REGISTRY.command(
+@command(
     ACCEPT_COMMAND,
     "Accept the practice's terms for messaging (asked once)",
     roles=(Role.PATIENT,),
@@ -118,3 +118,7 @@ def accept_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
         ),
         reply(ctx, "consent_accepted"),
     ]
+
+
+#: The commands of this module, for `bridge.core.command_set`.
+COMMANDS = (accept_command,)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext
+from bridge.core.commands import PAIR_ROOM, CommandContext, CommandRegistry
 from bridge.core.model import (
     AppendAudit,
     Effect,
@@ -68,11 +68,12 @@ def decide_pair_event(
     pair: Pair,
     ev: RoomEvent,
     *,
+    commands: CommandRegistry,
     desk_room_id: str | None,
     content: bytes | None = None,
     facts: dict[str, Any] | None = None,
 ) -> list[Effect]:
-    """Audit the event, enforce membership policy, and run commands."""
+    """Audit the event, enforce membership policy, and run commands (from `commands`)."""
     effects: list[Effect] = [audit_for_event(ev, content)]
     if ev.kind is Kind.MEMBERSHIP:
         effects += _membership(pair, ev, desk_room_id)
@@ -97,7 +98,7 @@ def decide_pair_event(
             pair=pair,
             facts=facts or {},
         )
-        effects += REGISTRY.dispatch(ctx, ev.command)
+        effects += commands.dispatch(ctx, ev.command)
     return effects
 
 

@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext, reply
+from bridge.core.commands import PAIR_ROOM, CommandContext, command, reply
 from bridge.core.model import (
     AppendAudit,
     CancelTimer,
@@ -313,7 +313,7 @@ def _listed(ctx: CommandContext) -> list[SessionView]:
     return [s for s in found if isinstance(s, SessionView)] if isinstance(found, list) else []
 
 
-@REGISTRY.command(
+@command(
     "session",
     "Schedule a live session (practice time); `!session cancel ID` cancels one",
     usage="DATE TIME [LENGTH] [video|text]",
@@ -352,7 +352,7 @@ def session_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     return [Invoke(ADD_OPERATION, ctx.room_id, params, ctx.pair.pair_id)]
 
 
-@REGISTRY.command(
+@command(
     "sessions",
     "List the scheduled live sessions",
     roles=(Role.PATIENT, Role.THERAPIST),
@@ -364,3 +364,10 @@ def sessions_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     tz = _tz(ctx)
     listed = [describe(s, tz) for s in _listed(ctx)]
     return [reply(ctx, "session_list", {"sessions": listed, "timezone": str(tz.key)})]
+
+
+#: The commands of this module, for `bridge.core.command_set`.
+COMMANDS = (
+    session_command,
+    sessions_command,
+)

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bridge.core.commands import DESK_ROOM, PAIR_ROOM, REGISTRY, CommandContext, reply
+from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext, command, reply
 from bridge.core.model import Effect, Invoke, Role
 from bridge.core.sla import BREACHED, Clock, SlaPolicy, Step, room_link
 from bridge.core.workhours import as_utc
@@ -82,7 +82,7 @@ def _off(ctx: CommandContext) -> list[Effect]:
 # ---------------------------------------------------------------- !due
 
 
-@REGISTRY.command(
+@command(
     "due",
     "List the conversations waiting for your reply, soonest due first",
     roles=(Role.THERAPIST,),
@@ -120,7 +120,7 @@ def due_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 # ---------------------------------------------------------------- !sla
 
 
-@REGISTRY.command(
+@command(
     "sla",
     "Show whether a reply is due in this conversation, and when",
     roles=(Role.THERAPIST,),
@@ -159,7 +159,7 @@ def sla_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 # ---------------------------------------------------------------- !reply
 
 
-@REGISTRY.command(
+@command(
     "reply",
     "Ask your therapist for a reply to what you wrote",
     roles=(Role.PATIENT,),
@@ -262,7 +262,7 @@ def parse_away(
     return until, cover
 
 
-@REGISTRY.command(
+@command(
     "away",
     "Mark yourself away; with cover, a colleague gets your reminders, otherwise clocks pause",
     usage="UNTIL [cover @user]",
@@ -292,7 +292,7 @@ def away_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     ]
 
 
-@REGISTRY.command(
+@command(
     "back",
     "End your absence: reminders come to you again and paused clocks run",
     roles=(Role.THERAPIST,),
@@ -309,9 +309,20 @@ def back_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     ]
 
 
+#: The commands of this module, for `bridge.core.command_set`.
+COMMANDS = (
+    due_command,
+    sla_command,
+    reply_command,
+    away_command,
+    back_command,
+)
+
+
 __all__ = [
     "AWAY_OPERATION",
     "BACK_OPERATION",
+    "COMMANDS",
     "FACT_CLOCK",
     "FACT_OPEN",
     "FACT_POLICY",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext, reply
+from bridge.core.commands import PAIR_ROOM, CommandContext, command, reply
 from bridge.core.model import AppendAudit, Effect, Invoke, Pair, Role, SendMessage
 
 #: Pair room: True when the practice has a Jitsi server configured.
@@ -22,7 +22,7 @@ START_OPERATION = "video.start"
 END_OPERATION = "video.end"
 
 
-@REGISTRY.command(
+@command(
     "video",
     "Start a video call (a Jitsi link and a widget); `!video end` ends it",
     usage="[end]",
@@ -76,3 +76,7 @@ def call_ended(pair: Pair, requested_by: str, role: str, event_id: str) -> list[
             pair_id=pair.pair_id,
         ),
     ]
+
+
+#: The commands of this module, for `bridge.core.command_set`.
+COMMANDS = (video_command,)

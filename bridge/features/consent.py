@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from bridge import hooks
 from bridge.adapters.render import Renderer
 from bridge.config import Config
 from bridge.core import consent as core
@@ -65,6 +66,7 @@ class ConsentRuntime:
         context = self.context(pair)
         return context, core.text_digest(self.renderer.text(core.CONSENT_TEMPLATE, context))
 
+    @hooks.pair_hook
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
         """Ask on the patient's first join; flip the state when they `!accept`."""
         if pair.status != PairStatus.ACTIVE:
@@ -92,6 +94,7 @@ class ConsentRuntime:
             consent_sha256=digest,
         )
 
+    @hooks.facts
     async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         """The pair's consent state and text digest, for `!accept`."""
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
@@ -105,7 +108,4 @@ class ConsentRuntime:
 
 async def install_consent(app: Host) -> None:
     """Register the consent hook and the facts `!accept` needs."""
-    assert app.service is not None and app.parts is not None
-    runtime = ConsentRuntime(app.service, app.cfg, app.parts.renderer)
-    app.service.pair_hooks.append(runtime.on_pair_event)
-    app.service.facts_providers.append(runtime.facts)
+    app.service.install(ConsentRuntime(app.service, app.cfg, app.parts.renderer))

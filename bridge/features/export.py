@@ -11,7 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge import hooks
 from bridge.audit.export import ExportResult, export_pair
+from bridge.core.desk_commands import EXPORT_OPERATION
 from bridge.core.model import Invoke, SendMessage
 from bridge.outbox import enqueue_content, enqueue_message
 from bridge.provision import PairError
@@ -75,12 +77,17 @@ async def exported_transcript(
         yield await export_transcript(parts, pair, out, actor=actor, now=now, start=start, end=end)
 
 
-async def install_export(app: Host) -> None:
-    """Answer the desk's `!export` (the "export" operation) with the transcript zip."""
-    service, parts, bot, outbox = app.service, app.parts, app.bot, app.outbox
-    clock = service.clock
+class DeskExport:
+    """`!export` in a desk room: the transcript zip, uploaded encrypted into the room."""
 
-    async def export_to_desk(effect: Invoke) -> None:
+    def __init__(self, app: Host) -> None:
+        self.app = app
+
+    @hooks.on_invoke(EXPORT_OPERATION)
+    async def export_to_desk(self, effect: Invoke) -> None:
+        app = self.app
+        parts, bot, outbox = app.parts, app.bot, app.outbox
+        clock = app.service.clock
         params = effect.params
         event_id = str(params["event_id"])
         now = clock()
@@ -131,4 +138,7 @@ async def install_export(app: Host) -> None:
             )
         outbox.kick()
 
-    service.invoke_handlers["export"] = export_to_desk
+
+async def install_export(app: Host) -> None:
+    """Answer the desk's `!export` (the "export" operation) with the transcript zip."""
+    app.service.install(DeskExport(app))

@@ -15,6 +15,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge import hooks
 from bridge.adapters.video import (
     LAYOUT_EVENT_TYPE,
     WIDGET_EVENT_TYPE,
@@ -103,6 +104,7 @@ class SessionsFeature:
 
     # ------------------------------------------------------------ commands
 
+    @hooks.facts
     async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
             return {}
@@ -113,6 +115,7 @@ class SessionsFeature:
             core.FACT_SESSION_VIDEO: self.video_on,
         }
 
+    @hooks.on_invoke(core.ADD_OPERATION)
     async def add(self, effect: Invoke) -> None:
         """Store a session from `!session` with its timers, and confirm it in the room."""
         params = effect.params
@@ -157,6 +160,7 @@ class SessionsFeature:
         await self.service.apply_after(effects)
         log.info("session scheduled", extra={"pair_id": record.pair_id, "kind": kind})
 
+    @hooks.on_invoke(core.CANCEL_OPERATION)
     async def cancel(self, effect: Invoke) -> None:
         params = effect.params
         session_id = str(params["session_id"])
@@ -181,6 +185,7 @@ class SessionsFeature:
 
     # ------------------------------------------------------------ timers
 
+    @hooks.on_timer(core.TIMER_PREFIX)
     async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
         """Remind, open or close a session (nothing for a cancelled one or a closed pair)."""
         from bridge.service import to_pair
@@ -255,6 +260,7 @@ class SessionsFeature:
             return None
         return meetings(record.meeting, pair, now)
 
+    @hooks.on_invoke(WIDGET_OPERATION)
     async def widget(self, effect: Invoke) -> None:
         """Show Element's Jitsi widget while a video session runs."""
         domain = self.cfg.jitsi.domain
@@ -312,14 +318,9 @@ class SessionsFeature:
 
 async def install_sessions(app: Host) -> None:
     """Register `!session`/`!sessions`, the `session` timers, and the CLI-session poll."""
-    assert app.service is not None
-    if core.TIMER_PREFIX in app.service.timer_handlers:
+    if app.service.handles_timer(core.TIMER_PREFIX):
         return  # installed already
     feature = SessionsFeature(app)
-    app.service.facts_providers.append(feature.facts)
-    app.service.invoke_handlers[core.ADD_OPERATION] = feature.add
-    app.service.invoke_handlers[core.CANCEL_OPERATION] = feature.cancel
-    app.service.invoke_handlers[WIDGET_OPERATION] = feature.widget
-    app.service.timer_handlers[core.TIMER_PREFIX] = feature.on_timer
+    app.service.install(feature)
     app.on_start(feature.start)
     app.on_stop(feature.stop)

@@ -15,6 +15,7 @@ import logging
 from datetime import datetime, time
 from typing import TYPE_CHECKING, Any
 
+from bridge import hooks
 from bridge.config import Config, Practice
 from bridge.config import Policy as PolicyConfig
 from bridge.core import sla_commands
@@ -184,6 +185,7 @@ class SlaRuntime:
 
     # ------------------------------------------------------------ pair hook
 
+    @hooks.pair_hook
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
         """Open the clock on a patient's message, close it on the therapist's reply."""
         if ev.role not in (Role.PATIENT, Role.THERAPIST) or pair.status != PairStatus.ACTIVE:
@@ -234,6 +236,7 @@ class SlaRuntime:
 
     # ------------------------------------------------------------ timers
 
+    @hooks.on_timer(TIMER_PREFIX)
     async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
         """Heads-up, reminder or escalation of one clock (the core decides which, if any)."""
         ref = parse_timer_id(fired.timer_id)
@@ -282,6 +285,7 @@ class SlaRuntime:
 
     # ------------------------------------------------------------ command facts
 
+    @hooks.facts
     async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         """What the SLA commands need, looked up before the core decides."""
         out: dict[str, Any] = {sla_commands.FACT_TZ: self.calendar.tz}
@@ -337,6 +341,7 @@ class SlaRuntime:
 
     # ------------------------------------------------------------ away / back
 
+    @hooks.on_invoke(sla_commands.AWAY_OPERATION)
     async def on_away(self, invoke: Invoke) -> None:
         """Store the absence and pause (or hand to the cover) the therapist's open clocks."""
         therapist = str(invoke.params["therapist"])
@@ -344,6 +349,7 @@ class SlaRuntime:
         cover = invoke.params.get("cover")
         await self._absence(therapist, until, None if cover is None else str(cover))
 
+    @hooks.on_invoke(sla_commands.BACK_OPERATION)
     async def on_back(self, invoke: Invoke) -> None:
         """End the absence and resume the therapist's paused clocks."""
         await self._absence(str(invoke.params["therapist"]), None, None)
@@ -380,21 +386,16 @@ def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
     Call it before the scheduler re-arms stored timers, so overdue reminders find their
     handler. A second call on the same service does nothing.
     """
-    if TIMER_PREFIX in service.timer_handlers:
+    if service.handles_timer(TIMER_PREFIX):
         return None
     runtime = SlaRuntime(service, cfg)
-    service.pair_hooks.append(runtime.on_pair_event)
-    service.timer_handlers[TIMER_PREFIX] = runtime.on_timer
-    service.facts_providers.append(runtime.facts)
-    service.invoke_handlers[sla_commands.AWAY_OPERATION] = runtime.on_away
-    service.invoke_handlers[sla_commands.BACK_OPERATION] = runtime.on_back
+    service.install(runtime)
     log.info("SLA installed", extra={"policies": len(runtime.policies)})
     return runtime
 
 
 async def install_sla_feature(app: Host) -> None:
     """Install the SLA on the running bridge."""
-    assert app.service is not None
     install_sla(app.service, app.cfg)
 
 

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from bridge import hooks
 from bridge.core import unread as core
 from bridge.core.model import (
     CONVERSATIONAL_KINDS,
@@ -55,6 +56,7 @@ class UnreadNotice:
         self.practice_name = cfg.practice.name
         self.web_client_url = cfg.practice.web_client_url
 
+    @hooks.pair_hook
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
         if not self.enabled or ev.kind not in CONVERSATIONAL_KINDS:
             return []
@@ -82,6 +84,7 @@ class UnreadNotice:
             )
         ]
 
+    @hooks.on_timer(TIMER_KIND)
     async def on_timer(self, tx: Executor, fired: TimerFired, now: datetime) -> list[Effect]:
         if not self.enabled or fired.pair_id is None:
             return []
@@ -106,14 +109,12 @@ class UnreadNotice:
 
 
 async def install_unread_notice(app: Host) -> None:
-    """Register the unread-notice hook and timer handler (idle unless configured)."""
-    assert app.service is not None
-    service = app.service
-    if TIMER_KIND in service.timer_handlers:
+    """Install the unread-notice hook and timer handler (idle unless configured)."""
+    if app.service.handles_timer(TIMER_KIND):
         return
     feature = UnreadNotice(app.cfg)
-    # The handler stays registered when off, so timers armed before a config change expire quietly.
-    service.timer_handlers[TIMER_KIND] = feature.on_timer
+    # Installed when off too, so timers armed before a config change expire quietly; the
+    # pair hook then does nothing.
+    app.service.install(feature)
     if feature.enabled and feature.after is not None:
-        service.pair_hooks.append(feature.on_pair_event)
         log.info("unread notice on", extra={"after_s": int(feature.after.total_seconds())})

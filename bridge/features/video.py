@@ -14,6 +14,7 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bridge import hooks
 from bridge.adapters.video import (
     LAYOUT_EVENT_TYPE,
     WIDGET_EVENT_TYPE,
@@ -115,6 +116,7 @@ class VideoFeature:
         """The meeting's links for the pair (the `meetings` port other features use)."""
         return meeting_links(self.cfg, meeting, pair, now)
 
+    @hooks.facts
     async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
             return {}
@@ -133,6 +135,7 @@ class VideoFeature:
         desk = await therapists.get(self.parts.db, record.therapist_id)
         return to_pair(record), desk.desk_room_id if desk is not None else None
 
+    @hooks.on_invoke(video_commands.START_OPERATION)
     async def start(self, effect: Invoke) -> None:
         """Record the call, post the links, then show Element's widget."""
         found = await self._pair(effect)
@@ -179,6 +182,7 @@ class VideoFeature:
         )
         log.info("video call started", extra={"pair_id": pair.pair_id, "event_id": event_id})
 
+    @hooks.on_invoke(video_commands.END_OPERATION)
     async def end(self, effect: Invoke) -> None:
         """Forget the call, say so, and remove the widget."""
         found = await self._pair(effect)
@@ -206,11 +210,8 @@ class VideoFeature:
 
 async def install_video(app: Host) -> None:
     """Register `!video`'s facts and its start/end operations; offer the meetings' links."""
-    assert app.service is not None
-    if video_commands.START_OPERATION in app.service.invoke_handlers:
+    if app.service.handles_invoke(video_commands.START_OPERATION):
         return  # installed already
     feature = VideoFeature(app)
     app.ports.meetings = feature.links
-    app.service.facts_providers.append(feature.facts)
-    app.service.invoke_handlers[video_commands.START_OPERATION] = feature.start
-    app.service.invoke_handlers[video_commands.END_OPERATION] = feature.end
+    app.service.install(feature)

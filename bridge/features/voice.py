@@ -23,6 +23,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from bridge import hooks
 from bridge.adapters.voice import (
     VOICE_FILENAME,
     VOICE_MIMETYPE,
@@ -65,20 +66,6 @@ POLL_SECONDS = 1.0
 # ---------------------------------------------------------------- capture
 
 
-async def capture_hook(tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
-    """Ask for the attachment of a member's media event to be kept (after the commit)."""
-    if ev.kind not in CAPTURED_KINDS or ev.role not in (Role.PATIENT, Role.THERAPIST):
-        return []
-    return [
-        Invoke(
-            CAPTURE_OPERATION,
-            pair.room_id,
-            {"event_id": ev.event_id, "kind": ev.kind.value, "sender": ev.sender},
-            pair_id=pair.pair_id,
-        )
-    ]
-
-
 def _attachment(content: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """The encrypted `file` object or the plain `url` of a message content."""
     file_obj = content.get("file")
@@ -103,6 +90,20 @@ class VoiceFeature:
         self.relayed = 0
 
     # ------------------------------------------------------------ capture
+
+    @hooks.pair_hook
+    async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
+        """Ask for the attachment of a member's media event to be kept (after the commit)."""
+        if ev.kind not in CAPTURED_KINDS or ev.role not in (Role.PATIENT, Role.THERAPIST):
+            return []
+        return [
+            Invoke(
+                CAPTURE_OPERATION,
+                pair.room_id,
+                {"event_id": ev.event_id, "kind": ev.kind.value, "sender": ev.sender},
+                pair_id=pair.pair_id,
+            )
+        ]
 
     async def _event_content(self, event_id: str) -> dict[str, Any] | None:
         """The decrypted content of a pair-room event, from its sealed audit entry."""
@@ -160,6 +161,7 @@ class VoiceFeature:
             log.info("media captures resumed", extra={"count": len(missed)})
         return len(missed)
 
+    @hooks.on_invoke(CAPTURE_OPERATION)
     async def capture_later(self, effect: Invoke) -> None:
         """Capture in the background: a large download must not hold up the sync."""
         task = asyncio.create_task(self._capture_logged(effect), name="media-capture")
@@ -376,13 +378,11 @@ class ApiVoiceUploads:
 async def install_voice(app: Host) -> None:
     """Keep members' media for the audit, post voice messages queued by the CLI, and take
     uploads for the queue (`voice_uploads` port)."""
-    assert app.service is not None and app.parts is not None
-    if CAPTURE_OPERATION in app.service.invoke_handlers:
+    if app.service.handles_invoke(CAPTURE_OPERATION):
         return  # installed already (a second install would capture everything twice)
     feature = VoiceFeature(app)
     app.ports.voice_uploads = ApiVoiceUploads(app.parts, app.service)
-    app.service.pair_hooks.append(capture_hook)
-    app.service.invoke_handlers[CAPTURE_OPERATION] = feature.capture_later
+    app.service.install(feature)
 
     async def start() -> None:
         await feature.recover()

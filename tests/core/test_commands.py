@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.core import commands
+from bridge.core.command_set import build_commands
 from bridge.core.commands import (
     DESK_ROOM,
     PAIR_ROOM,
@@ -42,13 +42,10 @@ def echo(context: CommandContext, args: list[str]) -> list[Effect]:
 
 
 @pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> CommandRegistry:
-    """A registry with the real !help and a few commands of different reach.
-
-    `!help` reads the module's REGISTRY, so the fresh one takes its place for the test.
-    """
+def registry() -> CommandRegistry:
+    """A registry with the real !help and a few commands of different reach (`!help` lists
+    the registry it was dispatched from)."""
     fresh = CommandRegistry()
-    monkeypatch.setattr(commands, "REGISTRY", fresh)
     fresh.command(
         "help",
         "List the commands",
@@ -174,8 +171,9 @@ def test_desk_reply_has_no_pair(registry: CommandRegistry) -> None:
 
 
 def test_the_shipped_registry_has_help_everywhere() -> None:
+    SHIPPED = build_commands()
     for room_kind in (PAIR_ROOM, DESK_ROOM):
         for role in (Role.PATIENT, Role.THERAPIST):
-            assert "help" in [c.name for c in commands.REGISTRY.available(room_kind, role)]
-    assert commands.REGISTRY.available(PAIR_ROOM, Role.OUTSIDER) == []
-    assert commands.REGISTRY.available(PAIR_ROOM, Role.BOT) == []
+            assert "help" in [c.name for c in SHIPPED.available(room_kind, role)]
+    assert SHIPPED.available(PAIR_ROOM, Role.OUTSIDER) == []
+    assert SHIPPED.available(PAIR_ROOM, Role.BOT) == []

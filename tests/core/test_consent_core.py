@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 
 from bridge.core import consent
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext
+from bridge.core.command_set import build_commands
+from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
+
+COMMANDS = build_commands()
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 PAIR = Pair("p1", "@alice:hs", "@theo:hs", "!room:hs", label="7F3A")
@@ -115,7 +118,7 @@ def ctx(role: Role = Role.PATIENT, **facts: Any) -> CommandContext:
 
 
 def test_accept_command_records_the_digest_and_confirms() -> None:
-    effects = REGISTRY.dispatch(ctx(consent_state="pending", consent_sha256=DIGEST), "!accept")
+    effects = COMMANDS.dispatch(ctx(consent_state="pending", consent_sha256=DIGEST), "!accept")
     audits = [e for e in effects if isinstance(e, AppendAudit)]
     assert [a.action for a in audits] == ["command", "consent.accepted"]
     assert audits[1].details == {"consent_sha256": DIGEST}
@@ -126,21 +129,21 @@ def test_accept_command_records_the_digest_and_confirms() -> None:
 
 @pytest.mark.parametrize(("state", "accepted"), [("accepted", True), ("not_required", False)])
 def test_accept_when_nothing_is_pending(state: str, accepted: bool) -> None:
-    effects = REGISTRY.dispatch(ctx(consent_state=state), "!accept")
+    effects = COMMANDS.dispatch(ctx(consent_state=state), "!accept")
     assert "consent.accepted" not in [e.action for e in effects if isinstance(e, AppendAudit)]
     (msg,) = [e for e in effects if isinstance(e, SendMessage)]
     assert (msg.template, msg.context) == ("consent_not_pending", {"accepted": accepted})
 
 
 def test_therapist_cannot_accept_for_the_patient() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, consent_state="pending"), "!accept")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, consent_state="pending"), "!accept")
     assert [e.template for e in effects if isinstance(e, SendMessage)] == ["command_refused"]
     assert "consent.accepted" not in [e.action for e in effects if isinstance(e, AppendAudit)]
 
 
 def test_accept_is_listed_for_patients_only() -> None:
-    assert "accept" in [c.name for c in REGISTRY.available(PAIR_ROOM, Role.PATIENT)]
-    assert "accept" not in [c.name for c in REGISTRY.available(PAIR_ROOM, Role.THERAPIST)]
+    assert "accept" in [c.name for c in COMMANDS.available(PAIR_ROOM, Role.PATIENT)]
+    assert "accept" not in [c.name for c in COMMANDS.available(PAIR_ROOM, Role.THERAPIST)]
 
 
 def test_text_digest_is_sha256_of_utf8() -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bridge.core.command_set import build_commands
 from bridge.core.model import (
     AppendAudit,
     Effect,
@@ -23,6 +24,8 @@ from bridge.core.pairroom import (
     decide_pair_event,
     undecryptable_notice_txn,
 )
+
+COMMANDS = build_commands()
 
 BOT = "@confidant:practice"
 OUTSIDER = "@mallory:practice"
@@ -104,7 +107,9 @@ EVERY_EVENT = [
     "ev", EVERY_EVENT, ids=[f"{e.kind.value}-{e.role.value}" for e in EVERY_EVENT]
 )
 def test_every_event_is_audited_once_with_role_kind_and_hash(ev: RoomEvent) -> None:
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK, content=b"sealed later")
+    effects = decide_pair_event(
+        PAIR, ev, commands=COMMANDS, desk_room_id=DESK, content=b"sealed later"
+    )
     (entry,) = room_audits(effects)
     assert entry.action == f"room.{ev.kind.value}"
     assert entry.pair_id == PAIR.pair_id
@@ -148,7 +153,7 @@ def test_outsider_in_the_room_is_kicked_audited_and_reported_without_content(
     sender: str, role: Role, membership: str
 ) -> None:
     ev = member(sender, role, OUTSIDER, membership)
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK, content=b"{}")
+    effects = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK, content=b"{}")
     assert actions(effects) == [
         RoomAction(PAIR.room_id, "kick", OUTSIDER, "not a member of this conversation")
     ]
@@ -167,7 +172,10 @@ def test_outsider_in_the_room_is_kicked_audited_and_reported_without_content(
 
 def test_outsider_is_kicked_even_without_a_desk_room() -> None:
     effects = decide_pair_event(
-        PAIR, member(OUTSIDER, Role.OUTSIDER, OUTSIDER, "join"), desk_room_id=None
+        PAIR,
+        member(OUTSIDER, Role.OUTSIDER, OUTSIDER, "join"),
+        commands=COMMANDS,
+        desk_room_id=None,
     )
     assert [a.action for a in actions(effects)] == ["kick"]
     assert messages(effects) == []
@@ -201,13 +209,13 @@ def test_outsider_is_kicked_even_without_a_desk_room() -> None:
     ],
 )
 def test_membership_that_needs_no_action(ev: RoomEvent) -> None:
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK)
+    effects = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK)
     assert effects == [audit_for_event(ev, None)]
 
 
 def test_undecryptable_fails_the_audit_and_tells_the_desk() -> None:
     ev = event(Kind.UNDECRYPTABLE, PAIR.patient_id, Role.PATIENT, event_id="$enc")
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK, content=None)
+    effects = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK, content=None)
     (entry,) = audits(effects)
     assert entry.action == "room.undecryptable"
     assert entry.outcome == "failed"
@@ -229,7 +237,7 @@ def queued_notices(burst: list[tuple[Pair, RoomEvent]]) -> dict[str, SendMessage
     """The desk notices an outbox would hold: it ignores a txn id it has queued before."""
     queued: dict[str, SendMessage] = {}
     for pair, ev in burst:
-        for msg in messages(decide_pair_event(pair, ev, desk_room_id=DESK)):
+        for msg in messages(decide_pair_event(pair, ev, commands=COMMANDS, desk_room_id=DESK)):
             queued.setdefault(msg.txn_id, msg)
     return queued
 
@@ -237,7 +245,7 @@ def queued_notices(burst: list[tuple[Pair, RoomEvent]]) -> dict[str, SendMessage
 def test_a_burst_of_undecryptable_events_gives_one_desk_notice() -> None:
     start = datetime(2024, 5, 6, 10, 0, 5, tzinfo=UTC)
     burst = [(PAIR, undecryptable_at(start + timedelta(seconds=i * 20), i)) for i in range(42)]
-    effects = [decide_pair_event(PAIR, ev, desk_room_id=DESK) for _, ev in burst]
+    effects = [decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK) for _, ev in burst]
     # Every event is audited as a failure; the desk is told once.
     assert [len(room_audits(e)) for e in effects] == [1] * 42
     assert all(room_audits(e)[0].outcome == "failed" for e in effects)
@@ -274,12 +282,14 @@ def test_one_notice_window_is_one_bucket_of_the_clock() -> None:
 
 def test_undecryptable_without_desk_is_only_audited() -> None:
     ev = event(Kind.UNDECRYPTABLE, PAIR.patient_id, Role.PATIENT)
-    assert decide_pair_event(PAIR, ev, desk_room_id=None) == [audit_for_event(ev, None)]
+    assert decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=None) == [
+        audit_for_event(ev, None)
+    ]
 
 
 def test_member_command_is_dispatched_with_stable_reply() -> None:
     ev = event(Kind.TEXT, PAIR.patient_id, Role.PATIENT, event_id="$c1", command="!help")
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK)
+    effects = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK)
     command_audits = [a for a in audits(effects) if a.action == "command"]
     assert [a.details["command"] for a in command_audits] == ["help"]
     (msg,) = messages(effects)
@@ -292,17 +302,21 @@ def test_member_command_is_dispatched_with_stable_reply() -> None:
 )
 def test_commands_from_the_bot_or_an_outsider_are_never_dispatched(sender: str, role: Role) -> None:
     ev = event(Kind.TEXT, sender, role, command="!help")
-    effects = decide_pair_event(PAIR, ev, desk_room_id=DESK)
+    effects = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK)
     assert effects == [audit_for_event(ev, None)]
 
 
 def test_plain_message_only_audited() -> None:
     ev = event(Kind.TEXT, PAIR.therapist_id, Role.THERAPIST)
-    assert decide_pair_event(PAIR, ev, desk_room_id=DESK) == [audit_for_event(ev, None)]
+    assert decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK) == [
+        audit_for_event(ev, None)
+    ]
 
 
 def test_decision_is_pure() -> None:
     ev = member(OUTSIDER, Role.OUTSIDER, OUTSIDER, "join")
-    first = decide_pair_event(PAIR, ev, desk_room_id=DESK)
-    assert decide_pair_event(PAIR, ev, desk_room_id=DESK) == first
-    assert decide_pair_event(replace(PAIR), replace(ev), desk_room_id=DESK) == first
+    first = decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK)
+    assert decide_pair_event(PAIR, ev, commands=COMMANDS, desk_room_id=DESK) == first
+    assert (
+        decide_pair_event(replace(PAIR), replace(ev), commands=COMMANDS, desk_room_id=DESK) == first
+    )

@@ -9,8 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bridge.core import sessions as core
-from bridge.core.commands import PAIR_ROOM, REGISTRY, CommandContext
+from bridge.core.command_set import build_commands
+from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, CancelTimer, Invoke, Pair, Role, SendMessage
+
+COMMANDS = build_commands()
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)  # 10:00 in Berlin
@@ -133,7 +136,7 @@ def run(text: str, role: Role = Role.THERAPIST, facts: dict[str, Any] | None = N
         pair=PAIR,
         facts=base if facts is None else facts,
     )
-    return REGISTRY.dispatch(ctx, text)[1:]
+    return COMMANDS.dispatch(ctx, text)[1:]
 
 
 def test_session_command_gives_an_add_operation() -> None:

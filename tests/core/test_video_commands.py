@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from bridge.core import video_commands
-from bridge.core.commands import DESK_ROOM, PAIR_ROOM, REGISTRY, CommandContext
+from bridge.core.command_set import build_commands
+from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, Invoke, Pair, Role, SendMessage
+
+COMMANDS = build_commands()
 
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 PAIR = Pair("p1", "@pat:practice", "@doc:practice", "!pair:practice", label="7F3A")
@@ -29,7 +32,7 @@ def run(text: str, facts: dict[str, Any], role: Role = Role.PATIENT, room: str =
         pair=PAIR if room == PAIR_ROOM else None,
         facts=facts,
     )
-    effects = REGISTRY.dispatch(ctx, text)
+    effects = COMMANDS.dispatch(ctx, text)
     assert isinstance(effects[0], AppendAudit)
     return effects[1:]
 

@@ -10,7 +10,8 @@ import pytest
 
 from bridge.adapters.render import Renderer
 from bridge.config import minimal_config
-from bridge.core.commands import DESK_ROOM, PAIR_ROOM, REGISTRY, CommandContext
+from bridge.core.command_set import build_commands
+from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext
 from bridge.core.model import AppendAudit, Effect, Invoke, Kind, Pair, Role, SendEmail, SendMessage
 from bridge.core.sla import (
     Away,
@@ -38,6 +39,8 @@ from bridge.core.sla_commands import (
 )
 from bridge.core.workhours import WorkingCalendar
 from bridge.features.sla import sla_policy, working_calendar
+
+COMMANDS = build_commands()
 
 BERLIN = ZoneInfo("Europe/Berlin")
 H = timedelta(hours=1)
@@ -175,7 +178,7 @@ def test_due_lists_open_clocks_soonest_first_with_links_and_no_content() -> None
     facts = desk_facts(
         OpenClockFact(late, "B2C4", "!other:practice"), OpenClockFact(early, "7F3A", PAIR.room_id)
     )
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, facts), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, facts), "!due")
     (msg,) = messages(effects)
     assert msg.room_id == DESK
     text = render(msg)
@@ -187,17 +190,17 @@ def test_due_lists_open_clocks_soonest_first_with_links_and_no_content() -> None
 
 
 def test_due_with_nothing_open() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!due")
     assert render(messages(effects)[0]) == "Nothing is waiting for your reply."
 
 
 def test_due_without_the_sla_installed_says_so() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!due")
     assert messages(effects)[0].template == "sla_off"
 
 
 def test_due_is_refused_to_patients_and_unknown_in_pair_rooms() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, {}), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, {}), "!due")
     assert messages(effects)[0].template == "command_unknown"
 
 
@@ -207,20 +210,20 @@ def test_due_is_refused_to_patients_and_unknown_in_pair_rooms() -> None:
 def test_sla_shows_the_open_clock() -> None:
     clock = opened_clock()
     facts = {FACT_POLICY: POLICY, FACT_CLOCK: clock, FACT_TZ: BERLIN}
-    text = render(messages(REGISTRY.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
+    text = render(messages(COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
     assert "since 2026-11-30 11:00" in text and "due 2026-11-30 15:00" in text
     assert "overdue" not in text
 
 
 def test_sla_without_a_clock() -> None:
     facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
-    text = render(messages(REGISTRY.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
+    text = render(messages(COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
     assert text.startswith("No message is waiting")
 
 
 def test_sla_is_for_therapists() -> None:
     facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
-    effects = REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!sla")
+    effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!sla")
     assert messages(effects)[0].template == "command_refused"
 
 
@@ -229,7 +232,7 @@ def test_sla_is_for_therapists() -> None:
 
 def test_reply_when_every_message_opens_a_clock_is_a_notice_only() -> None:
     facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
-    effects = REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
+    effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
     assert [m.template for m in messages(effects)] == ["sla_reply_not_needed"]
     assert not any(isinstance(e, Invoke) for e in effects)
 
@@ -237,7 +240,7 @@ def test_reply_when_every_message_opens_a_clock_is_a_notice_only() -> None:
 def test_reply_request_acknowledged_with_the_due_time() -> None:
     preview = ReplyPreview(opens=True, due_at=NOW + 4 * H, notice=False)
     facts = {FACT_POLICY: REQUEST, FACT_CLOCK: None, FACT_TZ: BERLIN, FACT_REPLY: preview}
-    (msg,) = messages(REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
+    (msg,) = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
     assert msg.template == "sla_reply_requested"
     assert "by 2026-11-30 15:00 (Europe/Berlin)" in render(msg)
 
@@ -245,7 +248,7 @@ def test_reply_request_acknowledged_with_the_due_time() -> None:
 def test_reply_request_left_to_the_expected_reply_notice() -> None:
     preview = ReplyPreview(opens=True, due_at=NOW + 4 * H, notice=True)
     facts = {FACT_POLICY: REQUEST, FACT_CLOCK: None, FACT_TZ: BERLIN, FACT_REPLY: preview}
-    effects = REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
+    effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
     assert messages(effects) == []
     assert [e.action for e in effects if isinstance(e, AppendAudit)] == ["command"]
 
@@ -253,7 +256,7 @@ def test_reply_request_left_to_the_expected_reply_notice() -> None:
 def test_reply_while_a_clock_is_open() -> None:
     clock = opened_clock(REQUEST)
     facts = {FACT_POLICY: REQUEST, FACT_CLOCK: clock, FACT_TZ: BERLIN}
-    (msg,) = messages(REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
+    (msg,) = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
     assert msg.template == "sla_reply_pending" and "15:00" in render(msg)
 
 
@@ -298,7 +301,7 @@ def test_parse_away_cover() -> None:
 
 def test_away_answers_and_asks_the_service_to_apply_it() -> None:
     facts = desk_facts(OpenClockFact(opened_clock(), "7F3A", PAIR.room_id))
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, facts), "!away 2d cover @cover:p")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, facts), "!away 2d cover @cover:p")
     (msg,) = messages(effects)
     text = render(msg)
     assert "until 2026-12-02 11:00 (Europe/Berlin)" in text and "@cover:p" in text
@@ -312,24 +315,24 @@ def test_away_answers_and_asks_the_service_to_apply_it() -> None:
 
 
 def test_away_with_bad_arguments_changes_nothing() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!away yesterday")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!away yesterday")
     assert not any(isinstance(e, Invoke) for e in effects)
     (msg,) = messages(effects)
     assert msg.template == "sla_away_invalid" and "Usage: !away" in render(msg)
 
 
 def test_back() -> None:
-    effects = REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!back")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, desk_facts()), "!back")
     (invoke,) = [e for e in effects if isinstance(e, Invoke)]
     assert invoke.operation == BACK_OPERATION and invoke.params == {"therapist": "@doc:practice"}
     assert render(messages(effects)[0]).startswith("Welcome back")
 
 
 def test_help_lists_the_sla_commands_where_they_apply() -> None:
-    desk = messages(REGISTRY.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!help"))[0]
+    desk = messages(COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!help"))[0]
     names = {c["name"] for c in desk.context["commands"]}
     assert {"due", "away", "back"} <= names and "sla" not in names
-    patient = messages(REGISTRY.dispatch(ctx(Role.PATIENT, PAIR_ROOM, {}), "!help"))[0]
+    patient = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, {}), "!help"))[0]
     names = {c["name"] for c in patient.context["commands"]}
     assert "reply" in names and not {"due", "sla", "away"} & names
 

@@ -1,0 +1,25 @@
+"""The chat commands a bridge answers, put into one registry.
+
+A new command is a handler declared with `bridge.core.commands.command` in the core module
+of its area (pure: context and facts in, effects out), listed in that module's `COMMANDS`;
+a new module of commands is added to `build_commands` below.
+"""
+
+from __future__ import annotations
+
+from bridge.core import commands, consent, desk_commands, sessions, sla_commands, video_commands
+from bridge.core.commands import CommandRegistry
+
+
+def build_commands() -> CommandRegistry:
+    """`!help`, the desk's `!export`, the SLA's, consent's, sessions' and video's commands."""
+    return CommandRegistry(
+        [
+            *commands.COMMANDS,
+            *desk_commands.COMMANDS,
+            *sla_commands.COMMANDS,
+            *consent.COMMANDS,
+            *sessions.COMMANDS,
+            *video_commands.COMMANDS,
+        ]
+    )
