@@ -190,13 +190,45 @@ class Resolver(Protocol):
 
 
 class DnsPythonResolver:
-    """The production resolver: the system's DNS through dnspython."""
+    """The production resolver: DNS through dnspython.
 
-    def __init__(self, timeout: float = 5.0) -> None:
+    By default the system's resolvers (/etc/resolv.conf); `nameservers` (addresses) and
+    `port` send every query to those instead, for an install whose validating resolver is
+    not the system's, or a test's server on loopback.
+    """
+
+    def __init__(
+        self,
+        timeout: float = 5.0,
+        *,
+        nameservers: Sequence[str] = (),
+        port: int = 53,
+    ) -> None:
         import dns.resolver
 
-        self._resolver = dns.resolver.Resolver()
+        if nameservers:
+            self._resolver = dns.resolver.Resolver(configure=False)
+            self._resolver.nameservers = list(nameservers)
+            self._resolver.port = port
+        else:
+            self._resolver = dns.resolver.Resolver()
         self._timeout = timeout
+
+    @classmethod
+    def for_nameserver(cls, address: str, timeout: float = 5.0) -> DnsPythonResolver:
+        """A resolver asking one server, written `host`, `host:port` or `[v6 address]:port`."""
+        host, port = address.strip(), 53
+        if host.startswith("["):
+            inner, _, rest = host[1:].partition("]")
+            host = inner
+            if rest.startswith(":"):
+                port = int(rest[1:])
+        elif host.count(":") == 1:
+            host, _, text = host.partition(":")
+            port = int(text)
+        if not host or not 0 < port < 65536:
+            raise ValueError("a nameserver is host, host:port or [address]:port")
+        return cls(timeout, nameservers=[host], port=port)
 
     def query(self, name: str, qtype: str) -> list[Any]:
         """Look up `name`/`qtype` through the system resolver."""
