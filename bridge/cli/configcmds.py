@@ -1,15 +1,50 @@
-"""`confidant check-config FILE` and `confidant hash-token [TOKEN]`."""
+"""`confidant check-config FILE` and `confidant hash-token [TOKEN | --generate]`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import secrets
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
+
+#: Shorter admin tokens are refused: the config keeps a fast hash, safe only for long
+#: random tokens (`--generate` makes 43 characters).
+MIN_TOKEN_LENGTH = 32
+
+
+async def policies_in_use(cfg: Any) -> Counter[str] | None:
+    """Policy names used by live pairs and pending invitations; None without a database.
+
+    Only an existing SQLite file is read (check-config must not create one, nor wait on a
+    PostgreSQL server: `confidant doctor` checks that).
+    """
+    from bridge.store import StoreError, invitations, open_database, pairs
+
+    path = cfg.sqlite_path
+    if path is None or not path.exists():
+        return None
+    db = await open_database(cfg.database_url, apply_migrations=False)
+    try:
+        used: Counter[str] = Counter()
+        for pair in await pairs.list_pairs(db):
+            if pair.status != pairs.PairStatus.REMOVED:
+                used[pair.policy] += 1
+        pending = invitations.InvitationStatus.PENDING
+        for invitation in await invitations.list_invitations(db, status=pending):
+            used[invitation.policy] += 1
+        return used
+    except StoreError:
+        return None  # not migrated yet: `run` will migrate it
+    finally:
+        await db.close()
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
+    from bridge.config.usage import policy_warnings
 
     try:
         cfg = load_config(Path(args.file))
@@ -20,17 +55,56 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"{args.file}: no such file", file=sys.stderr)
         return 2
+    warnings = policy_warnings(cfg, asyncio.run(policies_in_use(cfg)))
+    for problem in warnings:
+        print(f"warning: {problem.line(args.file)}", file=sys.stderr)
     db = "PostgreSQL" if cfg.sqlite_path is None else f"SQLite at {cfg.sqlite_path}"
-    print(f"{args.file}: OK (bot {cfg.bot.user_id}, {db}, {len(cfg.policies)} policies)")
+    off = [
+        name
+        for name, on in (
+            ("smtp", cfg.smtp.enabled),
+            ("outbound_email", cfg.outbound_email.enabled),
+            ("http", cfg.http.enabled),
+            ("jitsi", cfg.jitsi.domain is not None),
+            ("synapse_admin", cfg.synapse_admin.access_token is not None),
+        )
+        if not on
+    ]
+    extra = f", off and not checked: {', '.join(off)}" if off else ""
+    more = f", {len(warnings)} warning(s)" if warnings else ""
+    print(
+        f"{args.file}: OK (bot {cfg.bot.user_id}, {db}, {len(cfg.policies)} policies{extra}{more})"
+    )
     return 0
+
+
+def new_admin_token() -> str:
+    """A fresh admin token: 32 random bytes, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
 
 
 def cmd_hash_token(args: argparse.Namespace) -> int:
     from bridge.config import hash_token
 
+    if args.generate:
+        if args.token:
+            print("give either a token or --generate, not both", file=sys.stderr)
+            return 2
+        token = new_admin_token()
+        # The token itself is shown once, here; the config only ever holds the hash.
+        print(f"token (give it to the admin, it is not stored): {token}", file=sys.stderr)
+        print(hash_token(token))
+        return 0
     token = args.token or sys.stdin.readline().strip()
     if not token:
-        print("give a token as argument or on standard input", file=sys.stderr)
+        print("give a token as argument or on standard input, or use --generate", file=sys.stderr)
+        return 2
+    if len(token) < MIN_TOKEN_LENGTH:
+        print(
+            f"the token has {len(token)} characters; an admin token needs at least "
+            f"{MIN_TOKEN_LENGTH} random ones: use `confidant hash-token --generate`",
+            file=sys.stderr,
+        )
         return 2
     print(hash_token(token))
     return 0
@@ -44,4 +118,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("hash-token", help="hash an admin API token for http.admin_tokens")
     p.add_argument("token", nargs="?")
+    p.add_argument(
+        "--generate",
+        action="store_true",
+        help="make a new random token: the token goes to stderr, its hash to stdout",
+    )
     p.set_defaults(func=cmd_hash_token)

@@ -23,7 +23,12 @@ from bridge.config.http import Http
 from bridge.config.jitsi import Jitsi, JitsiJwt
 from bridge.config.loading import load_config, parse_config
 from bridge.config.logging import LoggingSettings
-from bridge.config.minimal import MINIMAL_CONFIG, minimal_config, minimal_config_dict
+from bridge.config.minimal import (
+    MINIMAL_ADMIN_TOKEN,
+    MINIMAL_CONFIG,
+    minimal_config,
+    minimal_config_dict,
+)
 from bridge.config.outbound_email import OutboundEmail
 from bridge.config.policies import Policy
 from bridge.config.practice import DayHours, Practice, PublicHolidays, WorkingHours, WorkRange
@@ -49,6 +54,7 @@ from bridge.config.values import (
 )
 
 __all__ = [
+    "MINIMAL_ADMIN_TOKEN",
     "MINIMAL_CONFIG",
     "Audit",
     "Bot",

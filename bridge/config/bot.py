@@ -34,6 +34,11 @@ class Bot(Section):
 
     @model_validator(mode="after")
     def _credentials(self) -> Bot:
+        for key in ("password", "access_token"):
+            secret = getattr(self, key)
+            if secret is not None and not secret.get_secret_value().strip():
+                # An empty string would fail only at the first login, inside `run`.
+                raise FieldProblem(key, "is empty; set it, or null to leave it out")
         if self.password is None and self.access_token is None:
             raise FieldProblem("password", "is required unless bot.access_token is set")
         if self.witness.enabled and self.password is None:

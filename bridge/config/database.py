@@ -25,7 +25,8 @@ class Database(Section):
         if value.startswith(("postgresql://", "postgres://")):
             if not urlsplit(value).netloc:
                 raise ValueError("a PostgreSQL URL looks like postgresql://user@host/dbname")
-            return value
+            # Both schemes name the same thing (libpq and asyncpg take either); keep one.
+            return "postgresql://" + value.split("://", 1)[1]
         path_text = value.removeprefix("sqlite://") if value.startswith("sqlite://") else value
         if "://" in path_text or not path_text or path_text == ":memory:":
             raise ValueError(

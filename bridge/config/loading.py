@@ -18,6 +18,8 @@ from bridge.config.errors import ConfigError, ConfigProblem
 from bridge.config.problems import validation_problems
 from bridge.config.root import Config
 from bridge.config.secrets import format_path, resolve_references
+from bridge.config.switches import switched_off, without_switched_off
+from bridge.config.yamlerrors import yaml_problem
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -46,19 +48,6 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _yaml_problem(exc: yaml.YAMLError) -> ConfigProblem:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        text = exc.problem or "invalid YAML"
-        if exc.context:
-            text = f"{text} ({exc.context})"
-        if "'@'" in text or "'`'" in text:
-            text += "; put values that start with @ or ` in quotes"
-        where = f"line {mark.line + 1}, column {mark.column + 1}"
-        return ConfigProblem(where, " ".join(text.split()))
-    return ConfigProblem("", " ".join(f"invalid YAML: {exc}".split()))
-
-
 def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
     """Read, resolve and validate the YAML configuration at `path`.
 
@@ -76,7 +65,7 @@ def load_config(path: Path | str, env: Mapping[str, str] | None = None) -> Confi
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(source, [_yaml_problem(exc)]) from None
+        raise ConfigError(source, [yaml_problem(exc, text)]) from None
     return parse_config(data, source, env=env, base_dir=path.resolve().parent)
 
 
@@ -102,9 +91,19 @@ def parse_config(
     resolved, reference_problems = resolve_references(
         data, os.environ if env is None else env, base
     )
+    context = {"base_dir": base}
+    off_errors: list[tuple[str, ValidationError]] = []
+    if isinstance(resolved, dict):
+        # Only the sections that are on are checked (placeholders included).
+        off = switched_off(resolved)
+        reference_problems = [p for p in reference_problems if not (p[0] and p[0][0] in off)]
+        resolved, off_errors = without_switched_off(resolved, off, context)
     problems = [ConfigProblem(format_path(path), message) for path, message in reference_problems]
+    for name, exc in off_errors:
+        for loc, message in validation_problems(exc, (name,), frozenset({"extra_forbidden"})):
+            problems.append(ConfigProblem(format_path(loc), message))
     try:
-        config = Config.model_validate(resolved, context={"base_dir": base})
+        config = Config.model_validate(resolved, context=context)
     except ValidationError as exc:
         # A key whose secret could not be resolved fails validation too; say it once.
         reported = [path for path, _ in reference_problems]

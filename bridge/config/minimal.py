@@ -13,6 +13,11 @@ from typing import Any
 
 from bridge.config.loading import parse_config
 from bridge.config.root import Config
+from bridge.config.secrets import hash_token
+
+#: The admin token whose hash MINIMAL_CONFIG holds (the HTTP API is on by default, and an API
+#: without a token is refused).
+MINIMAL_ADMIN_TOKEN = "test-admin-token-0123456789abcdefghij"
 
 #: The smallest valid configuration, as a dict. Its keys are fixed and public: for tests only.
 MINIMAL_CONFIG: dict[str, Any] = {
@@ -26,6 +31,7 @@ MINIMAL_CONFIG: dict[str, Any] = {
         "content_keys": {"k1": base64.b64encode(bytes(range(32))).decode()},
         "signing_key": base64.b64encode(bytes(range(32, 64))).decode(),
     },
+    "http": {"admin_tokens": [hash_token(MINIMAL_ADMIN_TOKEN)]},
 }
 
 

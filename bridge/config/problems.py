@@ -27,10 +27,18 @@ _SECRET_KEYS = frozenset(
 _SHOULD = re.compile(r"^(?:Input|String|List|Value|Dictionary|Tuple|Set|Object|Data) should ")
 
 
-def validation_problems(exc: ValidationError) -> list[tuple[KeyPath, str]]:
+def validation_problems(
+    exc: ValidationError, prefix: KeyPath = (), kinds: frozenset[str] | None = None
+) -> list[tuple[KeyPath, str]]:
+    """Each error of `exc` (of the given `kinds`, or all) as a key path and a message.
+
+    `prefix` is the path of the model that was validated, when it is not the whole `Config`.
+    """
     out: list[tuple[KeyPath, str]] = []
     for error in exc.errors():
-        loc: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
+        if kinds is not None and error["type"] not in kinds:
+            continue
+        loc: KeyPath = (*prefix, *(part for part in error["loc"] if part != "[key]"))
         cause = (error.get("ctx") or {}).get("error")
         if isinstance(cause, FieldProblem):
             out.append(((*loc, *cause.key), cause.message))

@@ -39,6 +39,8 @@ class Config(Section):
     homeserver: Homeserver
     bot: Bot
     data_dir: ConfigPath = Field(default=Path("data"), validate_default=True)
+    #: Templates that replace the shipped ones with the same relative path; None: none.
+    templates_dir: ConfigPath | None = None
     database: Database = Database()
     practice: Practice = Practice()
     policies: dict[str, Policy] = Field(default_factory=_default_policies)
@@ -85,6 +87,16 @@ class Config(Section):
             raise ValueError("a policy named 'default' is required")
         return value
 
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(
+                f"{value} is not a directory; it holds the templates that replace the shipped "
+                "ones (messages/NAME.txt.j2, email/NAME.txt.j2), or null for none"
+            )
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
         bot_server = self.bot.user_id.split(":", 1)[1]
@@ -105,6 +117,13 @@ class Config(Section):
                     ("practice", "working_hours"),
                     f"has no opening hours, but policy {name!r} counts working time",
                 )
+        if self.http.enabled and not self.http.admin_tokens:
+            # Every request but /health would be refused: an API nobody can use.
+            raise FieldProblem(
+                ("http", "admin_tokens"),
+                "is empty, so the admin API, dashboard and /metrics refuse every request; "
+                "add the hash from `confidant hash-token --generate`, or set http.enabled: false",
+            )
         if self.outbound_email.notify_unread_after and not self.outbound_email.enabled:
             raise FieldProblem(
                 ("outbound_email", "notify_unread_after"), "needs outbound_email.enabled: true"

@@ -44,6 +44,12 @@ class InboundSmtp(Section):
                 "(the authserv-id your MTA writes in Authentication-Results)",
             )
         if self.enabled:
+            if self.auth_users and self.tls_cert is None:
+                # aiosmtpd offers AUTH only after STARTTLS; the listener refuses to start.
+                raise FieldProblem(
+                    "auth_users",
+                    "SMTP AUTH needs STARTTLS: set tls_cert and tls_key, or auth_users: {}",
+                )
             if self.inbound_domain is None:
                 raise FieldProblem("inbound_domain", "is required when smtp is enabled")
             for key in ("tls_cert", "tls_key"):

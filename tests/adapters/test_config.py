@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from bridge.config import (
+    MINIMAL_ADMIN_TOKEN,
     MINIMAL_CONFIG,
     Config,
     ConfigError,
@@ -44,12 +45,15 @@ def with_overrides(**overrides: Any) -> str:
 
 MINIMAL_YAML = with_overrides()
 
+#: What switches inbound SMTP on: a switched-off section is not checked.
+SMTP_ON = {"enabled": True, "inbound_domain": "mail.localhost"}
+
 
 # Each case: id, YAML text, environment, key path the error must name, words it must say.
 BROKEN: list[tuple[str, str, dict[str, str], str, str]] = [
     (
         "wrong type",
-        with_overrides(smtp={"port": "abc"}),
+        with_overrides(smtp={"port": "abc", **SMTP_ON}),
         {},
         "smtp.port",
         "valid integer",
@@ -209,13 +213,6 @@ BROKEN: list[tuple[str, str, dict[str, str], str, str]] = [
         "'boss' is not a Matrix user id",
     ),
     (
-        "escalation without supervisors",
-        with_overrides(policies={"default": {"escalate_after": "2h"}}),
-        {},
-        "policies.default.supervisors",
-        "name at least one supervisor",
-    ),
-    (
         "no default policy",
         with_overrides(policies={"urgent": {"window": "1h"}}),
         {},
@@ -245,14 +242,14 @@ BROKEN: list[tuple[str, str, dict[str, str], str, str]] = [
     ),
     (
         "behind an MTA without authserv-id",
-        with_overrides(smtp={"sender_auth": "behind_mta"}),
+        with_overrides(smtp={"sender_auth": "behind_mta", **SMTP_ON}),
         {},
         "smtp.authserv_id",
         "required with sender_auth: behind_mta",
     ),
     (
         "TLS certificate without key",
-        with_overrides(smtp={"tls_cert": "cert.pem"}),
+        with_overrides(smtp={"tls_cert": "cert.pem", **SMTP_ON}),
         {},
         "smtp.tls_key",
         "tls_cert and tls_key must be set together",
@@ -319,29 +316,70 @@ def test_broken_config_names_the_key_in_one_line(
     assert words in message
 
 
+# Each case: id, YAML text, where the error must say it is, words of the likely fix.
 YAML_ERRORS = [
-    ("syntax", MINIMAL_YAML + "practice:\n  name: [unclosed\n", "line 1"),
+    (
+        "unclosed bracket",
+        MINIMAL_YAML + "practice:\n  name: [unclosed\n",
+        "(below practice.name)",
+        "close the quote or bracket",
+    ),
     (
         "unquoted Matrix id",
         MINIMAL_YAML.replace("'@confidant:localhost'", "@confidant:localhost"),
-        "in quotes",
+        "(at bot.user_id)",
+        "must be in quotes",
     ),
-    ("duplicate key", MINIMAL_YAML + "practice:\n  name: A\n  name: B\n", "duplicate key 'name'"),
-    ("tab indentation", MINIMAL_YAML + "practice:\n\tname: A\n", "line"),
+    (
+        "duplicate key",
+        MINIMAL_YAML + "practice:\n  name: A\n  name: B\n",
+        "(below practice.name)",
+        "duplicate key 'name'",
+    ),
+    (
+        "tab indentation",
+        MINIMAL_YAML + "practice:\n\tname: A\n",
+        "(below practice)",
+        "replace the tab with spaces",
+    ),
+    (
+        "key indented too deep",
+        MINIMAL_YAML + "practice:\n  name: A\n    timezone: UTC\n",
+        "(below practice.name)",
+        "indented deeper than the key above",
+    ),
+    (
+        "key indented too little",
+        MINIMAL_YAML + "practice:\n  name: A\n timezone: UTC\n",
+        "(below practice.name)",
+        "start in the same column",
+    ),
+    (
+        "value with a colon",
+        MINIMAL_YAML + "practice:\n  name: Dr A: Practice\n",
+        "(at practice.name)",
+        "needs quotes",
+    ),
 ]
 
 
 @pytest.mark.parametrize(
-    ("text", "words"), [c[1:] for c in YAML_ERRORS], ids=[c[0] for c in YAML_ERRORS]
+    ("text", "where", "words"), [c[1:] for c in YAML_ERRORS], ids=[c[0] for c in YAML_ERRORS]
 )
-def test_yaml_errors_name_the_line(tmp_path: Path, text: str, words: str) -> None:
+def test_yaml_errors_name_the_line_the_key_and_the_fix(
+    tmp_path: Path, text: str, where: str, words: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     message = str(caught.value)
     assert "\n" not in message
-    assert re.match(rf"{re.escape(str(path))}: line \d+, column \d+: ", message), message
+    assert re.match(
+        rf"{re.escape(str(path))}: line \d+, column \d+ {re.escape(where)}: ", message
+    ), message
     assert words in message
+    # PyYAML's own token names are not what a person editing the file needs.
+    assert "<block" not in message and "<stream" not in message, message
 
 
 def test_yaml_syntax_error_points_at_the_right_line(tmp_path: Path) -> None:
@@ -425,7 +463,7 @@ def test_minimal_config_file_loads_with_defaults(tmp_path: Path) -> None:
     assert config.practice.working_hours.on(6) == ()
     assert config.practice.federate is False
     assert config.smtp.enabled is False
-    assert config.http.admin_tokens == ()
+    assert config.http.token_ok(MINIMAL_ADMIN_TOKEN)
     assert config.logging.level == "INFO"
 
 
