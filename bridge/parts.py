@@ -20,7 +20,7 @@ from bridge.adapters.matrix.session import (
 )
 from bridge.adapters.render import Renderer
 from bridge.audit.log import AuditLog
-from bridge.config import Config
+from bridge.config import Config, Policy
 from bridge.provision import PairManager, PracticeFacts
 from bridge.sealing import Sealer
 from bridge.store import open_database
@@ -36,8 +36,10 @@ def make_sealer(cfg: Config) -> Sealer:
     return Sealer(keys, cfg.audit.current_key_id or next(iter(keys)))
 
 
-def practice_facts(cfg: Config, bot_user_id: str) -> PracticeFacts:
-    policy = cfg.policies["default"]
+def practice_facts(cfg: Config, bot_user_id: str, policy: Policy | None = None) -> PracticeFacts:
+    """What the bot's texts say about the practice; the reply window is `policy`'s (the
+    default policy when none is given)."""
+    policy = policy if policy is not None else cfg.policies["default"]
     return PracticeFacts(
         bot_user_id=bot_user_id,
         practice_name=cfg.practice.name,
@@ -99,7 +101,7 @@ async def open_parts(
         await rest.close()
         await db.close()
         raise
-    renderer = Renderer(templates_dir)
+    renderer = Renderer(templates_dir, overrides=cfg.templates_dir)
     sealer = make_sealer(cfg)
     audit = AuditLog(
         db,

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any, Literal
 
 from markupsafe import Markup
@@ -50,7 +49,6 @@ _BLANK_RUN = re.compile(r"\n{3,}")
 #: Re-serialise forwarded messages with their headers as received (no refolding, which
 #: would run every long header through the structured parsers).
 _VERBATIM = policy.default.clone(refold_source="none", linesep="\r\n")
-_TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +222,11 @@ def email_post_content(
 def _default_env() -> Any:
     import jinja2
 
+    # The shipped templates, wherever the package is installed (a wheel or a checkout).
+    from bridge.adapters.render import default_templates_dir
+
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(_TEMPLATES_DIR)),
+        loader=jinja2.FileSystemLoader(str(default_templates_dir())),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
