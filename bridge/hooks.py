@@ -38,8 +38,10 @@ PairHook = Callable[[Executor, Pair, RoomEvent], Awaitable[list[Effect]]]
 TimerHandler = Callable[[Executor, TimerFired, datetime], Awaitable[list[Effect]]]
 #: Performs an Invoke effect after the commit (I/O-heavy work: exports, uploads).
 InvokeHandler = Callable[[Invoke], Awaitable[None]]
-#: Looks up facts a desk or pair command needs before the core decides.
-FactsProvider = Callable[[Executor, CommandContext], Awaitable[dict[str, Any]]]
+#: Looks up what a desk or pair command needs before the core decides: the feature's facts
+#: as one frozen dataclass (`CommandContext.fact` finds it by its type), or None when the
+#: room or the sender needs none of them.
+FactsProvider = Callable[[Executor, CommandContext], Awaitable[object | None]]
 
 HookKind = Literal["pair", "timer", "invoke", "facts"]
 

@@ -329,7 +329,7 @@ class Service:
         async with self.db.transaction() as tx:
             if not await syncstate.mark_processed(tx, ev.event_id, ev.room_id, to_ms(now)):
                 return
-            facts: dict[str, Any] = {}
+            facts: tuple[object, ...] = ()
             if rev.command:
                 ctx = CommandContext(
                     room_kind="pair",
@@ -364,12 +364,14 @@ class Service:
         await self.apply_after(effects)
         await self._release_first_contact(ev)
 
-    async def _gather_facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
-        """What the registered providers know that a command may need (inside the tx)."""
-        facts: dict[str, Any] = {}
+    async def _gather_facts(self, tx: Executor, ctx: CommandContext) -> tuple[object, ...]:
+        """What the installed features know that a command may need (inside the tx)."""
+        found: list[object] = []
         for provider in self._hooks.facts_providers:
-            facts.update(await provider(tx, ctx))
-        return facts
+            facts = await provider(tx, ctx)
+            if facts is not None:
+                found.append(facts)
+        return tuple(found)
 
     # ------------------------------------------------------------ other channels
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bridge.core.model import AppendAudit, Effect, Pair, Role, SendMessage
+
+FactT = TypeVar("FactT")
 
 PAIR_ROOM = "pair"
 DESK_ROOM = "desk"
@@ -30,10 +32,19 @@ class CommandContext:
     event_id: str
     now: datetime
     pair: Pair | None = None
-    #: Facts the service looked up before deciding (kept small and explicit).
-    facts: dict[str, Any] = field(default_factory=dict)
+    #: Facts the service looked up before deciding: one frozen dataclass per feature that
+    #: had any (`SlaPairFacts`, `VideoFacts`, ...), found with `fact`.
+    facts: tuple[object, ...] = ()
     #: The registry the command was dispatched from (what `!help` lists).
     registry: CommandRegistry | None = None
+
+    def fact(self, kind: type[FactT]) -> FactT | None:
+        """The facts of type `kind`, or None when no feature provided them (not installed,
+        or not for this room or sender)."""
+        for found in self.facts:
+            if isinstance(found, kind):
+                return found
+        return None
 
 
 Handler = Callable[[CommandContext, list[str]], list[Effect]]

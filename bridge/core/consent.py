@@ -9,6 +9,7 @@ exact text the patient was shown, so the record proves what was accepted.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from bridge.core.commands import PAIR_ROOM, CommandContext, command, reply
@@ -97,6 +98,14 @@ def accept_applies(consent_state: str, ev: RoomEvent) -> bool:
     return consent_state == PENDING and is_accept(ev)
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentFacts:
+    """What `!accept` needs: the pair's consent state and the digest of its consent text."""
+
+    state: str
+    sha256: str
+
+
 @command(
     ACCEPT_COMMAND,
     "Accept the practice's terms for messaging (asked once)",
@@ -104,16 +113,17 @@ def accept_applies(consent_state: str, ev: RoomEvent) -> bool:
     rooms=(PAIR_ROOM,),
 )
 def accept_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
-    """Record acceptance of the consent text shown (facts: consent_state, consent_sha256)."""
-    state = ctx.facts.get("consent_state")
-    if state != PENDING:
+    """Record acceptance of the consent text shown (`ConsentFacts`)."""
+    facts = ctx.fact(ConsentFacts)
+    state = facts.state if facts is not None else None
+    if facts is None or state != PENDING:
         return [reply(ctx, "consent_not_pending", {"accepted": state == ACCEPTED})]
     return [
         AppendAudit(
             pair_id=ctx.pair.pair_id if ctx.pair else None,
             action="consent.accepted",
             actor=ctx.sender,
-            details={"consent_sha256": str(ctx.facts.get("consent_sha256", ""))},
+            details={"consent_sha256": facts.sha256},
             event_id=ctx.event_id,
         ),
         reply(ctx, "consent_accepted"),

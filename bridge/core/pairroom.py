@@ -71,7 +71,7 @@ def decide_pair_event(
     commands: CommandRegistry,
     desk_room_id: str | None,
     content: bytes | None = None,
-    facts: dict[str, Any] | None = None,
+    facts: tuple[object, ...] = (),
 ) -> list[Effect]:
     """Audit the event, enforce membership policy, and run commands (from `commands`)."""
     effects: list[Effect] = [audit_for_event(ev, content)]
@@ -96,7 +96,7 @@ def decide_pair_event(
             event_id=ev.event_id,
             now=ev.seen_at,
             pair=pair,
-            facts=facts or {},
+            facts=facts,
         )
         effects += commands.dispatch(ctx, ev.command)
     return effects

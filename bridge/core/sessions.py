@@ -29,13 +29,6 @@ from bridge.core.model import (
     SendMessage,
 )
 
-#: Pair room: the pair's upcoming sessions (`SessionView`s), soonest first.
-FACT_SESSIONS = "sessions"
-#: Pair room: the practice time zone (a ZoneInfo).
-FACT_SESSION_TZ = "sessions_tz"
-#: Pair room: True when video sessions are possible (a Jitsi server is configured).
-FACT_SESSION_VIDEO = "sessions_video"
-
 ADD_OPERATION = "session.add"
 CANCEL_OPERATION = "session.cancel"
 #: Timer kind prefix (the service's `timer_handlers` key).
@@ -303,14 +296,16 @@ def on_step(
 # ---------------------------------------------------------------- commands
 
 
-def _tz(ctx: CommandContext) -> ZoneInfo:
-    tz = ctx.facts.get(FACT_SESSION_TZ)
-    return tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")
+@dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What `!session` and `!sessions` need in a pair room."""
 
-
-def _listed(ctx: CommandContext) -> list[SessionView]:
-    found = ctx.facts.get(FACT_SESSIONS)
-    return [s for s in found if isinstance(s, SessionView)] if isinstance(found, list) else []
+    #: The pair's upcoming sessions, soonest first.
+    sessions: tuple[SessionView, ...]
+    #: The practice time zone.
+    tz: ZoneInfo
+    #: Video sessions are possible (a Jitsi server is configured).
+    video: bool
 
 
 @command(
@@ -321,14 +316,15 @@ def _listed(ctx: CommandContext) -> list[SessionView]:
     rooms=(PAIR_ROOM,),
 )
 def session_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
-    if FACT_SESSIONS not in ctx.facts or ctx.pair is None:
+    facts = ctx.fact(SessionFacts)
+    if facts is None or ctx.pair is None:
         return [reply(ctx, "session_off")]
     params: dict[str, Any] = {"event_id": ctx.event_id, "requested_by": ctx.sender}
     if args and args[0].lower() == "cancel":
         wanted = args[1].upper() if len(args) == 2 else ""
         if not _ID.fullmatch(wanted):
             return [reply(ctx, "session_usage")]
-        if wanted not in {s.session_id for s in _listed(ctx)}:
+        if wanted not in {s.session_id for s in facts.sessions}:
             return [reply(ctx, "session_unknown", {"session_id": wanted})]
         return [
             Invoke(
@@ -336,9 +332,7 @@ def session_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
             )
         ]
     try:
-        request = parse_request(
-            args, ctx.now, _tz(ctx), video_on=bool(ctx.facts.get(FACT_SESSION_VIDEO))
-        )
+        request = parse_request(args, ctx.now, facts.tz, video_on=facts.video)
     except SessionInputError as err:
         return [reply(ctx, err.template, err.context)]
     params.update(
@@ -359,10 +353,11 @@ def session_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     rooms=(PAIR_ROOM,),
 )
 def sessions_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
-    if FACT_SESSIONS not in ctx.facts:
+    facts = ctx.fact(SessionFacts)
+    if facts is None:
         return [reply(ctx, "session_off")]
-    tz = _tz(ctx)
-    listed = [describe(s, tz) for s in _listed(ctx)]
+    tz = facts.tz
+    listed = [describe(s, tz) for s in facts.sessions]
     return [reply(ctx, "session_list", {"sessions": listed, "timezone": str(tz.key)})]
 
 

@@ -1,7 +1,7 @@
 """SLA commands: `!due`, `!sla`, `!reply`, `!away UNTIL [cover @user]` and `!back`.
 
-The handlers are pure. What they need from the database the service puts into
-`ctx.facts` beforehand (see the `FACT_*` keys); `!away` and `!back` change stored
+The handlers are pure. What they need from the database the service looks up beforehand
+(`SlaDeskFacts`, `SlaPairFacts`); `!away` and `!back` change stored
 state, so they answer at once and leave the change to an `Invoke` the service runs
 after the command's transaction (operations `AWAY_OPERATION` and `BACK_OPERATION`).
 """
@@ -18,19 +18,6 @@ from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext, command, 
 from bridge.core.model import Effect, Invoke, Role
 from bridge.core.sla import BREACHED, Clock, SlaPolicy, Step, room_link
 from bridge.core.workhours import as_utc
-
-#: Desk room: the therapist's open clocks as `OpenClockFact`s, soonest due first.
-FACT_OPEN = "sla_open"
-#: Both rooms: the practice's time zone (a ZoneInfo), for showing times.
-FACT_TZ = "sla_tz"
-#: Desk room: user ids of every therapist (who may cover).
-FACT_THERAPISTS = "sla_therapists"
-#: Pair room: the pair's open clock, or None.
-FACT_CLOCK = "sla_clock"
-#: Pair room: the pair's `SlaPolicy`.
-FACT_POLICY = "sla_policy"
-#: Pair room, patient: a `ReplyPreview` of what `!reply` would open.
-FACT_REPLY = "sla_reply"
 
 AWAY_OPERATION = "sla.away"
 BACK_OPERATION = "sla.back"
@@ -64,14 +51,34 @@ class ReplyPreview:
     notice: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class SlaDeskFacts:
+    """What the desk commands (`!due`, `!away`, `!back`) need for one therapist."""
+
+    #: The practice's time zone, for showing times.
+    tz: ZoneInfo
+    #: The therapist's open clocks.
+    open_clocks: tuple[OpenClockFact, ...]
+    #: User ids of every therapist (who may cover).
+    therapists: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SlaPairFacts:
+    """What `!sla` and `!reply` need in one pair room."""
+
+    #: The practice's time zone, for showing times.
+    tz: ZoneInfo
+    policy: SlaPolicy
+    #: The pair's open clock, or None.
+    clock: Clock | None
+    #: For a patient, when the policy opens clocks on request: what `!reply` would open.
+    reply: ReplyPreview | None = None
+
+
 def local_time(at: datetime, tz: ZoneInfo) -> str:
     """A time as the practice reads it: `2026-11-30 14:00`."""
     return as_utc(at).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-
-
-def _tz(ctx: CommandContext) -> ZoneInfo:
-    tz = ctx.facts.get(FACT_TZ)
-    return tz if isinstance(tz, ZoneInfo) else ZoneInfo("UTC")
 
 
 def _off(ctx: CommandContext) -> list[Effect]:
@@ -90,11 +97,11 @@ def _off(ctx: CommandContext) -> list[Effect]:
 )
 def due_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     """The therapist's open clocks by due time, each with its pair label and room link."""
-    facts = ctx.facts.get(FACT_OPEN)
-    if facts is None:
+    desk = ctx.fact(SlaDeskFacts)
+    if desk is None:
         return _off(ctx)
-    tz = _tz(ctx)
-    ordered = sorted(facts, key=lambda f: (f.clock.due_at, f.clock.pair_id))
+    tz = desk.tz
+    ordered = sorted(desk.open_clocks, key=lambda f: (f.clock.due_at, f.clock.pair_id))
     items = [
         {
             "pair_label": f.pair_label,
@@ -128,11 +135,10 @@ def due_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 )
 def sla_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     """This pair's clock: nothing waiting, or since when, due when, and what was sent."""
-    if FACT_POLICY not in ctx.facts:
+    facts = ctx.fact(SlaPairFacts)
+    if facts is None:
         return _off(ctx)
-    policy: SlaPolicy = ctx.facts[FACT_POLICY]
-    clock: Clock | None = ctx.facts.get(FACT_CLOCK)
-    tz = _tz(ctx)
+    policy, clock, tz = facts.policy, facts.clock, facts.tz
     context: dict[str, Any] = {
         "open": clock is not None and clock.is_open,
         "policy": policy.name,
@@ -167,17 +173,16 @@ def sla_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 )
 def reply_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     """Answer a reply request; the clock itself is opened by the service's SLA hook."""
-    if FACT_POLICY not in ctx.facts:
+    facts = ctx.fact(SlaPairFacts)
+    if facts is None:
         return _off(ctx)
-    policy: SlaPolicy = ctx.facts[FACT_POLICY]
-    tz = _tz(ctx)
-    clock: Clock | None = ctx.facts.get(FACT_CLOCK)
+    policy, clock, tz = facts.policy, facts.clock, facts.tz
     if policy.open_clock_on == "any_message":
         return [reply(ctx, "sla_reply_not_needed")]
     if clock is not None and clock.is_open:
         pending = {"due_at_local": local_time(clock.due_at, tz), "timezone": tz.key}
         return [reply(ctx, "sla_reply_pending", pending)]
-    preview = ctx.facts.get(FACT_REPLY)
+    preview = facts.reply
     if isinstance(preview, ReplyPreview) and preview.notice:
         return []  # the core's expected-reply notice is the answer
     due = preview.due_at if isinstance(preview, ReplyPreview) and preview.opens else None
@@ -271,19 +276,19 @@ def parse_away(
 )
 def away_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     """Record an absence: the answer now, the clock changes through an Invoke."""
-    if FACT_OPEN not in ctx.facts:
+    desk = ctx.fact(SlaDeskFacts)
+    if desk is None:
         return _off(ctx)
-    tz = _tz(ctx)
-    known = ctx.facts.get(FACT_THERAPISTS, frozenset())
+    tz = desk.tz
     try:
-        until, cover = parse_away(args, ctx.now, tz, ctx.sender, frozenset(known))
+        until, cover = parse_away(args, ctx.now, tz, ctx.sender, desk.therapists)
     except AwayError as exc:
         return [reply(ctx, "sla_away_invalid", {"reason": str(exc)})]
     context: dict[str, Any] = {
         "until_local": local_time(until, tz),
         "timezone": tz.key,
         "cover": cover,
-        "open_count": len(ctx.facts[FACT_OPEN]),
+        "open_count": len(desk.open_clocks),
     }
     params = {"therapist": ctx.sender, "until": until.isoformat(), "cover": cover}
     return [
@@ -300,9 +305,10 @@ def away_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 )
 def back_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     """End an absence: the answer now, the clock changes through an Invoke."""
-    if FACT_OPEN not in ctx.facts:
+    desk = ctx.fact(SlaDeskFacts)
+    if desk is None:
         return _off(ctx)
-    context = {"open_count": len(ctx.facts[FACT_OPEN])}
+    context = {"open_count": len(desk.open_clocks)}
     return [
         reply(ctx, "sla_back", context),
         Invoke(BACK_OPERATION, ctx.room_id, {"therapist": ctx.sender}),
@@ -323,15 +329,11 @@ __all__ = [
     "AWAY_OPERATION",
     "BACK_OPERATION",
     "COMMANDS",
-    "FACT_CLOCK",
-    "FACT_OPEN",
-    "FACT_POLICY",
-    "FACT_REPLY",
-    "FACT_THERAPISTS",
-    "FACT_TZ",
     "AwayError",
     "OpenClockFact",
     "ReplyPreview",
+    "SlaDeskFacts",
+    "SlaPairFacts",
     "away_command",
     "back_command",
     "due_command",

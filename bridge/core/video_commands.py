@@ -1,6 +1,6 @@
 """`!video` and `!video end` in a pair room (pure: the service starts and ends the call).
 
-What the handlers need from outside comes in `ctx.facts` (see `FACT_*`); starting or
+What the handlers need from outside comes as `VideoFacts`; starting or
 ending a call draws a meeting name, signs tokens and changes room state, so the handlers
 answer with an `Invoke` the service runs after the command's transaction. `call_started`
 and `call_ended` say what the call's start and end record and post.
@@ -9,14 +9,21 @@ and `call_ended` say what the call's start and end record and post.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from bridge.core.commands import PAIR_ROOM, CommandContext, command, reply
 from bridge.core.model import AppendAudit, Effect, Invoke, Pair, Role, SendMessage
 
-#: Pair room: True when the practice has a Jitsi server configured.
-FACT_VIDEO_ON = "video_on"
-#: Pair room: the meeting name of the pair's running call, or None.
-FACT_VIDEO_CALL = "video_call"
+
+@dataclass(frozen=True, slots=True)
+class VideoFacts:
+    """What `!video` needs in a pair room."""
+
+    #: The practice has a Jitsi server configured.
+    on: bool
+    #: The meeting name of the pair's running call, or None.
+    call: str | None = None
+
 
 START_OPERATION = "video.start"
 END_OPERATION = "video.end"
@@ -30,7 +37,8 @@ END_OPERATION = "video.end"
     rooms=(PAIR_ROOM,),
 )
 def video_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
-    if not ctx.facts.get(FACT_VIDEO_ON):
+    facts = ctx.fact(VideoFacts)
+    if facts is None or not facts.on:
         return [reply(ctx, "video_off")]
     if ctx.pair is None:
         return []
@@ -38,7 +46,7 @@ def video_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
     if not args:
         return [Invoke(START_OPERATION, ctx.room_id, params, pair_id=ctx.pair.pair_id)]
     if [a.lower() for a in args] == ["end"]:
-        if not ctx.facts.get(FACT_VIDEO_CALL):
+        if not facts.call:
             return [reply(ctx, "video_none")]
         return [Invoke(END_OPERATION, ctx.room_id, params, pair_id=ctx.pair.pair_id)]
     return [reply(ctx, "video_usage")]

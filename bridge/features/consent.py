@@ -95,15 +95,15 @@ class ConsentRuntime:
         )
 
     @hooks.facts
-    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+    async def facts(self, tx: Executor, ctx: CommandContext) -> core.ConsentFacts | None:
         """The pair's consent state and text digest, for `!accept`."""
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
-            return {}
+            return None
         record = await pairs.get(tx, ctx.pair.pair_id)
         if record is None:
-            return {}
+            return None
         _, digest = self.text_and_digest(ctx.pair)
-        return {"consent_state": record.consent_state, "consent_sha256": digest}
+        return core.ConsentFacts(record.consent_state, digest)
 
 
 async def install_consent(app: Host) -> None:

@@ -105,15 +105,11 @@ class SessionsFeature:
     # ------------------------------------------------------------ commands
 
     @hooks.facts
-    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+    async def facts(self, tx: Executor, ctx: CommandContext) -> core.SessionFacts | None:
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
-            return {}
+            return None
         upcoming = await sessions.list_for_pair(tx, ctx.pair.pair_id, ending_after=to_ms(ctx.now))
-        return {
-            core.FACT_SESSIONS: [view(r) for r in upcoming],
-            core.FACT_SESSION_TZ: self.tz,
-            core.FACT_SESSION_VIDEO: self.video_on,
-        }
+        return core.SessionFacts(tuple(view(r) for r in upcoming), self.tz, self.video_on)
 
     @hooks.on_invoke(core.ADD_OPERATION)
     async def add(self, effect: Invoke) -> None:

@@ -286,9 +286,11 @@ class SlaRuntime:
     # ------------------------------------------------------------ command facts
 
     @hooks.facts
-    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+    async def facts(
+        self, tx: Executor, ctx: CommandContext
+    ) -> sla_commands.SlaDeskFacts | sla_commands.SlaPairFacts | None:
         """What the SLA commands need, looked up before the core decides."""
-        out: dict[str, Any] = {sla_commands.FACT_TZ: self.calendar.tz}
+        tz = self.calendar.tz
         if ctx.room_kind == DESK_ROOM and ctx.role is Role.THERAPIST:
             listed: list[OpenClockFact] = []
             for open_clock in await clocks.list_open(tx, therapist_id=ctx.sender):
@@ -299,20 +301,16 @@ class SlaRuntime:
                     and record.status is PairStatus.ACTIVE
                 ):
                     listed.append(OpenClockFact(open_clock, record.label, record.room_id))
-            out[sla_commands.FACT_OPEN] = listed
-            out[sla_commands.FACT_THERAPISTS] = frozenset(
-                t.user_id for t in await therapists.list_therapists(tx)
-            )
-        elif ctx.room_kind == PAIR_ROOM and ctx.pair is not None:
+            everyone = frozenset(t.user_id for t in await therapists.list_therapists(tx))
+            return sla_commands.SlaDeskFacts(tz, tuple(listed), everyone)
+        if ctx.room_kind == PAIR_ROOM and ctx.pair is not None:
             policy = self.policy(ctx.pair.policy)
             clock = await clocks.get_open(tx, ctx.pair.pair_id)
-            out[sla_commands.FACT_POLICY] = policy
-            out[sla_commands.FACT_CLOCK] = clock
+            preview = None
             if ctx.role is Role.PATIENT and policy.open_clock_on == "reply_request":
-                out[sla_commands.FACT_REPLY] = await self._reply_preview(
-                    tx, ctx.pair, policy, clock, ctx
-                )
-        return out
+                preview = await self._reply_preview(tx, ctx.pair, policy, clock, ctx)
+            return sla_commands.SlaPairFacts(tz, policy, clock, preview)
+        return None
 
     async def _reply_preview(
         self, tx: Executor, pair: Pair, policy: SlaPolicy, clock: Clock | None, ctx: CommandContext

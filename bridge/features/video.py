@@ -117,13 +117,13 @@ class VideoFeature:
         return meeting_links(self.cfg, meeting, pair, now)
 
     @hooks.facts
-    async def facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
+    async def facts(self, tx: Executor, ctx: CommandContext) -> video_commands.VideoFacts | None:
         if ctx.room_kind != PAIR_ROOM or ctx.pair is None:
-            return {}
-        return {
-            video_commands.FACT_VIDEO_ON: self.cfg.jitsi.domain is not None,
-            video_commands.FACT_VIDEO_CALL: await sessions.current_call(tx, ctx.pair.pair_id),
-        }
+            return None
+        return video_commands.VideoFacts(
+            on=self.cfg.jitsi.domain is not None,
+            call=await sessions.current_call(tx, ctx.pair.pair_id),
+        )
 
     async def _pair(self, effect: Invoke) -> tuple[Pair, str | None] | None:
         from bridge.service import to_pair

@@ -12,6 +12,7 @@ import pytest
 from bridge.core import consent
 from bridge.core.command_set import build_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
+from bridge.core.consent import ConsentFacts
 from bridge.core.model import AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
 
 COMMANDS = build_commands()
@@ -104,7 +105,10 @@ def test_accept_applies(command: str, role: Role, state: str, applies: bool) -> 
     assert consent.accept_applies(state, ev) is applies
 
 
-def ctx(role: Role = Role.PATIENT, **facts: Any) -> CommandContext:
+def ctx(
+    role: Role = Role.PATIENT, consent_state: str | None = None, consent_sha256: str = ""
+) -> CommandContext:
+    facts = () if consent_state is None else (ConsentFacts(consent_state, consent_sha256),)
     return CommandContext(
         room_kind=PAIR_ROOM,
         room_id="!room:hs",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -120,12 +119,8 @@ def test_steps() -> None:
     assert audit.details["patient_wrote"] is True and audit.details["therapist_wrote"] is False
 
 
-def run(text: str, role: Role = Role.THERAPIST, facts: dict[str, Any] | None = None):
-    base = {
-        core.FACT_SESSIONS: [SESSION],
-        core.FACT_SESSION_TZ: BERLIN,
-        core.FACT_SESSION_VIDEO: True,
-    }
+def run(text: str, role: Role = Role.THERAPIST, facts: tuple[object, ...] | None = None):
+    base = (core.SessionFacts((SESSION,), BERLIN, video=True),)
     ctx = CommandContext(
         room_kind=PAIR_ROOM,
         room_id=PAIR.room_id,
@@ -151,7 +146,7 @@ def test_session_command_gives_an_add_operation() -> None:
 def test_session_command_errors_answer_in_the_room() -> None:
     [answer] = run("!session yesterday 10:00")
     assert isinstance(answer, SendMessage) and answer.template == "session_bad_date"
-    [answer] = run("!session 2026-12-01 10:00", facts={})
+    [answer] = run("!session 2026-12-01 10:00", facts=())
     assert isinstance(answer, SendMessage) and answer.template == "session_off"
 
 

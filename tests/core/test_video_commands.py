@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 
@@ -17,11 +16,11 @@ COMMANDS = build_commands()
 NOW = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 PAIR = Pair("p1", "@pat:practice", "@doc:practice", "!pair:practice", label="7F3A")
 SENDERS = {Role.PATIENT: PAIR.patient_id, Role.THERAPIST: PAIR.therapist_id}
-ON = {video_commands.FACT_VIDEO_ON: True, video_commands.FACT_VIDEO_CALL: None}
-RUNNING = {video_commands.FACT_VIDEO_ON: True, video_commands.FACT_VIDEO_CALL: "confidant-x"}
+ON = (video_commands.VideoFacts(on=True, call=None),)
+RUNNING = (video_commands.VideoFacts(on=True, call="confidant-x"),)
 
 
-def run(text: str, facts: dict[str, Any], role: Role = Role.PATIENT, room: str = PAIR_ROOM):
+def run(text: str, facts: tuple[object, ...], role: Role = Role.PATIENT, room: str = PAIR_ROOM):
     ctx = CommandContext(
         room_kind=room,
         room_id=PAIR.room_id,
@@ -56,9 +55,9 @@ def test_video_starts_for_both_members(role: Role) -> None:
 
 @pytest.mark.parametrize("text", ["!video", "!video end"])
 def test_video_off_without_jitsi(text: str) -> None:
-    assert templates(run(text, {video_commands.FACT_VIDEO_ON: False})) == ["video_off"]
+    assert templates(run(text, (video_commands.VideoFacts(on=False),))) == ["video_off"]
     # Facts missing entirely (the feature is not installed) reads as off too.
-    assert templates(run(text, {})) == ["video_off"]
+    assert templates(run(text, ())) == ["video_off"]
 
 
 def test_video_end_needs_a_running_call() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import pytest
 
@@ -37,8 +36,8 @@ class Clocks:
         self.seen.append(invoke.operation)
 
     @hooks.facts
-    async def command_facts(self, tx: Executor, ctx: CommandContext) -> dict[str, Any]:
-        return {}
+    async def command_facts(self, tx: Executor, ctx: CommandContext) -> object | None:
+        return None
 
     async def not_a_hook(self) -> None:
         raise AssertionError("never collected")

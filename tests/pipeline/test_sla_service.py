@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,15 +24,11 @@ from bridge.core.sla import (
 from bridge.core.sla_commands import (
     AWAY_OPERATION,
     BACK_OPERATION,
-    FACT_CLOCK,
-    FACT_OPEN,
-    FACT_POLICY,
-    FACT_REPLY,
-    FACT_THERAPISTS,
-    FACT_TZ,
     AwayError,
     OpenClockFact,
     ReplyPreview,
+    SlaDeskFacts,
+    SlaPairFacts,
     parse_away,
     parse_until,
 )
@@ -53,9 +48,7 @@ REQUEST = SlaPolicy(window=4 * H, open_clock_on="reply_request", name="journal")
 SECRET = "I feel terrible about what happened"
 
 
-def ctx(
-    role: Role, room_kind: str, facts: dict[str, Any], event_id: str = "$cmd"
-) -> CommandContext:
+def ctx(role: Role, room_kind: str, facts: object | None, event_id: str = "$cmd") -> CommandContext:
     in_pair = room_kind == PAIR_ROOM
     return CommandContext(
         room_kind=room_kind,
@@ -65,7 +58,7 @@ def ctx(
         event_id=event_id,
         now=NOW,
         pair=PAIR if in_pair else None,
-        facts=facts,
+        facts=() if facts is None else (facts,),
     )
 
 
@@ -166,8 +159,8 @@ def test_policy_from_config() -> None:
 # ---------------------------------------------------------------- !due
 
 
-def desk_facts(*entries: OpenClockFact) -> dict[str, Any]:
-    return {FACT_OPEN: list(entries), FACT_TZ: BERLIN, FACT_THERAPISTS: frozenset({"@cover:p"})}
+def desk_facts(*entries: OpenClockFact) -> SlaDeskFacts:
+    return SlaDeskFacts(BERLIN, entries, frozenset({"@cover:p"}))
 
 
 def test_due_lists_open_clocks_soonest_first_with_links_and_no_content() -> None:
@@ -195,12 +188,12 @@ def test_due_with_nothing_open() -> None:
 
 
 def test_due_without_the_sla_installed_says_so() -> None:
-    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, None), "!due")
     assert messages(effects)[0].template == "sla_off"
 
 
 def test_due_is_refused_to_patients_and_unknown_in_pair_rooms() -> None:
-    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, {}), "!due")
+    effects = COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, None), "!due")
     assert messages(effects)[0].template == "command_unknown"
 
 
@@ -209,20 +202,20 @@ def test_due_is_refused_to_patients_and_unknown_in_pair_rooms() -> None:
 
 def test_sla_shows_the_open_clock() -> None:
     clock = opened_clock()
-    facts = {FACT_POLICY: POLICY, FACT_CLOCK: clock, FACT_TZ: BERLIN}
+    facts = SlaPairFacts(BERLIN, POLICY, clock)
     text = render(messages(COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
     assert "since 2026-11-30 11:00" in text and "due 2026-11-30 15:00" in text
     assert "overdue" not in text
 
 
 def test_sla_without_a_clock() -> None:
-    facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
+    facts = SlaPairFacts(BERLIN, POLICY, None)
     text = render(messages(COMMANDS.dispatch(ctx(Role.THERAPIST, PAIR_ROOM, facts), "!sla"))[0])
     assert text.startswith("No message is waiting")
 
 
 def test_sla_is_for_therapists() -> None:
-    facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
+    facts = SlaPairFacts(BERLIN, POLICY, None)
     effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!sla")
     assert messages(effects)[0].template == "command_refused"
 
@@ -231,7 +224,7 @@ def test_sla_is_for_therapists() -> None:
 
 
 def test_reply_when_every_message_opens_a_clock_is_a_notice_only() -> None:
-    facts = {FACT_POLICY: POLICY, FACT_CLOCK: None, FACT_TZ: BERLIN}
+    facts = SlaPairFacts(BERLIN, POLICY, None)
     effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
     assert [m.template for m in messages(effects)] == ["sla_reply_not_needed"]
     assert not any(isinstance(e, Invoke) for e in effects)
@@ -239,7 +232,7 @@ def test_reply_when_every_message_opens_a_clock_is_a_notice_only() -> None:
 
 def test_reply_request_acknowledged_with_the_due_time() -> None:
     preview = ReplyPreview(opens=True, due_at=NOW + 4 * H, notice=False)
-    facts = {FACT_POLICY: REQUEST, FACT_CLOCK: None, FACT_TZ: BERLIN, FACT_REPLY: preview}
+    facts = SlaPairFacts(BERLIN, REQUEST, None, preview)
     (msg,) = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
     assert msg.template == "sla_reply_requested"
     assert "by 2026-11-30 15:00 (Europe/Berlin)" in render(msg)
@@ -247,7 +240,7 @@ def test_reply_request_acknowledged_with_the_due_time() -> None:
 
 def test_reply_request_left_to_the_expected_reply_notice() -> None:
     preview = ReplyPreview(opens=True, due_at=NOW + 4 * H, notice=True)
-    facts = {FACT_POLICY: REQUEST, FACT_CLOCK: None, FACT_TZ: BERLIN, FACT_REPLY: preview}
+    facts = SlaPairFacts(BERLIN, REQUEST, None, preview)
     effects = COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply")
     assert messages(effects) == []
     assert [e.action for e in effects if isinstance(e, AppendAudit)] == ["command"]
@@ -255,7 +248,7 @@ def test_reply_request_left_to_the_expected_reply_notice() -> None:
 
 def test_reply_while_a_clock_is_open() -> None:
     clock = opened_clock(REQUEST)
-    facts = {FACT_POLICY: REQUEST, FACT_CLOCK: clock, FACT_TZ: BERLIN}
+    facts = SlaPairFacts(BERLIN, REQUEST, clock)
     (msg,) = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, facts), "!reply"))
     assert msg.template == "sla_reply_pending" and "15:00" in render(msg)
 
@@ -329,10 +322,10 @@ def test_back() -> None:
 
 
 def test_help_lists_the_sla_commands_where_they_apply() -> None:
-    desk = messages(COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, {}), "!help"))[0]
+    desk = messages(COMMANDS.dispatch(ctx(Role.THERAPIST, DESK_ROOM, None), "!help"))[0]
     names = {c["name"] for c in desk.context["commands"]}
     assert {"due", "away", "back"} <= names and "sla" not in names
-    patient = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, {}), "!help"))[0]
+    patient = messages(COMMANDS.dispatch(ctx(Role.PATIENT, PAIR_ROOM, None), "!help"))[0]
     names = {c["name"] for c in patient.context["commands"]}
     assert "reply" in names and not {"due", "sla", "away"} & names
 
