@@ -2,14 +2,22 @@
 
 A checkpoint says "the chain had `count` entries ending in `head_hash`", signed with the
 practice's Ed25519 audit key. They are written every N entries, with every export and on
-demand; `export_checkpoint` returns one as JSON to keep somewhere the database is not.
+demand; `export_checkpoint` returns one as JSON to keep somewhere the database is not, and
+`witness_checkpoint` writes it to a file there (`confidant audit checkpoint`). The copies
+in the database alone cannot show a truncated tail: whoever cuts it can delete them too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import json
+import os
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -112,3 +120,44 @@ async def export_checkpoint(
     async with db.transaction() as tx:
         signed = await write_checkpoint(tx, signing_key, to_ms(now), "manual")
     return signed.to_json()
+
+
+def checkpoint_file_name(count: int) -> str:
+    """The file a checkpoint at `count` entries gets in a witness directory."""
+    return f"audit-checkpoint-{count:012d}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A reader (or a crash) never sees half a checkpoint: write aside, sync, rename.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+async def witness_checkpoint(
+    db: Any, signing_key: Ed25519PrivateKey, now: datetime, *, out: Path
+) -> tuple[Path, SignedCheckpoint]:
+    """Sign the committed head now and write it to `out` (a file, or a directory).
+
+    In a directory the file is named by its entry count, so older witnesses stay beside
+    newer ones and `audit verify --checkpoint DIR` checks them all.
+    """
+    signed = SignedCheckpoint.from_json(await export_checkpoint(db, signing_key, now))
+    text = json.dumps(signed.to_json(), sort_keys=True, indent=2) + "\n"
+    path = await asyncio.to_thread(_write_witness, out, signed.count, text)
+    return path, signed
+
+
+def _write_witness(out: Path, count: int, text: str) -> Path:
+    path = out / checkpoint_file_name(count) if out.is_dir() else out
+    _write_atomically(path, text)
+    return path

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: A periodic checkpoint is signed every this many entries.
 DEFAULT_CHECKPOINT_EVERY = 1000
+#: The entry that records a retention purge; `verify` accepts missing content it explains.
+PURGE_ACTION = "audit.purge"
 
 
 def content_aad(seq: int, sha256: str) -> bytes:
@@ -189,9 +191,32 @@ class AuditLog:
             return None
         return open_media(self.sealer, sha256, blob)
 
-    async def purge(self, older_than: timedelta, now: datetime) -> PurgeResult:
-        """Delete content and media older than `older_than`; the chain itself stays whole."""
-        return await purge_content(self.db, older_than, now)
+    async def purge(
+        self, older_than: timedelta, now: datetime, *, actor: str = "retention"
+    ) -> PurgeResult:
+        """Delete content and media older than `older_than` and record it in the chain.
+
+        The deletion and its entry (cut-off and counts) commit together: content that is
+        missing without such an entry after it is a deletion `verify` reports.
+        """
+        async with self.db.transaction() as tx:
+            result, cutoff = await _delete_before(tx, older_than, now)
+            await self.append(
+                tx,
+                {
+                    "action": PURGE_ACTION,
+                    "actor": actor,
+                    "details": {
+                        "older_than_s": int(older_than.total_seconds()),
+                        "cutoff_ms": cutoff,
+                        "contents": result.contents,
+                        "media": result.media,
+                    },
+                },
+                now,
+            )
+        log.info("audit purge: %d contents and %d media deleted", result.contents, result.media)
+        return result
 
 
 def open_content(sealer: Sealer, seq: int, sha256: str, blob: bytes) -> bytes:
@@ -210,16 +235,26 @@ def open_media(sealer: Sealer, sha256: str, blob: bytes) -> bytes:
     return data
 
 
-async def purge_content(db: Any, older_than: timedelta, now: datetime) -> PurgeResult:
-    """Delete sealed content and media whose time is before `now - older_than`."""
+async def _delete_before(
+    tx: Executor, older_than: timedelta, now: datetime
+) -> tuple[PurgeResult, int]:
     if older_than < timedelta(0):
         raise ValueError("older_than must not be negative")
     cutoff = to_ms(now - older_than)
+    contents = await audit_store.delete_content_before(tx, cutoff)
+    media = await audit_store.delete_media_before(tx, cutoff)
+    return PurgeResult(contents, media), cutoff
+
+
+async def purge_content(db: Any, older_than: timedelta, now: datetime) -> PurgeResult:
+    """Delete sealed content and media whose time is before `now - older_than`, unrecorded.
+
+    `audit verify` then reports the missing content; `AuditLog.purge` records the purge.
+    """
     async with db.transaction() as tx:
-        contents = await audit_store.delete_content_before(tx, cutoff)
-        media = await audit_store.delete_media_before(tx, cutoff)
-    log.info("audit purge: %d contents and %d media deleted", contents, media)
-    return PurgeResult(contents, media)
+        result, _cutoff = await _delete_before(tx, older_than, now)
+    log.info("audit purge: %d contents and %d media deleted", result.contents, result.media)
+    return result
 
 
 def _fields(record: AppendAudit | Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`confidant audit verify|purge|verify-export`: the hash chain, its content, export zips."""
+"""`confidant audit verify|checkpoint|purge|verify-export`: the chain, its witnesses, exports."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from bridge.cli.base import (
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from bridge.audit.checkpoint import witness_checkpoint
     from bridge.audit.verify import run_purge, run_verify
     from bridge.config import parse_duration
 
@@ -35,10 +36,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
                 checkpoint_file=args.checkpoint,
                 sealer=parts.sealer,
                 audit_log=parts.audit,
-                now=now(),
             )
             print(message, file=sys.stdout if code == 0 else sys.stderr)
             return code
+        if args.audit_cmd == "checkpoint":
+            try:
+                path, signed = await witness_checkpoint(
+                    parts.db, parts.audit.signing_key, now(), out=Path(args.out)
+                )
+            except OSError as exc:
+                print(f"cannot write the checkpoint to {args.out}: {exc}", file=sys.stderr)
+                return 2
+            print(f"checkpoint at {signed.count} entries written to {path}")
+            return 0
         count = await run_purge(
             parts.db, parse_duration(args.older_than), now(), audit_log=parts.audit
         )
@@ -79,7 +89,17 @@ def register(sub: Any) -> None:
         "verify", help="verify the hash chain (non-zero exit on a break)", parents=[LATE_CONFIG]
     )
     p.add_argument("--pair")
-    p.add_argument("--checkpoint", help="a checkpoint file kept elsewhere")
+    p.add_argument("--checkpoint", help="a checkpoint file kept elsewhere, or a directory of them")
+    p = asub.add_parser(
+        "checkpoint",
+        help="sign the chain head and write it outside the database",
+        parents=[LATE_CONFIG],
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="a file, or a directory (one file per checkpoint), on another volume or host",
+    )
     p = asub.add_parser(
         "purge", help="delete content older than a duration; keep the chain", parents=[LATE_CONFIG]
     )

@@ -56,6 +56,8 @@ class AuditRow:
     prev_hash: bytes
     entry_hash: bytes
     sealed: bytes | None = None
+    #: Whether a sealed content row exists for the entry; None when the query did not ask.
+    has_content: bool | None = None
 
     def entry(self) -> dict[str, Any]:
         """The chain entry this row holds (exactly what was hashed)."""
@@ -103,6 +105,7 @@ class AuditedEvent:
 
 
 def _row(row: Row) -> AuditRow:
+    sealed = to_bytes_or_none(row.get("sealed"), "sealed")
     return AuditRow(
         seq=integer(row, "seq"),
         v=integer(row, "v"),
@@ -118,9 +121,15 @@ def _row(row: Row) -> AuditRow:
         details=text(row, "details"),
         prev_hash=blob(row, "prev_hash"),
         entry_hash=blob(row, "entry_hash"),
-        # Only queries that join audit_content have the column.
-        sealed=to_bytes_or_none(row.get("sealed"), "sealed"),
+        # Only queries that join audit_content have these columns.
+        sealed=sealed,
+        has_content=(sealed is not None) if "sealed" in row else _presence(row),
     )
+
+
+def _presence(row: Row) -> bool | None:
+    value = row.get("has_content")
+    return None if value is None else bool(value)
 
 
 def _head(row: Row | None) -> Head:
@@ -239,15 +248,24 @@ async def sealed_media(ex: Executor, sha256: str) -> bytes | None:
 
 
 async def entries_after(
-    ex: Executor, after_seq: int, limit: int, *, with_content: bool = False
+    ex: Executor,
+    after_seq: int,
+    limit: int,
+    *,
+    with_content: bool = False,
+    with_presence: bool = False,
 ) -> list[AuditRow]:
     """Up to `limit` entries with seq above `after_seq`, in seq order (keyset pagination).
 
-    With `with_content` each row carries its sealed content, where one is stored.
+    With `with_content` each row carries its sealed content, where one is stored; with
+    `with_presence` only whether one is stored (`has_content`), without reading it.
     """
     columns, join = _E_COLUMNS, ""
     if with_content:
         columns += ", c.sealed AS sealed"
+        join = " LEFT JOIN audit_content c ON c.seq = e.seq"
+    elif with_presence:
+        columns += ", CASE WHEN c.seq IS NULL THEN 0 ELSE 1 END AS has_content"
         join = " LEFT JOIN audit_content c ON c.seq = e.seq"
     rows = await ex.fetch(
         f"SELECT {columns} FROM audit_entries e{join} WHERE e.seq > ?"
@@ -298,6 +316,14 @@ async def actions_in_range(
         )
         for row in rows
     ]
+
+
+async def entries_with_action(ex: Executor, action: str) -> list[tuple[int, int, str]]:
+    """(seq, ts, details text) of every entry with `action`, in seq order."""
+    rows = await ex.fetch(
+        "SELECT seq, ts, details FROM audit_entries WHERE action = ? ORDER BY seq", action
+    )
+    return [(integer(row, "seq"), integer(row, "ts"), text(row, "details")) for row in rows]
 
 
 async def first_room_entry(ex: Executor, event_id: str) -> int | None:

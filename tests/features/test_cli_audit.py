@@ -55,6 +55,15 @@ async def test_export_and_verify_from_the_command_line(
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout.startswith("OK")
 
+    # A witness of the head outside the database, then a verify against it.
+    witness = tmp_path / "elsewhere" / "head.json"
+    written = confidant("audit", "checkpoint", "-c", str(config_file), "--out", str(witness))
+    assert written.returncode == 0, written.stderr
+    assert witness.exists() and "checkpoint at" in written.stdout
+    against = confidant("audit", "verify", "-c", str(config_file), "--checkpoint", str(witness))
+    assert against.returncode == 0, against.stderr
+    assert "external checkpoint at" in against.stdout
+
     out = tmp_path / "export.zip"
     exported = confidant(
         "export", "-c", str(config_file), "--pair", record.label, "--out", str(out)
