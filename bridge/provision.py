@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
 from bridge.core.model import AppendAudit, SendMessage
+from bridge.core.rooms import desk_created, pair_created, pair_reassigned, pair_removed
 from bridge.outbox import enqueue_message
 from bridge.store import pairs, therapists
 from bridge.store.base import ContentSealer, Database, Executor, IntegrityError, to_ms
@@ -246,7 +247,7 @@ class PairManager:
             )
             await self.audit.append(
                 tx,
-                AppendAudit(None, "desk.created", "admin", {"therapist": therapist}),
+                desk_created(therapist),
                 now,
             )
         self.wake_outbox()
@@ -324,16 +325,13 @@ class PairManager:
             )
             await self.audit.append(
                 tx,
-                AppendAudit(
+                pair_created(
                     record.pair_id,
-                    "pair.created",
                     actor,
-                    {
-                        "patient": patient,
-                        "therapist": therapist,
-                        "room_id": room_id,
-                        "policy": policy,
-                    },
+                    patient=patient,
+                    therapist=therapist,
+                    room_id=room_id,
+                    policy=policy,
                 ),
                 now,
             )
@@ -424,7 +422,7 @@ class PairManager:
                     ),
                     now,
                 )
-            await self.audit.append(tx, AppendAudit(record.pair_id, "pair.removed", actor, {}), now)
+            await self.audit.append(tx, pair_removed(record.pair_id, actor), now)
         self.wake_outbox()
         updated = await pairs.get(self.db, record.pair_id)
         assert updated is not None
@@ -449,9 +447,7 @@ class PairManager:
             await pairs.reassign_therapist(tx, record.pair_id, new_therapist)
             await self.audit.append(
                 tx,
-                AppendAudit(
-                    record.pair_id, "pair.reassigned", actor, {"from": old, "to": new_therapist}
-                ),
+                pair_reassigned(record.pair_id, actor, old, new_therapist),
                 now,
             )
         await self.rest.put_state(

@@ -77,29 +77,14 @@ def cmd_email_status(args: argparse.Namespace) -> int:
 
 async def _retry(cfg: Any, email_id: str, at: datetime) -> bool:
     from bridge.audit.log import AuditLog
-    from bridge.core.model import AppendAudit
-    from bridge.email import inbox
+    from bridge.features.email.retry import retry_email
     from bridge.parts import make_sealer
     from bridge.store import open_database
 
     db = await open_database(cfg.database_url)
     try:
         audit = AuditLog(db, make_sealer(cfg), cfg.audit.signing_key.get_secret_value())
-        async with db.transaction() as tx:
-            item = await inbox.get(tx, email_id)
-            if item is None or not await inbox.requeue_failed(tx, email_id):
-                return False
-            await audit.append(
-                tx,
-                AppendAudit(
-                    pair_id=item.pair_id,
-                    action="email.requeued",
-                    actor="admin",
-                    details={"email_id": email_id, "previous_error": item.last_error},
-                ),
-                at,
-            )
-        return True
+        return await retry_email(db, audit, email_id, at)
     finally:
         await db.close()
 

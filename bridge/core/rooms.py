@@ -38,3 +38,26 @@ def decide_desk_membership(
 def invite_refused(room_id: str, inviter: str | None) -> AppendAudit:
     """The entry of an invitation the bot refused (it only stays in rooms it created)."""
     return AppendAudit(None, "policy.invite_refused", inviter or "unknown", {"room_id": room_id})
+
+
+def desk_created(therapist: str) -> AppendAudit:
+    """The entry of a therapist's desk room, created by the administrator."""
+    return AppendAudit(None, "desk.created", "admin", {"therapist": therapist})
+
+
+def pair_created(
+    pair_id: str, actor: str, *, patient: str, therapist: str, room_id: str, policy: str
+) -> AppendAudit:
+    """The entry of a new pair and its room."""
+    details = {"patient": patient, "therapist": therapist, "room_id": room_id, "policy": policy}
+    return AppendAudit(pair_id, "pair.created", actor, details)
+
+
+def pair_reassigned(pair_id: str, actor: str, old: str, new: str) -> AppendAudit:
+    """The entry of a pair handed from therapist `old` to `new`."""
+    return AppendAudit(pair_id, "pair.reassigned", actor, {"from": old, "to": new})
+
+
+def pair_removed(pair_id: str, actor: str) -> AppendAudit:
+    """The entry of a pair closed (its room left, its address off)."""
+    return AppendAudit(pair_id, "pair.removed", actor, {})

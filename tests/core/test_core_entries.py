@@ -336,3 +336,39 @@ def test_unread_notice(reply_ms: int | None, read_ms: int | None, sent: bool) ->
         ),
         AppendAudit("p1", "notify.unread_email", unread.ACTOR, {"template": "new_secure_message"}),
     ]
+
+
+def test_pair_invitation_and_requeue_entries() -> None:
+    from bridge.core import email_queue, invitations, rooms
+
+    assert rooms.desk_created("@t:p") == AppendAudit(
+        None, "desk.created", "admin", {"therapist": "@t:p"}
+    )
+    assert rooms.pair_created(
+        "p1", "cli", patient="@a:p", therapist="@t:p", room_id="!r:p", policy="default"
+    ) == AppendAudit(
+        "p1",
+        "pair.created",
+        "cli",
+        {"patient": "@a:p", "therapist": "@t:p", "room_id": "!r:p", "policy": "default"},
+    )
+    assert rooms.pair_reassigned("p1", "cli", "@t:p", "@u:p").details == {
+        "from": "@t:p",
+        "to": "@u:p",
+    }
+    assert rooms.pair_removed("p1", "cli") == AppendAudit("p1", "pair.removed", "cli", {})
+    assert invitations.invitation_created("I1", "cli", "@t:p", 5).details == {
+        "invitation_id": "I1",
+        "therapist": "@t:p",
+        "expires_at": 5,
+    }
+    assert invitations.invitation_sent("I1", "cli", 2).details == {
+        "invitation_id": "I1",
+        "count": 2,
+    }
+    assert invitations.invitation_closed("I1", "cli", "revoked").action == "invitation.revoked"
+    used = invitations.invitation_used("I1", "onboarding", "p1", "@a:p")
+    assert (used.pair_id, used.details) == ("p1", {"invitation_id": "I1", "patient": "@a:p"})
+    requeued = email_queue.email_requeued("p1", "E1", "timeout")
+    assert (requeued.action, requeued.actor) == ("email.requeued", "admin")
+    assert requeued.details == {"email_id": "E1", "previous_error": "timeout"}

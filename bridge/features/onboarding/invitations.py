@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo
 
 from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.matrix.rest import MatrixError
-from bridge.core.model import AppendAudit, SendEmail
+from bridge.core.invitations import (
+    invitation_closed,
+    invitation_created,
+    invitation_entry,
+    invitation_sent,
+    invitation_used,
+)
+from bridge.core.model import SendEmail
 from bridge.features.onboarding.matching import UsedToken, match_accounts
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.ports import DEFAULT_VALIDITY, Invited, OnboardingError
@@ -69,7 +76,7 @@ class Onboarding:
     ) -> None:
         async with self.db.transaction() as tx:
             await self.parts.audit.append(
-                tx, AppendAudit(pair_id, action, self.actor, details), now
+                tx, invitation_entry(action, self.actor, details, pair_id), now
             )
 
     # ------------------------------------------------------------ invitations
@@ -142,16 +149,7 @@ class Onboarding:
             )
             await self.parts.audit.append(
                 tx,
-                AppendAudit(
-                    None,
-                    "invitation.created",
-                    self.actor,
-                    {
-                        "invitation_id": record.invitation_id,
-                        "therapist": therapist,
-                        "expires_at": to_ms(expires_at),
-                    },
-                ),
+                invitation_created(record.invitation_id, self.actor, therapist, to_ms(expires_at)),
                 now,
             )
         log.info("invitation created", extra={"invitation_id": record.invitation_id})
@@ -191,12 +189,7 @@ class Onboarding:
             await invitations.mark_sent(tx, record.invitation_id, to_ms(now))
             await self.parts.audit.append(
                 tx,
-                AppendAudit(
-                    None,
-                    "invitation.sent",
-                    self.actor,
-                    {"invitation_id": record.invitation_id, "count": record.sent_count + 1},
-                ),
+                invitation_sent(record.invitation_id, self.actor, record.sent_count + 1),
                 now,
             )
 
@@ -228,12 +221,7 @@ class Onboarding:
             if await invitations.close(tx, record.invitation_id, status, to_ms(now)):
                 await self.parts.audit.append(
                     tx,
-                    AppendAudit(
-                        None,
-                        f"invitation.{status.value}",
-                        self.actor,
-                        {"invitation_id": record.invitation_id},
-                    ),
+                    invitation_closed(record.invitation_id, self.actor, status.value),
                     now,
                 )
         log.info(
@@ -346,12 +334,7 @@ class Onboarding:
             ):
                 await self.parts.audit.append(
                     tx,
-                    AppendAudit(
-                        pair.pair_id,
-                        "invitation.used",
-                        self.actor,
-                        {"invitation_id": record.invitation_id, "patient": user_id},
-                    ),
+                    invitation_used(record.invitation_id, self.actor, pair.pair_id, user_id),
                     now,
                 )
         log.info(
