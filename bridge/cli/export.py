@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,18 @@ def _date(text: str | None) -> datetime | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from bridge.features.export import export_transcript
+    from bridge.provision import PairError
 
     cfg = load_config_or_exit(args.config)
     setup_logging_for(cfg)
     start, end = _date(args.start), _date(args.end)
 
     async def work(parts: Any) -> int:
-        record = await parts.pairs.resolve(args.pair)
+        try:
+            record = await parts.pairs.resolve(args.pair)
+        except PairError as err:
+            print(str(err), file=sys.stderr)
+            return 1
         result = await export_transcript(
             parts, record, Path(args.out), actor="cli", now=now(), start=start, end=end
         )

@@ -1,8 +1,9 @@
 """The features of the running bridge; `installed.py` lists them in installation order.
 
 Each entry takes the built bridge as a `bridge.host.Host` (parts, service, bot, outbox and
-scheduler exist but nothing has started) and registers its hooks, handlers, commands and
-start/stop callbacks.
+scheduler exist but nothing has started), builds its feature, hands it to
+`app.service.install` (which collects the methods marked with the decorators of
+`bridge.hooks`) and adds its start/stop callbacks.
 
 A new feature is one module here (`features/NAME.py`), or one package when it outgrows
 ~500 lines (`features/NAME/`, as `email/` and `onboarding/`), with an installer

@@ -91,7 +91,6 @@ class _VoiceUploads:
 
 def web_deps(app: Host) -> WebDeps:
     """What the web face may use of `app` (built, not necessarily started)."""
-    assert app.parts is not None and app.service is not None
     parts, service, cfg = app.parts, app.service, app.cfg
     clock = service.clock
 

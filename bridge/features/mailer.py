@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 async def install_mailer(app: Host) -> None:
     """Give the service a mailer when `outbound_email.enabled` (else e-mails are skipped)."""
-    assert app.service is not None and app.parts is not None
     mailer = build_mailer(app.cfg, app.parts.renderer)
     if mailer is not None:
         app.service.mailer = mailer

@@ -388,11 +388,9 @@ def _off_reason(app: Host) -> str | None:
 
 async def install_selfcheck(app: Host) -> None:
     """Check every post with the witness device (on by default with a password login)."""
-    assert app.parts is not None and app.bot is not None and app.outbox is not None
     parts, cfg, bot, outbox = app.parts, app.cfg, app.bot, app.outbox
     off_reason = _off_reason(app)
-    clock = app.service.clock if app.service is not None else None
-    assert clock is not None
+    clock = app.service.clock
     async with parts.db.transaction() as tx:
         if off_reason is None:
             # Sent before a crash let their checks be recorded: nobody will check them.

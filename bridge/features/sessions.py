@@ -90,7 +90,6 @@ async def store_session(tx: Executor, audit: Any, record: SessionRecord, now: da
 
 class SessionsFeature:
     def __init__(self, app: Host) -> None:
-        assert app.parts is not None and app.service is not None
         self.app = app
         self.cfg = app.cfg
         self.parts = app.parts

@@ -107,7 +107,6 @@ def link_messages(
 
 class VideoFeature:
     def __init__(self, app: Host) -> None:
-        assert app.parts is not None and app.service is not None
         self.cfg = app.cfg
         self.parts = app.parts
         self.service = app.service

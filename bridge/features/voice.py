@@ -79,7 +79,6 @@ class VoiceFeature:
     """Capture of media from pair rooms and the relay of queued voice messages."""
 
     def __init__(self, app: Host) -> None:
-        assert app.parts is not None and app.service is not None and app.bot is not None
         self.app = app
         self.parts = app.parts
         self.service = app.service

@@ -73,6 +73,15 @@ async def test_export_and_verify_from_the_command_line(
         html = zf.read("transcript.html").decode()
     assert "canary-7f3a words for the record" in html
 
+    # An unknown pair is one clear line and exit code 1, not a traceback.
+    unknown = confidant(
+        "export", "-c", str(config_file), "--pair", "NO-SUCH", "--out", str(tmp_path / "x.zip")
+    )
+    assert unknown.returncode == 1
+    assert "no pair 'NO-SUCH' (give a pair id, label or room id)" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    assert not (tmp_path / "x.zip").exists()
+
     checked = confidant("audit", "verify-export", str(out), "-c", str(config_file))
     assert checked.returncode == 0, checked.stderr
 

@@ -90,7 +90,6 @@ class ApiInvitations:
 async def install_onboarding(app: Host, *, poll_interval: float = POLL_INTERVAL_S) -> None:
     """Offer the invitation use cases (`invitations` port) and follow pending invitations
     while the bridge runs (that needs synapse_admin.access_token)."""
-    assert app.parts is not None and app.service is not None
     # Without a token the use cases still answer, with what to do instead.
     app.ports.invitations = ApiInvitations(app, app.parts, app.service)
     if app.cfg.synapse_admin.access_token is None:
