@@ -218,3 +218,18 @@ def test_convert_never_raises_untyped(raw: bytes) -> None:
         return
     assert isinstance(converted.text_body, str)
     email_post_content(converted)
+
+
+def test_tracking_images_never_reach_the_room_post() -> None:
+    msg = _base()
+    msg.set_content(
+        '<p>See you Thursday.<img src="mxc://tracker.example/pixel" width="1" height="1">'
+        '<img src="https://tracker.example/open.gif"><img src="mxc://example.org/AbC"></p>',
+        subtype="html",
+    )
+    converted = convert_email(msg.as_bytes())
+    assert converted.html_body is not None and "See you Thursday." in converted.html_body
+    assert "<img" not in converted.html_body
+    post = email_post_content(converted)
+    assert "<img" not in post.get("formatted_body", "")
+    assert "tracker.example" not in str(post)

@@ -81,13 +81,33 @@ def test_allowed_links_survive_without_rel(href: str) -> None:
     assert "rel=" not in out
 
 
-def test_external_images_are_dropped_and_mxc_images_kept() -> None:
+def test_external_images_are_dropped_and_own_mxc_images_kept() -> None:
     out = sanitize_html(
         '<img src="https://tracker.example/p.gif" width="1">'
         '<img src="cid:part1@x" alt="inline">'
-        '<img src="mxc://example.org/AbC123" alt="ok" width="10" onerror="x()">'
+        '<img src="mxc://example.org/AbC123" alt="ok" width="10" onerror="x()">',
+        media_servers=["example.org"],
     )
     assert out == '<img src="mxc://example.org/AbC123" alt="ok" width="10">'
+
+
+def test_mxc_images_of_a_foreign_server_are_dropped() -> None:
+    # Fetching it makes the homeserver ask tracker.example over federation: a read receipt.
+    html = (
+        '<p>Hi<img src="mxc://tracker.example/pixel1" width="1" height="1"></p>'
+        '<img src="mxc://Practice.Example:8448/Own1">'
+        '<img src="mxc://practice.example.evil/x2">'
+        '<img src="mxc://practice.example/ok3">'
+    )
+    out = sanitize_html(html, media_servers=["practice.example", "practice.example:8448"])
+    assert out == (
+        '<p>Hi</p><img src="mxc://Practice.Example:8448/Own1"><img src="mxc://practice.example/ok3">'
+    )
+
+
+def test_without_a_media_server_every_image_goes() -> None:
+    out = sanitize_html('<p>x<img src="mxc://example.org/AbC123" alt="a"></p>')
+    assert out == "<p>x</p>"
 
 
 def test_colours_and_code_classes_are_validated() -> None:
