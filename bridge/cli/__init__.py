@@ -13,8 +13,10 @@ from bridge import __version__
 from bridge.cli import (
     audit,
     configcmds,
+    doctor,
     email,
     export,
+    init,
     invite,
     pairs,
     run,
@@ -25,7 +27,21 @@ from bridge.cli import (
 )
 
 #: In the order `confidant --help` lists them.
-AREAS = (run, configcmds, pairs, therapists, audit, export, email, invite, sessions, sla, voice)
+AREAS = (
+    run,
+    init,
+    configcmds,
+    doctor,
+    pairs,
+    therapists,
+    audit,
+    export,
+    email,
+    invite,
+    sessions,
+    sla,
+    voice,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,14 @@ from bridge.config import minimal_config
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
 #: What the build reads; copied so the build writes nothing into the shared checkout.
-BUILD_INPUTS = ("bridge", "templates", "pyproject.toml", "setup.py", "README.md")
+BUILD_INPUTS = (
+    "bridge",
+    "templates",
+    "pyproject.toml",
+    "setup.py",
+    "README.md",
+    "config.example.yaml",
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +59,7 @@ def test_the_wheel_holds_every_template(wheel: Path) -> None:
     assert shipped_templates() and inside == shipped_templates()
     # What the package reads at run time besides templates.
     assert "bridge/web/openapi.json" in names
+    assert "bridge/config/config.example.yaml" in names
     assert any(n.startswith("bridge/store/migrations/") and n.endswith(".sql") for n in names)
 
 
