@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.adapters.mailer import MailError
+from bridge.adapters.matrix.rest import MatrixError
 from bridge.ports import AdminUnavailable, OnboardingError
 from bridge.provision import PairError
 
@@ -29,6 +30,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "pair_not_found": (404, "No such pair; give a pair id, label or room id."),
     "method_not_allowed": (405, "This path does not take that method."),
     "bad_request": (400, "The request is not valid."),
+    "foreign_user": (
+        422,
+        "Patients and therapists need accounts on the practice's homeserver; detail says which.",
+    ),
     "unknown_policy": (400, "No policy of that name; see /api/v1/policies."),
     "conflict": (409, "The pair is not in a state that allows this."),
     "too_large": (413, "The upload is larger than the bridge accepts."),
@@ -37,6 +42,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "invitation_refused": (409, "The invitation cannot be changed that way; detail says why."),
     "email_off": (409, "Outbound e-mail is not enabled; give the patient the code yourself."),
     "mail_failed": (502, "The mail relay did not take the e-mail; try again later."),
+    "homeserver_refused": (
+        502,
+        "The homeserver refused what the bridge asked; detail gives its error code.",
+    ),
     "unavailable": (503, "The bridge is not running yet; try again shortly."),
     "admin_unavailable": (
         503,
@@ -76,10 +85,24 @@ def domain_error(err: Exception) -> str | None:
         return "invitation_refused"
     if isinstance(err, MailError):
         return "mail_failed"
+    if isinstance(err, MatrixError):
+        return "homeserver_refused"
     return None
 
 
-_STATUS_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}
+def domain_detail(err: Exception) -> str:
+    """What an error from below may tell the client: no user ids or content from the homeserver."""
+    if isinstance(err, MatrixError):
+        return f"{err.status} {err.errcode}"
+    return str(err)
+
+
+_STATUS_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    400: "bad_request",
+    413: "too_large",
+}
 
 
 def is_json_path(path: str) -> bool:
@@ -107,7 +130,7 @@ async def error_middleware(
     except Exception as exc:
         code = domain_error(exc)
         if code is not None:
-            return error_response(code, str(exc))
+            return error_response(code, domain_detail(exc))
         route = request.match_info.route.resource
         log.error(
             "http handler failed",

@@ -5,6 +5,7 @@ Anything malformed is a `bad_request` whose detail names the field and the form 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Container
 from datetime import UTC, date, datetime, timedelta
@@ -19,10 +20,50 @@ from bridge.web.errors import ApiError
 _USER_ID = re.compile(r"@[\x21-\x39\x3b-\x7e]+:[A-Za-z0-9.\-\[\]:]+")
 
 
+#: Deepest nesting of arrays and objects a JSON body may have; no request needs more than a few.
+MAX_JSON_DEPTH = 32
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Tell whether JSON `text` nests arrays/objects deeper than `limit` (strings skipped).
+
+    Checked before parsing: the parser recurses once per level and fails with a
+    RecursionError, not a ValueError, on a body nested thousands deep.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object; `bad_request` when it is not one or nests too deeply."""
     try:
-        body = await request.json()
-    except ValueError:
+        text = await request.text()
+    except UnicodeDecodeError:
+        raise ApiError("bad_request", "the body must be a JSON object in UTF-8") from None
+    if json_depth_exceeds(text):
+        raise ApiError("bad_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        body = json.loads(text)
+    except (ValueError, RecursionError):
         raise ApiError("bad_request", "the body must be a JSON object") from None
     if not isinstance(body, dict):
         raise ApiError("bad_request", "the body must be a JSON object")
@@ -33,6 +74,20 @@ def user_id(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not _USER_ID.fullmatch(value):
         raise ApiError("bad_request", f"{key} must be a Matrix user id like '@name:example.org'")
+    return value
+
+
+def local_user_id(body: dict[str, Any], key: str, server_name: str, federate: bool) -> str:
+    """A user id that must be on the practice's homeserver unless the practice federates.
+
+    Pair rooms are created with `m.federate: false` by default: an account of another
+    server could be invited but never join, so it is refused here with a clear answer.
+    """
+    value = user_id(body, key)
+    if not federate and value.split(":", 1)[1].lower() != server_name.lower():
+        raise ApiError(
+            "foreign_user", f"{key} must be an account on {server_name} (practice.federate is off)"
+        )
     return value
 
 

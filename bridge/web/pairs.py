@@ -9,7 +9,7 @@ from bridge.store.pairs import PairStatus
 from bridge.web import API
 from bridge.web.deps import deps
 from bridge.web.errors import ApiError
-from bridge.web.inputs import json_body, policy_name, user_id
+from bridge.web.inputs import json_body, local_user_id, policy_name
 from bridge.web.views import clock_json, pair_json
 
 routes = web.RouteTableDef()
@@ -33,8 +33,10 @@ async def list_pairs(request: web.Request) -> web.Response:
 async def create_pair(request: web.Request) -> web.Response:
     d = deps(request)
     body = await json_body(request)
-    patient = user_id(body, "patient")
-    therapist = user_id(body, "therapist")
+    cfg = d.parts.cfg
+    server, federate = cfg.homeserver.server_name, cfg.practice.federate
+    patient = local_user_id(body, "patient", server, federate)
+    therapist = local_user_id(body, "therapist", server, federate)
     policy = policy_name(body, d.policies)
     email = body.get("patient_email")
     if email is not None and (not isinstance(email, str) or "@" not in email):
@@ -63,7 +65,10 @@ async def show_pair(request: web.Request) -> web.Response:
 @routes.post(f"{API}/pairs/{{ref}}/reassign")
 async def reassign_pair(request: web.Request) -> web.Response:
     d = deps(request)
-    therapist = user_id(await json_body(request), "therapist")
+    cfg = d.parts.cfg
+    therapist = local_user_id(
+        await json_body(request), "therapist", cfg.homeserver.server_name, cfg.practice.federate
+    )
     record = await d.pairs.reassign(request.match_info["ref"], therapist, d.clock(), actor="api")
     return web.json_response({"pair": pair_json(record)})
 

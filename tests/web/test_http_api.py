@@ -182,7 +182,7 @@ async def test_pairs_create_list_show_reassign_export_remove(api, homeserver):
         (
             "POST",
             "/api/v1/pairs",
-            {"patient": "@p:x", "therapist": "@t:x", "policy": "nope"},
+            {"patient": "@p:localhost", "therapist": "@t:localhost", "policy": "nope"},
             400,
             "unknown_policy",
         ),
@@ -365,3 +365,40 @@ async def test_voice_upload_is_converted_queued_and_posted(api, homeserver, tmp_
         f"/api/v1/pairs/{record.label}/voice", data=b"not audio at all", headers=_auth()
     ) as resp:
         assert resp.status == 422 and (await resp.json())["error"] == "bad_audio"
+
+
+async def test_a_patient_on_another_server_is_refused_with_422(api, homeserver):
+    _app, _server, session = api
+    therapist = _register(homeserver, "th")
+    body = {"patient": "@pat:elsewhere.example", "therapist": therapist}
+    async with session.post("/api/v1/pairs", json=body, headers=_auth()) as resp:
+        assert resp.status == 422
+        answer = await resp.json()
+    assert answer["error"] == "foreign_user"
+    assert answer["detail"].startswith("patient must be an account on ")
+    local = _register(homeserver, "pat")
+    body = {"patient": local, "therapist": "@dr:elsewhere.example"}
+    async with session.post("/api/v1/pairs", json=body, headers=_auth()) as resp:
+        assert resp.status == 422
+        assert (await resp.json())["detail"].startswith("therapist must be")
+
+
+@pytest.mark.parametrize("depth", [33, 100_000])
+async def test_a_deeply_nested_body_is_a_400_not_a_500(api, depth):
+    _app, _server, session = api
+    for text in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+        headers = {**_auth(), "Content-Type": "application/json"}
+        async with session.post("/api/v1/pairs", data=text, headers=headers) as resp:
+            assert resp.status == 400
+            answer = await resp.json()
+        assert answer["error"] == "bad_request"
+        assert "nests deeper than 32" in answer["detail"]
+
+
+async def test_a_body_over_the_size_limit_is_413(api):
+    _app, _server, session = api
+    text = '{"patient": "' + "x" * (2 << 20) + '"}'
+    headers = {**_auth(), "Content-Type": "application/json"}
+    async with session.post("/api/v1/pairs", data=text, headers=headers) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"] == "too_large"

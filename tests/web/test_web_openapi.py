@@ -149,3 +149,15 @@ async def test_unknown_paths_and_methods_are_named_errors(
     assert resp.status == 404 and (await resp.json())["error"] == "not_found"
     resp = await client.put("/api/v1/pairs", headers=auth, json={})
     assert resp.status == 405 and (await resp.json())["error"] == "method_not_allowed"
+
+
+def test_json_depth_check_skips_brackets_inside_strings() -> None:
+    from bridge.web.inputs import json_depth_exceeds
+
+    assert not json_depth_exceeds('{"a": "' + "[" * 500 + '"}')
+    # An escaped quote does not end the string: the brackets after it are still text.
+    assert not json_depth_exceeds('{"a": "\\"' + "[" * 500 + '"}')
+    assert json_depth_exceeds('{"a": "\\\\"' + ", " + '"b": ' + "[" * 40 + "]" * 40 + "}")
+    assert json_depth_exceeds("[" * 33 + "]" * 33)
+    assert not json_depth_exceeds("[" * 32 + "]" * 32)
+    assert not json_depth_exceeds("[" + "[]," * 100 + "[]]", limit=2)
