@@ -5,9 +5,11 @@
 #   deploy/backup.sh DATA_DIR ARCHIVE.tar.gz [POSTGRESQL_URL]
 #
 # Taken: every SQLite database (the bridge's state and the bot's crypto store) through
-# SQLite's online backup, so a running bridge is captured consistently; the bot's
-# session (bot-session.json), the sealed cross-signing seeds (cross-signing.sealed)
-# and every other file in DATA_DIR except the media cache. With a PostgreSQL URL the
+# SQLite's online backup, so a running bridge is captured consistently; the sealed
+# cross-signing seeds (cross-signing.sealed) and every other file in DATA_DIR except the
+# media cache. The bot's sessions (bot-session.json, also the witness's) are not taken: they
+# hold live access tokens. Only its device id goes in (as bot-device-id), so a restored bridge logs in
+# again with bot.password onto the same device, whose keys are in the crypto store. With a PostgreSQL URL the
 # database is added as a pg_dump custom-format file. A MANIFEST lists every file's
 # SHA-256, which restore.sh checks.
 #
@@ -38,6 +40,7 @@ mkdir -p "$stage/data"
 
 "$python" - "$data_dir" "$stage" <<'PY'
 import hashlib
+import json
 import shutil
 import sqlite3
 import sys
@@ -53,6 +56,16 @@ for path in sorted(p for p in source.rglob("*") if p.is_file()):
     rel = path.relative_to(source)
     if rel.parts[0] == "media" or path.name.endswith(SKIP_SUFFIXES):
         continue  # the media cache is rebuilt; WAL files are folded in by the online backup
+    if path.name == "bot-session.json":
+        # The bot's (and the witness device's) access token stays behind; the device id
+        # lets the restored bridge log in onto the same device.
+        device_id = json.loads(path.read_text())["device_id"]
+        kept = rel.with_name("bot-device-id")
+        (out / kept).parent.mkdir(parents=True, exist_ok=True)
+        (out / kept).write_text(device_id)
+        digest = hashlib.sha256(device_id.encode()).hexdigest()
+        manifest.append(f"{digest}  data/{kept.as_posix()}")
+        continue
     target = out / rel
     target.parent.mkdir(parents=True, exist_ok=True)
     with path.open("rb") as fh:

@@ -49,6 +49,7 @@ async def test_restored_bridge_keeps_its_device_and_decrypts(
             lambda: _audited_text(app, record.pair_id, before), what="first message decrypted"
         )
         device_id = app.parts.creds.device_id
+        access_token = app.parts.creds.access_token
         # Taken while the bridge runs: SQLite's online backup copes with a live database.
         result = await asyncio.to_thread(_run, DEPLOY / "backup.sh", first_dir, archive)
         assert result.returncode == 0, result.stderr
@@ -64,7 +65,16 @@ async def test_restored_bridge_keeps_its_device_and_decrypts(
 
     result = _run(DEPLOY / "restore.sh", archive, restored_dir)
     assert result.returncode == 0, result.stderr
-    assert (restored_dir / "bot-session.json").is_file()
+    # No live access token in the archive: the restored bridge logs in again, same device.
+    assert not (restored_dir / "bot-session.json").exists()
+    assert (restored_dir / "bot-device-id").read_text() == device_id
+    assert not any(
+        access_token.encode() in path.read_bytes()
+        for path in restored_dir.rglob("*")
+        if path.is_file()
+    )
+    listing = _run("tar", "-tzf", archive).stdout
+    assert "bot-session.json" not in listing
     assert (restored_dir / "cross-signing.sealed").is_file()
     assert (restored_dir / "confidant.db").is_file()
     assert any((restored_dir / "crypto").iterdir())  # the bot's Olm account and sessions
@@ -90,13 +100,14 @@ async def test_restored_bridge_keeps_its_device_and_decrypts(
 def test_restore_refuses_a_damaged_archive(tmp_path: Path):
     data = tmp_path / "data"
     data.mkdir()
-    (data / "bot-session.json").write_text('{"device_id": "X"}')
+    (data / "bot-session.json").write_text('{"device_id": "X", "access_token": "live"}')
     archive = tmp_path / "b.tar.gz"
     assert _run(DEPLOY / "backup.sh", data, archive).returncode == 0
     stage = tmp_path / "stage"
     stage.mkdir()
     assert _run("tar", "-C", stage, "-xzf", archive).returncode == 0
-    (stage / "data" / "bot-session.json").write_text('{"device_id": "EVIL"}')
+    assert not (stage / "data" / "bot-session.json").exists()
+    (stage / "data" / "bot-device-id").write_text("EVIL")
     damaged = tmp_path / "damaged.tar.gz"
     assert _run("tar", "-C", stage, "-czf", damaged, ".").returncode == 0
     result = _run(DEPLOY / "restore.sh", damaged, tmp_path / "fresh")
