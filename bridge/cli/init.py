@@ -150,6 +150,9 @@ def cmd_init(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.admin_token_file and Path(args.admin_token_file).exists():
+        print(f"{args.admin_token_file} exists; init never overwrites it", file=sys.stderr)
+        return 2
     given = args.bot_password is not None
     password = args.bot_password or secrets.token_urlsafe(24)
     token = new_admin_token()
@@ -196,7 +199,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         )
         for command in curl_commands(args.homeserver.rstrip("/"), args.bot, args.display_name):
             print("  " + command)
-    print(f"admin token (shown once; {path} keeps only its hash): {token}")
+    if args.admin_token_file:
+        # In a container stdout is a log that is kept: the token goes to a private file.
+        fd = os.open(args.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(token + "\n")
+        print(f"admin token: written to {args.admin_token_file} (read it once, then delete it)")
+    else:
+        print(f"admin token (shown once; {path} keeps only its hash): {token}")
     print(f"next: confidant doctor -c {path}")
     return status
 
@@ -231,5 +241,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--listen-host",
         help="address the admin API and SMTP listen on (0.0.0.0 inside a container)",
+    )
+    p.add_argument(
+        "--admin-token-file",
+        help="write the new admin token to this file (mode 0600) instead of printing it",
     )
     p.set_defaults(func=cmd_init)
