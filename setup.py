@@ -10,7 +10,8 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 TEMPLATES = ROOT / "templates"
 # Each directory under templates/ becomes a package of data only (no __init__.py), named
-# explicitly so setuptools neither skips it nor warns about an implicit namespace.
+# explicitly so setuptools neither skips it nor warns about an implicit namespace; what each
+# holds is in pyproject.toml's package-data.
 template_packages = {
     "bridge.templates" + "".join("." + part for part in path.relative_to(TEMPLATES).parts): path
     for path in [TEMPLATES, *sorted(p for p in TEMPLATES.rglob("*") if p.is_dir())]
@@ -30,9 +31,4 @@ setup(
     cmdclass={"build_py": BuildWithExample},
     packages=[*find_packages(include=["bridge*"]), *template_packages],
     package_dir={"bridge.templates": "templates"},
-    package_data={
-        "bridge.store": ["migrations/*.sql"],
-        "bridge.web": ["openapi.json"],
-        **{name: ["*.j2"] for name in template_packages},
-    },
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -18,6 +19,11 @@ from bridge.cli.base import load_config_or_exit, with_config
 
 OK, WARN, ERROR = 0, 1, 2
 _LABEL = {OK: "ok   ", WARN: "WARN ", ERROR: "ERROR"}
+
+
+def _spec_order(version: str) -> tuple[int, ...]:
+    """`v1.10` after `v1.9`: spec versions compared by their numbers, not as text."""
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ class Doctor:
             name = f"Synapse {server.get('server_version', '?')}"
         except (HomeserverUnavailable, MatrixError):
             name = "not Synapse (no admin API)"
-        spec = max(versions.get("versions", ["?"]))
+        spec = max(versions.get("versions") or ["?"], key=_spec_order)
         self.add(OK, "homeserver", f"{url} answers: {name}, client API up to {spec}")
         return True
 
@@ -241,7 +247,7 @@ class Doctor:
             db = await asyncio.wait_for(
                 open_database(cfg.database_url, apply_migrations=False), timeout=10
             )
-        except (OSError, TimeoutError, StoreError) as err:
+        except Exception as err:  # each driver fails to connect in its own way: one finding
             self.add(
                 ERROR,
                 "database",

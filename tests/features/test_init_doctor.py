@@ -200,6 +200,9 @@ def test_doctor_names_what_is_wrong(
     assert lines_of(out, "ERROR supervisor: @nobody-here:localhost has no account")
 
     down = tmp_path / "down.yaml"
-    down.write_text(path.read_text().replace(homeserver.url, "http://127.0.0.1:9"))
+    text = path.read_text().replace(homeserver.url, "http://127.0.0.1:9")
+    down.write_text(text.replace("  url: null", '  url: "postgresql://c@127.0.0.1:9/c"'))
     assert main(["doctor", "-c", str(down)]) == 2
-    assert lines_of(capsys.readouterr().out, "ERROR homeserver: http://127.0.0.1:9 does not answer")
+    out = capsys.readouterr().out
+    assert lines_of(out, "ERROR homeserver: http://127.0.0.1:9 does not answer")
+    assert lines_of(out, "ERROR database: PostgreSQL cannot be opened")
