@@ -34,7 +34,6 @@ from bench.table import Row, format_table
 from bridge.adapters.matrix.rest import MatrixRest
 from bridge.app import App
 from bridge.provision import display_name, pair_room_body
-from bridge.store import outbox
 from dev.devhs import DevHomeserver
 from tests.support.bridge_app import bridge_config
 
@@ -47,7 +46,6 @@ BUDGET_S = 300.0
 REGISTER_IN_FLIGHT = 4
 PREDICT_BLOCK = 10
 SYNC_TIMEOUT_S = 600.0
-DRAIN_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -133,17 +131,6 @@ async def _bridge_create(app: App, patients: list[User], therapists: list[User])
     return await _timed_each(len(patients), step)
 
 
-async def _drain(app: App) -> float:
-    """Seconds until the outbox has sent every welcome and desk notice."""
-    assert app.parts is not None
-    started = time.perf_counter()
-    while await outbox.depth(app.parts.db) > 0:
-        if time.perf_counter() - started > DRAIN_TIMEOUT_S:
-            raise RuntimeError("outbox did not drain")
-        await asyncio.sleep(0.2)
-    return time.perf_counter() - started
-
-
 def _predict_seconds(durations: list[float], rooms_before: int, count: int) -> float:
     """Predicted time for `count` more pairs when each add_pair grows with the bot's rooms.
 
@@ -208,7 +195,6 @@ async def measure(
                     rest, raw.user_id, patients, therapists, creator_power
                 )
                 ours_first = await _bridge_create(app, patients, therapists)
-                drain_first = await _drain(app)
                 rows += [
                     Row(
                         f"add_pair, {FIRST_PAIRS} pairs, {THERAPISTS} therapists",
@@ -216,7 +202,6 @@ async def measure(
                         "pairs/s",
                         _pairs_per_s(raw_first),
                     ),
-                    Row(f"outbox drained after {FIRST_PAIRS} pairs", drain_first, "s"),
                 ]
 
                 rooms = await _joined_rooms(rest, bot.access_token)
@@ -228,7 +213,6 @@ async def measure(
                 more = await _register(hs, "bench-pat-more", count)
                 raw_more = await _raw_create(rest, raw.user_id, more, therapists, creator_power)
                 ours_more = await _bridge_create(app, more, therapists)
-                drain_more = await _drain(app)
                 last_tenth = ours_more[-max(1, count // 10) :]
                 rows += [
                     Row(label, _pairs_per_s(ours_more), "pairs/s", _pairs_per_s(raw_more)),
@@ -238,7 +222,6 @@ async def measure(
                         "ms/pair",
                         statistics.median(raw_more[-len(last_tenth) :]) * 1000,
                     ),
-                    Row(f"outbox drained after {count} more pairs", drain_more, "s"),
                 ]
                 rooms = await _joined_rooms(rest, bot.access_token)
             finally:
