@@ -513,7 +513,7 @@ def _trusted_results(message: Message, authserv_id: str) -> list[Any]:
     their results next to that line: Postfix with OpenDKIM/OpenDMARC inserts them
     directly below it (milter position 1), Sendmail-style position 0 directly above it.
     The trusted block is therefore one contiguous run of headers with our authserv-id
-    that touches the topmost `Received`, with only trace headers above it. A header with
+    that touches (or holds) the topmost `Received`, with only trace headers above it. A header with
     our id anywhere else (below the sender's own `Received` lines or body headers, or
     in a message with no `Received` at all) raises `_Untrusted`: the MTA did not strip
     it as RFC 8601 section 5 requires, so nothing with that id can be believed.
@@ -528,17 +528,17 @@ def _trusted_results(message: Message, authserv_id: str) -> list[Any]:
     ours = [index for index, (_n, _v, own) in enumerate(fields) if own]
     if not ours:
         return []
-    first, last = ours[0], ours[-1]
-    if ours != list(range(first, last + 1)):
-        raise _Untrusted("results with our id outside one block")
-    if not all(_is_trace(name) for name, _v, _o in fields[:first]):
-        raise _Untrusted("results below content the sender wrote")
     received = [index for index, (name, _v, _o) in enumerate(fields) if name == "received"]
     if not received:
         raise _Untrusted("no Received: the message did not come through the MTA")
-    top = received[0]
-    if top not in (first - 1, last + 1):
-        raise _Untrusted("results not next to the MTA's own Received")
+    # The MTA's topmost Received may stand inside the block: a policy service's PREPEND
+    # (policyd-spf) lands above it, the milters' results below it.
+    block = sorted({*ours, received[0]})
+    first, last = block[0], block[-1]
+    if block != list(range(first, last + 1)):
+        raise _Untrusted("results with our id outside the block at the MTA's Received")
+    if not all(_is_trace(name) for name, _v, _o in fields[:first]):
+        raise _Untrusted("results below content the sender wrote")
     results: list[Any] = []
     for index in ours:
         try:

@@ -341,6 +341,26 @@ def test_behind_mta_accepts_the_postfix_opendkim_opendmarc_layout() -> None:
     assert result.ok and result.method == "mta"
 
 
+def test_behind_mta_accepts_a_policy_service_result_above_the_received() -> None:
+    # policyd-spf's PREPEND lands above Postfix's Received, the milters' results below it.
+    result = _behind(
+        [
+            "Authentication-Results: mx.practice.example; spf=pass"
+            " smtp.mailfrom=mail.example.co.uk",
+            POSTFIX_RECEIVED,
+            "Authentication-Results: mx.practice.example; dmarc=pass"
+            " header.from=mail.example.co.uk",
+            "Authentication-Results: mx.practice.example; dkim=pass header.d=example.co.uk",
+            SENDER_RECEIVED,
+            SIGNATURE,
+        ]
+    )
+    assert result.ok and result.method == "mta"
+    # The same with the sender's forgery below its own Received is still refused.
+    result = _behind([POSTFIX_RECEIVED, MTA_FAIL, SENDER_RECEIVED, FORGED_PASS])
+    assert (result.ok, result.reason) == (False, "untrusted_results")
+
+
 def test_behind_mta_accepts_aligned_dkim_without_dmarc() -> None:
     result = _behind(
         [
