@@ -21,7 +21,7 @@ from bridge.adapters.matrix.session import (
 from bridge.adapters.render import Renderer
 from bridge.audit.log import AuditLog
 from bridge.config import Config, Policy
-from bridge.provision import PairManager, PracticeFacts
+from bridge.provision import PairManager, PracticeFacts, ReplyWindow
 from bridge.sealing import Sealer
 from bridge.store import open_database
 from bridge.store.base import Database
@@ -36,20 +36,30 @@ def make_sealer(cfg: Config) -> Sealer:
     return Sealer(keys, cfg.audit.current_key_id or next(iter(keys)))
 
 
+def reply_window(policy: Policy) -> ReplyWindow:
+    """How `policy`'s reply time reads in the bot's texts."""
+    return ReplyWindow(
+        human_duration(policy.window.total_seconds()), policy.window_clock == "working"
+    )
+
+
 def practice_facts(cfg: Config, bot_user_id: str, policy: Policy | None = None) -> PracticeFacts:
-    """What the bot's texts say about the practice; the reply window is `policy`'s (the
-    default policy when none is given)."""
+    """What the bot's texts say about the practice, with every policy's reply window; the
+    practice-wide window (`reply_window`) is `policy`'s, the default policy's when none is
+    given. A pair's texts quote its own policy (`PracticeFacts.window_of`)."""
     policy = policy if policy is not None else cfg.policies["default"]
+    default = reply_window(policy)
     return PracticeFacts(
         bot_user_id=bot_user_id,
         practice_name=cfg.practice.name,
         crisis_line=cfg.practice.crisis_line,
         federate=cfg.practice.federate,
         inbound_domain=cfg.smtp.inbound_domain if cfg.smtp.enabled else None,
-        reply_window=human_duration(policy.window.total_seconds()),
-        working_time=policy.window_clock == "working",
+        reply_window=default.text,
+        working_time=default.working_time,
         ask_consent=cfg.practice.ask_consent,
         video_enabled=cfg.jitsi.domain is not None,
+        reply_windows={name: reply_window(p) for name, p in cfg.policies.items()},
     )
 
 

@@ -9,8 +9,8 @@ wakes the outbox worker itself (`PairManager.wake_outbox`), so callers never hav
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,6 +35,14 @@ class AuditSink(Protocol):
 
 
 @dataclass(frozen=True)
+class ReplyWindow:
+    """How a policy's reply time reads in the texts: "8 hours", in working time or not."""
+
+    text: str | None
+    working_time: bool = True
+
+
+@dataclass(frozen=True)
 class PracticeFacts:
     """What provisioning needs to know about the practice (taken from the config)."""
 
@@ -47,6 +55,13 @@ class PracticeFacts:
     working_time: bool = True
     ask_consent: bool = True
     video_enabled: bool = False
+    #: Each policy's reply window by name, so a pair's texts quote its own policy.
+    reply_windows: Mapping[str, ReplyWindow] = field(default_factory=dict)
+
+    def window_of(self, policy: str) -> ReplyWindow:
+        """The reply window the texts of a pair on `policy` quote (the default's if unknown)."""
+        found = self.reply_windows.get(policy)
+        return found if found is not None else ReplyWindow(self.reply_window, self.working_time)
 
 
 def private_e2ee_state() -> list[dict[str, Any]]:
@@ -347,14 +362,15 @@ class PairManager:
             if self.facts.inbound_domain and record.patient_email
             else None
         )
+        window = self.facts.window_of(record.policy)
         return SendMessage(
             room_id=room_id,
             template="welcome",
             context={
                 "therapist_name": display_name(record.therapist_id),
                 "practice_name": self.facts.practice_name,
-                "reply_window": self.facts.reply_window,
-                "working_time": self.facts.working_time,
+                "reply_window": window.text,
+                "working_time": window.working_time,
                 "crisis_line": self.facts.crisis_line,
                 "email_address": email_address,
                 "patient_email": record.patient_email,

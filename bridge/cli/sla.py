@@ -32,21 +32,24 @@ def _period(args: argparse.Namespace, tz: ZoneInfo, at: datetime) -> tuple[datet
     return start, end
 
 
-async def _report(cfg: Any, start: datetime, end: datetime, fmt: str, at: datetime) -> str:
-    from bridge.core.sla_report import render_csv, render_table
+async def _report(cfg: Any, start: datetime, end: datetime, fmt: str, at: datetime, by: str) -> str:
+    from bridge.core.sla_report import GroupBy, render_csv, render_table
     from bridge.features.sla import sla_report
     from bridge.store import open_database
 
+    group: GroupBy = "policy" if by == "policy" else "therapist"
     db = await open_database(cfg.database_url)
     try:
-        rows = await sla_report(db, start, end, at)
+        rows = await sla_report(db, cfg, start, end, at, by=group)
     finally:
         await db.close()
     if fmt == "csv":
-        return render_csv(rows)
+        return render_csv(rows, key="policy" if group == "policy" else "therapist_id")
     if not rows:
         return "No replies and nothing overdue in this period.\n"
-    return render_table(rows)
+    return render_table(rows, heading=group) + (
+        "\nTimes count in each policy's own clock (working time or calendar time).\n"
+    )
 
 
 def cmd_sla_report(args: argparse.Namespace) -> int:
@@ -62,7 +65,7 @@ def cmd_sla_report(args: argparse.Namespace) -> int:
     if start >= end:
         print("--from must be before --to", file=sys.stderr)
         return 2
-    sys.stdout.write(asyncio.run(_report(cfg, start, end, args.format, now())))
+    sys.stdout.write(asyncio.run(_report(cfg, start, end, args.format, now(), args.by)))
     return 0
 
 
@@ -72,7 +75,7 @@ def register(sub: Any) -> None:
     ssub = sla.add_subparsers(dest="sla_cmd", required=True)
     p = ssub.add_parser(
         "report",
-        help="per therapist: replies, median and p90 response time, share met, breaches",
+        help="per therapist or policy: replies, median and p90, share met, breaches, lateness",
         parents=[LATE_CONFIG],
     )
     p.add_argument(
@@ -82,4 +85,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--to", dest="end", help="ISO date or time, exclusive (default: now)")
     p.add_argument("--format", choices=("table", "csv"), default="table")
+    p.add_argument(
+        "--by", choices=("therapist", "policy"), default="therapist", help="one row per what"
+    )
     sla.set_defaults(func=cmd_sla_report)

@@ -45,21 +45,26 @@ class ConsentRuntime:
 
         self.service = service
         self.renderer = renderer
-        facts = practice_facts(cfg, service.bot_user_id)
+        self._facts = practice_facts(cfg, service.bot_user_id)
+        facts = self._facts
         retention = cfg.practice.retention
         self._base: dict[str, Any] = {
             "practice_name": cfg.practice.name,
             "crisis_line": cfg.practice.crisis_line,
-            "reply_window": facts.reply_window,
-            "working_time": facts.working_time,
             "email_enabled": facts.inbound_domain is not None,
             "video_enabled": cfg.jitsi.domain is not None,
             "retention": _human_days(retention.days) if retention is not None else None,
         }
 
     def context(self, pair: Pair) -> dict[str, Any]:
-        """What the consent template of this pair is rendered with."""
-        return {**self._base, "therapist_name": display_name(pair.therapist_id)}
+        """What the consent template of this pair is rendered with: its own policy's window."""
+        window = self._facts.window_of(pair.policy)
+        return {
+            **self._base,
+            "reply_window": window.text,
+            "working_time": window.working_time,
+            "therapist_name": display_name(pair.therapist_id),
+        }
 
     def text_and_digest(self, pair: Pair) -> tuple[dict[str, Any], str]:
         """The template context and the SHA-256 of the exact text it renders to."""

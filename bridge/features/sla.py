@@ -12,7 +12,8 @@ entries, timers and outbox rows commit together.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bridge import hooks
@@ -20,7 +21,17 @@ from bridge.config import Config, Practice
 from bridge.config import Policy as PolicyConfig
 from bridge.core import sla_commands
 from bridge.core.commands import DESK_ROOM, PAIR_ROOM, CommandContext
-from bridge.core.model import Effect, Invoke, Kind, Pair, Role, RoomEvent, SendMessage, TimerFired
+from bridge.core.model import (
+    Effect,
+    Invoke,
+    Kind,
+    Pair,
+    Role,
+    RoomEvent,
+    ScheduleTimer,
+    SendMessage,
+    TimerFired,
+)
 from bridge.core.sla import (
     Away,
     Clock,
@@ -28,6 +39,7 @@ from bridge.core.sla import (
     SlaPolicy,
     Step,
     cancel_clock,
+    message_time,
     on_patient_message,
     on_therapist_message,
     on_timer,
@@ -50,6 +62,10 @@ log = logging.getLogger(__name__)
 
 #: The timer kind prefix the core's timers use ("sla.heads_up", "sla.due", ...).
 TIMER_PREFIX = "sla"
+#: Creates desk rooms for supervisors who have none, after the transaction that found them.
+ENSURE_DESK_OPERATION = "sla.ensure_desk"
+#: How soon a waiting escalation fires again once its supervisor's desk room exists.
+REFIRE_AFTER = timedelta(seconds=2)
 _MIDNIGHT = time(0)
 
 
@@ -96,6 +112,8 @@ def sla_policy(name: str, policy: PolicyConfig, practice: Practice) -> SlaPolicy
         email_reminders="email" in policy.channels,
         crisis_line=practice.crisis_line,
         name=name,
+        remind_during=policy.remind_during,
+        escalate_during=policy.escalate_during,
     )
 
 
@@ -130,8 +148,16 @@ async def live_session(ex: Executor, pair_id: str, now: datetime) -> bool:
 class SlaRuntime:
     """The SLA side of the service: policies and calendar built once from the config."""
 
-    def __init__(self, service: Service, cfg: Config) -> None:
+    def __init__(
+        self,
+        service: Service,
+        cfg: Config,
+        ensure_desk: Callable[[str], Awaitable[str]] | None = None,
+    ) -> None:
         self.service = service
+        #: Creates a person's desk room if they have none (the pair manager's); without
+        #: it (tests of the wiring) supervisors without a desk are only retried.
+        self.ensure_desk = ensure_desk
         self.calendar = working_calendar(cfg.practice)
         self.policies = {
             name: sla_policy(name, policy, cfg.practice) for name, policy in cfg.policies.items()
@@ -170,18 +196,30 @@ class SlaRuntime:
         cover_row = await therapists.get(ex, row.cover_id)
         return Away(away.until, self._desk(policy, row.cover_id, cover_row))
 
-    async def _supervisors(self, ex: Executor, policy: SlaPolicy) -> list[Desk]:
+    @staticmethod
+    def supervisors_of(policy: SlaPolicy, therapist: TherapistRecord | None) -> list[str]:
+        """Who an escalation under `policy` of `therapist`'s clock goes to: the policy's
+        supervisors and the therapist's own (`therapist add --supervisor`), once each."""
+        ids = list(policy.supervisors)
+        if therapist is not None and therapist.supervisor_id and therapist.supervisor_id not in ids:
+            ids.append(therapist.supervisor_id)
+        return ids
+
+    async def _supervisors(
+        self, ex: Executor, policy: SlaPolicy, therapist: TherapistRecord | None
+    ) -> tuple[list[Desk], list[str]]:
+        """The supervisors' desks that can be reached, and those who have no desk room yet."""
         desks: list[Desk] = []
-        for user_id in policy.supervisors:
-            desk = self._desk(policy, user_id, await therapists.get(ex, user_id))
+        without_desk: list[str] = []
+        for user_id in self.supervisors_of(policy, therapist):
+            row = await therapists.get(ex, user_id)
+            desk = self._desk(policy, user_id, row)
+            if row is None or row.desk_room_id is None:
+                without_desk.append(user_id)
             if desk.room_id is None and desk.email is None:
-                log.warning(
-                    "supervisor has no desk room: escalation skipped for them",
-                    extra={"user_id": user_id},
-                )
                 continue
             desks.append(desk)
-        return desks
+        return desks, without_desk
 
     # ------------------------------------------------------------ pair hook
 
@@ -193,7 +231,8 @@ class SlaRuntime:
         clock = await clocks.get_open(tx, pair.pair_id)
         # An open clock keeps the policy it opened under, even if the pair's changed since.
         policy = self.policy(clock.policy if clock is not None else pair.policy)
-        now = ev.seen_at
+        # The clock counts from when the member sent it, so downtime counts like any minute.
+        now = message_time(ev.origin_ts, ev.seen_at)
         if ev.role is Role.PATIENT:
             explicit = False
             if ev.command is not None:
@@ -258,6 +297,10 @@ class SlaRuntime:
         row = await therapists.get(tx, clock.therapist_id)
         if row is None or row.desk_room_id is None:
             log.warning("therapist has no desk room", extra={"user_id": clock.therapist_id})
+        # Only the escalation reaches supervisors: spare the lookups for other steps.
+        supervisors, without_desk = (
+            await self._supervisors(tx, policy, row) if ref.step is Step.ESCALATION else ([], [])
+        )
         new, effects = on_timer(
             clock,
             fired.timer_id,
@@ -266,12 +309,18 @@ class SlaRuntime:
             policy=policy,
             cal=self.calendar,
             therapist=self._desk(policy, clock.therapist_id, row),
-            # Only the escalation reaches supervisors: spare the lookups for other steps.
-            supervisors=(
-                await self._supervisors(tx, policy) if ref.step is Step.ESCALATION else []
-            ),
+            supervisors=supervisors,
             away=await self._away(tx, policy, row, now),
         )
+        if without_desk and self._desk_channel.get(policy.name, True):
+            # A supervisor without a desk room gets one (after this transaction), and the
+            # waiting escalation is fired again as soon as it exists.
+            params = {
+                "user_ids": without_desk,
+                "timer_id": fired.timer_id,
+                "timer_kind": fired.timer_kind,
+            }
+            effects.append(Invoke(ENSURE_DESK_OPERATION, pair.room_id, params, pair.pair_id))
         await self._save(tx, clock, new)
         log.info(
             "SLA timer",
@@ -337,6 +386,67 @@ class SlaRuntime:
         )
         return ReplyPreview(opens=True, due_at=opened.due_at, notice=notice)
 
+    # ------------------------------------------------------------ supervisors' desks
+
+    @hooks.on_invoke(ENSURE_DESK_OPERATION)
+    async def on_ensure_desk(self, invoke: Invoke) -> None:
+        """Create the desk rooms of supervisors who have none (idempotent), then fire the
+        escalation that was waiting for them at once instead of at its next retry."""
+        user_ids = invoke.params.get("user_ids")
+        if self.ensure_desk is None or not isinstance(user_ids, list):
+            return
+        made = 0
+        for user_id in user_ids:
+            try:
+                await self.ensure_desk(str(user_id))
+                made += 1
+            except Exception as exc:  # the next escalation retry asks again
+                log.warning(
+                    "could not create a supervisor's desk room",
+                    extra={"user_id": user_id, "error": type(exc).__name__},
+                )
+        timer_id, kind = invoke.params.get("timer_id"), invoke.params.get("timer_kind")
+        if made and isinstance(timer_id, str) and isinstance(kind, str):
+            await self.service.refresh_rooms()
+            now = self.service.clock()
+            # Not at `now`: this runs inside the escalation timer's own firing, and the
+            # scheduler skips a timer that is due while its previous firing still runs.
+            at = now + REFIRE_AFTER
+            again: list[Effect] = [ScheduleTimer(timer_id, kind, at, invoke.pair_id)]
+            async with self.service.db.transaction() as tx:
+                await self.service.apply_durable(tx, again, now)
+            await self.service.apply_after(again)
+
+    async def check_escalation_reach(self) -> list[str]:
+        """Warnings for active pairs whose escalations could reach nobody; desks made.
+
+        Run at start: every supervisor named by a policy or a therapist gets a desk room,
+        so the first escalation does not have to wait for one.
+        """
+        async with self.service.db.transaction() as tx:
+            staff = {t.user_id: t for t in await therapists.list_therapists(tx)}
+            active = [p for p in await pairs.list_pairs(tx) if p.status is PairStatus.ACTIVE]
+        named = {t.supervisor_id for t in staff.values() if t.supervisor_id}
+        for policy in self.policies.values():
+            if policy.escalate_after is not None:
+                named.update(policy.supervisors)
+        warnings: list[str] = []
+        for therapist_id, policy_name in sorted({(p.therapist_id, p.policy) for p in active}):
+            policy = self.policy(policy_name)
+            if policy.escalate_after is None:
+                continue
+            if not self.supervisors_of(policy, staff.get(therapist_id)):
+                warnings.append(
+                    f"policy {policy.name!r} escalates, but therapist {therapist_id} has no "
+                    f"supervisor and the policy names none: set policies.{policy.name}."
+                    f"supervisors or `confidant therapist add {therapist_id} "
+                    "--supervisor @someone:server`"
+                )
+        missing = sorted(u for u in named if u not in staff or not staff[u].desk_room_id)
+        if missing and self.ensure_desk is not None:
+            await self.on_ensure_desk(Invoke(ENSURE_DESK_OPERATION, "", {"user_ids": missing}))
+        return warnings
+
     # ------------------------------------------------------------ away / back
 
     @hooks.on_invoke(sla_commands.AWAY_OPERATION)
@@ -378,7 +488,11 @@ class SlaRuntime:
         await service.apply_after(effects)
 
 
-def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
+def install_sla(
+    service: Service,
+    cfg: Config,
+    ensure_desk: Callable[[str], Awaitable[str]] | None = None,
+) -> SlaRuntime | None:
     """Register the SLA hook, timer handler, facts provider, commands and away/back operations.
 
     Call it before the scheduler re-arms stored timers, so overdue reminders find their
@@ -386,34 +500,60 @@ def install_sla(service: Service, cfg: Config) -> SlaRuntime | None:
     """
     if service.handles_timer(TIMER_PREFIX):
         return None
-    runtime = SlaRuntime(service, cfg)
+    runtime = SlaRuntime(service, cfg, ensure_desk)
     service.install(runtime)
     log.info("SLA installed", extra={"policies": len(runtime.policies)})
     return runtime
 
 
 async def install_sla_feature(app: Host) -> None:
-    """Install the SLA on the running bridge."""
-    install_sla(app.service, app.cfg)
+    """Install the SLA on the running bridge; at start, check who escalations reach."""
+    pairs_manager = app.parts.pairs
+
+    async def ensure_desk(user_id: str) -> str:
+        return await pairs_manager.ensure_therapist(user_id, app.service.clock())
+
+    runtime = install_sla(app.service, app.cfg, ensure_desk)
+    if runtime is None:
+        return
+
+    async def check() -> None:
+        for warning in await runtime.check_escalation_reach():
+            log.warning("escalation can reach nobody", extra={"problem": warning})
+
+    app.on_start(check)
 
 
 # ---------------------------------------------------------------- the report
 
 if TYPE_CHECKING:
-    from bridge.core.sla_report import TherapistStats
+    from bridge.core.sla_report import GroupBy, TherapistStats
 
 
 async def sla_report(
-    ex: Executor, start: datetime, end: datetime, now: datetime
+    ex: Executor,
+    cfg: Config,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    *,
+    by: GroupBy = "therapist",
 ) -> list[TherapistStats]:
-    """Response times per therapist for [start, end), as `confidant sla report` and
-    GET /api/v1/sla/report show them.
+    """Response times per therapist (or per policy) for [start, end), as `confidant sla
+    report` and GET /api/v1/sla/report show them.
 
     The rows count the clocks a reply closed in the period, and the clocks opened in it
-    that are still open and past due at its end (or at `now`, when that comes first).
+    that are still open and past due at its end (or at `now`, when that comes first). Each
+    time counts in its own policy's clock, working or calendar.
     """
     from bridge.core.sla_report import summarize
 
     closed = await clocks.list_closed(ex, start, end)
     still_open = [c for c in await clocks.list_open(ex) if start <= c.opened_at < end]
-    return summarize([*closed, *still_open], now=min(now, end))
+    return summarize(
+        [*closed, *still_open],
+        now=min(now, end),
+        clocks_of={name: p.window_clock for name, p in cfg.policies.items()},
+        cal=working_calendar(cfg.practice),
+        by=by,
+    )

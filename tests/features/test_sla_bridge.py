@@ -93,7 +93,16 @@ class Rig:
     def at(self, moment: datetime) -> None:
         self.now[0] = moment
 
-    async def say(self, sender: str, body: str, room_id: str | None = None) -> str:
+    async def say(
+        self,
+        sender: str,
+        body: str,
+        room_id: str | None = None,
+        *,
+        sent_at: datetime | None = None,
+    ) -> str:
+        """`sender` says `body`; `sent_at` is its origin time when it is not now (the bridge
+        sees it late, after an outage)."""
         event_id = f"$ev{next(self.ids)}"
         await self.service.on_event(
             IncomingEvent(
@@ -102,7 +111,7 @@ class Rig:
                 sender=sender,
                 type="m.room.message",
                 content={"msgtype": "m.text", "body": body},
-                origin_server_ts=to_ms(self.now[0]),
+                origin_server_ts=to_ms(sent_at or self.now[0]),
                 encrypted=True,
             )
         )
@@ -244,7 +253,8 @@ async def test_timers_remind_escalate_once_and_never_leak_content(db: Database) 
     for row in everything:
         item = await outbox.get(db, row["txn_id"], rig.sealer)
         assert item is not None and SECRET not in str(item.content)
-    # The supervisor without a desk room is skipped; the one with a desk is reached.
+    # The supervisor with a desk is reached at once; the one without is given a desk room
+    # (the rig has nobody to create one, so only the one with a desk is in the entry).
     (entry,) = await db.fetch(
         "SELECT details FROM audit_entries WHERE action = 'sla.escalated' ORDER BY seq"
     )
@@ -252,6 +262,84 @@ async def test_timers_remind_escalate_once_and_never_leak_content(db: Database) 
     assert len(await rig.audit("sla.reminded")) == 2
     saved = await clocks.get_open(db, rig.pair_id)
     assert saved is not None and {"heads_up", "due", "escalation", "breached"} <= saved.steps_done
+
+
+async def test_escalation_waits_for_a_supervisor_without_a_desk_and_then_reaches_them(
+    db: Database,
+) -> None:
+    # The policy names no supervisor: the therapist's own (`therapist add --supervisor`) is
+    # the one to tell, and has no desk room yet.
+    cfg = service_config(
+        default={
+            "window": "4h",
+            "window_clock": "calendar",
+            "heads_up_before": None,
+            "escalate_after": "1h",
+            "patient_notice": "never",
+        }
+    )
+    rig = await make_rig(db, cfg)
+    await therapists.upsert(db, DOC, now=to_ms(START), supervisor_id=NO_DESK_SUP)
+    assert await rig.runtime.check_escalation_reach() == []
+    created: list[str] = []
+
+    async def ensure_desk(user_id: str) -> str:
+        created.append(user_id)
+        await therapists.upsert(db, user_id, now=to_ms(rig.now[0]))
+        await therapists.set_desk_room(db, user_id, "!desk-sup2:localhost")
+        return "!desk-sup2:localhost"
+
+    await rig.say(PATIENT, SECRET)
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None and clock.escalate_at == START + timedelta(hours=5)
+    escalation = clock.timer_id(Step.ESCALATION)
+    await rig.fire(escalation, START + timedelta(hours=5))
+    # Nobody reachable: nothing lost, the step is open, re-armed, and a desk is asked for.
+    assert await rig.audit("sla.escalated") == []
+    assert [r["outcome"] for r in await rig.audit("sla.escalation_waiting")] == ["no_recipient"]
+    retry = await timers.get(db, escalation)
+    assert retry is not None and retry.fired_at is None
+    assert retry.due_at == to_ms(START + timedelta(hours=5, minutes=15))
+    waiting = await clocks.get_open(db, rig.pair_id)
+    assert waiting is not None and "escalation" not in waiting.steps_done
+    assert created == []  # the rig's runtime had no way to make desks yet
+    rig.runtime.ensure_desk = ensure_desk
+    await rig.fire(escalation, START + timedelta(hours=5, minutes=15))
+    assert created == [NO_DESK_SUP]
+    await rig.fire(escalation, START + timedelta(hours=5, minutes=30))
+    (escalated,) = await rig.sent("!desk-sup2:localhost")
+    assert escalated["kind"] == "sla_escalation" and SECRET not in escalated["body"]
+    assert [r["outcome"] for r in await rig.audit("sla.escalated")] == ["ok"]
+    assert len(await rig.audit("sla.escalation_waiting")) == 1
+    done = await clocks.get_open(db, rig.pair_id)
+    assert done is not None and "escalation" in done.steps_done
+
+
+async def test_escalating_policy_without_any_supervisor_is_a_start_up_warning(
+    db: Database,
+) -> None:
+    cfg = service_config(
+        default={"window": "4h", "escalate_after": "1h", "patient_notice": "never"}
+    )
+    rig = await make_rig(db, cfg)
+    warnings = await rig.runtime.check_escalation_reach()
+    assert any(DOC in w and "--supervisor" in w for w in warnings)
+
+
+async def test_clock_times_are_the_messages_own_times(db: Database) -> None:
+    # The bridge was down from START: it sees the patient's message and the reply to it
+    # only ten minutes later. The clock runs on the times they were sent.
+    rig = await make_rig(db, service_config())
+    rig.at(START + timedelta(minutes=10))
+    await rig.say(PATIENT, SECRET, sent_at=START)
+    clock = await clocks.get_open(db, rig.pair_id)
+    assert clock is not None and clock.opened_at == START
+    assert clock.due_at == START + timedelta(hours=4)
+    await rig.say(DOC, "I am here", sent_at=START + timedelta(seconds=4.8))
+    closed = await clocks.get(db, clock.clock_id)
+    assert closed is not None and closed.state is ClockState.CLOSED
+    assert closed.response_calendar == timedelta(seconds=4.8)
+    assert closed.closed_at == START + timedelta(seconds=4.8)
 
 
 async def test_no_clock_opens_while_consent_is_pending(db: Database) -> None:
@@ -674,3 +762,104 @@ async def test_patient_gets_the_notice_in_hours_and_is_told_of_the_reminder(
         live.room_id,
     )
     assert [r["txn_id"] for r in rows] == [f"sla:{live.pair_id}:{clock.clock_id}:breach_notice"]
+
+
+def closed_now() -> dict[str, str | None]:
+    """Opening hours that do not include the present hour (UTC): the practice is closed."""
+    start = (datetime.now(UTC).hour + 2) % 24
+    hours = f"{start:02d}:00-{start + 1:02d}:00" if start < 23 else "23:00-24:00"
+    return dict.fromkeys(WEEKDAYS, hours)
+
+
+async def test_calendar_policy_out_of_hours_reminds_and_escalates_to_a_new_desk(
+    live_bridge: Any, make_nio_user: Any
+) -> None:
+    # Closed practice, round-the-clock window: the reminder and the escalation do not wait
+    # for opening time. The supervisor is the therapist's own and has no desk room yet.
+    live = await live_bridge("3s", working_hours=closed_now(), escalate_after="2s")
+    supervisor = await make_nio_user("supervisor")
+    assert live.app is not None
+    await live.app.parts.pairs.ensure_therapist(
+        live.therapist.user_id, live.app.service.clock(), supervisor=supervisor.user_id
+    )
+    assert (await therapists.get(live.db, supervisor.user_id)) is None
+    await live.patient.send_text(live.room_id, SECRET)
+    reminder = await live.therapist.wait_for(live.desk, reminder_for(live.label), timeout=40)
+    assert reminder.decrypted and SECRET not in reminder.body
+
+    async def desk_of_supervisor() -> str | None:
+        row = await therapists.get(live.db, supervisor.user_id)
+        return row.desk_room_id if row is not None else None
+
+    sup_desk = await wait_until(desk_of_supervisor, 40, "the supervisor's desk room")
+    escalation = await supervisor.wait_for(
+        sup_desk,
+        lambda e: isinstance(e, RoomMessageNotice) and f"pair {live.label}" in e.body,
+        timeout=60,
+    )
+    assert escalation.decrypted and SECRET not in escalation.body
+    rows = await live.db.fetch(
+        "SELECT action, outcome FROM audit_entries WHERE pair_id = ? AND action LIKE 'sla.%' "
+        "ORDER BY seq",
+        live.pair_id,
+    )
+    actions = [(r["action"], r["outcome"]) for r in rows]
+    assert ("sla.escalation_waiting", "no_recipient") in actions
+    assert actions[-1] == ("sla.escalated", "ok")
+
+
+async def test_reply_sent_while_the_bridge_was_down_gets_its_true_response_time(
+    live_bridge: Any,
+) -> None:
+    live = await live_bridge("5m")
+    await live.patient.send_text(live.room_id, SECRET)
+    clock = await live.open_clock()
+    asked = await live.therapist.wait_for(live.room_id, text_from(live.patient.user_id, SECRET), 30)
+    assert live.app is not None
+    await live.app.stop()
+    live.app = None
+    await live.therapist.send_text(live.room_id, "Sorry for the wait, here I am")
+    answer = await live.therapist.wait_for(
+        live.room_id, text_from(live.therapist.user_id, "Sorry for the wait, here I am"), 30
+    )
+    await asyncio.sleep(3)  # the bridge stays down a while after the reply
+    live.app = await start_with_sla(live.cfg)
+
+    async def closed() -> Any:
+        found = await clocks.get(live.db, clock.clock_id)
+        return found if found is not None and not found.is_open else None
+
+    done = await wait_until(closed, 40, "the reply to close the clock")
+    sent_ms = answer.server_timestamp - asked.server_timestamp
+    assert done.opened_at == datetime.fromtimestamp(asked.server_timestamp / 1000, UTC)
+    assert done.response_calendar == timedelta(milliseconds=sent_ms)
+    assert done.response_calendar < timedelta(seconds=3)
+
+
+async def test_an_urgent_pairs_welcome_quotes_its_own_window(
+    homeserver: Any, make_user: Any, make_nio_user: Any, tmp_path: Path
+) -> None:
+    bot = make_user("bot")
+    cfg = bridge_config(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        policies={
+            "default": {"window": "8h"},
+            "urgent": {"window": "3m", "window_clock": "calendar"},
+        },
+    )
+    app = await start_with_sla(cfg)
+    try:
+        patient = await make_nio_user("patient")
+        therapist = await make_nio_user("therapist")
+        record, _ = await app.parts.pairs.add_pair(
+            patient.user_id, therapist.user_id, app.service.clock(), policy="urgent"
+        )
+        assert record.room_id is not None
+        welcome = await patient.wait_for(record.room_id, notice_containing("Welcome"), 30)
+        assert "within 3 minutes." in welcome.body
+        assert "8 hours" not in welcome.body and "working time" not in welcome.body
+    finally:
+        await app.stop()

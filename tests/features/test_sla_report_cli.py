@@ -119,13 +119,25 @@ async def test_report_as_table_and_csv(config_file: Path) -> None:
         "breaches",
         "open",
         "overdue",
+        "clock",
+        "max",
+        "late",
     ]
     ann = next(line for line in lines if line.startswith(ANN))
-    # Median of 1, 2, 3, 10 hours is 2:30; nearest-rank p90 is 10:00; 3 of 4 met.
-    assert ann.split()[1:] == ["4", "2:30", "10:00", "75%", "1", "0"]
+    # Median of 1, 2, 3, 10 hours is 2:30; nearest-rank p90 is 10:00; 3 of 4 met. The late
+    # reply came at 19:00 on a Friday, due at 17:00: no working time late.
+    assert ann.split()[1:] == ["4", "2:30", "10:00", "75%", "1", "0", "working", "0:00"]
     ben = next(line for line in lines if line.startswith(BEN))
-    assert ben.split()[1:] == ["1", "0:30", "0:30", "100%", "0", "1"]
-    assert lines[-1].split()[:2] == ["(all)", "5"]
+    assert ben.split()[1:] == ["1", "0:30", "0:30", "100%", "0", "1", "working", "-"]
+    (total,) = [line for line in lines if line.startswith("(all)")]
+    assert total.split()[:2] == ["(all)", "5"]
+    assert "each policy's own clock" in lines[-1]
+
+    by_policy = confidant("sla", "report", "-c", str(config_file), *period, "--by", "policy")
+    assert by_policy.returncode == 0, by_policy.stderr
+    policy_lines = by_policy.stdout.splitlines()
+    assert policy_lines[0].split()[0] == "policy"
+    assert policy_lines[2].split()[:2] == ["default", "5"]
 
     as_csv = confidant("sla", "report", "-c", str(config_file), *period, "--format", "csv")
     assert as_csv.returncode == 0, as_csv.stderr
@@ -138,6 +150,8 @@ async def test_report_as_table_and_csv(config_file: Path) -> None:
         "met_share": "0.7500",
         "breaches": "1",
         "open_overdue": "0",
+        "clock": "working",
+        "late_seconds": "0",
     }
     assert rows[BEN]["replies"] == "1" and rows[BEN]["open_overdue"] == "1"
 

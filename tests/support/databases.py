@@ -1,4 +1,4 @@
-"""Database fixtures (a pytest plugin): every store test runs on SQLite and on a fresh PostgreSQL database.
+"""Database fixtures (a pytest plugin): store tests run on SQLite and on a fresh PostgreSQL.
 
 PostgreSQL is the server on 127.0.0.1:5432 (user postgres, trust auth), or the
 admin URL in CONFIDANT_TEST_PG_URL. When it cannot be reached the PostgreSQL

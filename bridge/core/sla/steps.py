@@ -124,6 +124,8 @@ def escalate(
                     context,
                     txn_id=f"{timer_id}:{_short(desk.user_id)}",
                     pair_id=pair.pair_id,
+                    # A desk made for this escalation: the post waits until they are in it.
+                    await_member=desk.user_id,
                 )
             )
             sent = True
