@@ -20,8 +20,8 @@ from bridge.features.http import http_installer, install_http
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.web.server import HttpServer
 from dev.devhs import DevHomeserver
-from tests.conftest import TestUser
 from tests.adapters.test_mailer import Sink, body_of, outbound
+from tests.conftest import TestUser
 from tests.features.test_onboarding import CODE, register
 from tests.support.bridge_app import bridge_config
 
