@@ -9,29 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import secrets
 import sys
 from typing import Any
-
-
-async def _with_store(cfg: Any, work: Any) -> int:
-    """Run `work(db, audit)` with the database and audit log, nothing else."""
-    from bridge.audit.log import AuditLog
-    from bridge.parts import make_sealer
-    from bridge.store import open_database
-
-    db = await open_database(cfg.database_url)
-    try:
-        audit = AuditLog(
-            db,
-            make_sealer(cfg),
-            cfg.audit.signing_key.get_secret_value(),
-            checkpoint_every=cfg.audit.checkpoint_every,
-        )
-        result: int = await work(db, audit)
-        return result
-    finally:
-        await db.close()
 
 
 async def _resolve(db: Any, ref: str) -> Any:
@@ -45,96 +24,83 @@ async def _resolve(db: Any, ref: str) -> Any:
 
 
 def cmd_session(args: argparse.Namespace) -> int:
-    from bridge.adapters.video import new_room_name
+    from bridge.adapters.render import Renderer
+    from bridge.audit.log import AuditLog
     from bridge.cli.base import load_config_or_exit, now, setup_logging_for
     from bridge.core import sessions as core
-    from bridge.features.sessions import store_session, view
-    from bridge.store import sessions, timers
+    from bridge.features.sessions import (
+        SessionDesk,
+        SessionRefused,
+        cancel_session,
+        schedule_session,
+        view,
+    )
+    from bridge.parts import make_sealer
+    from bridge.store import open_database, sessions
     from bridge.store.base import to_ms
-    from bridge.store.pairs import PairStatus
-    from bridge.store.sessions import SessionRecord
 
     cfg = load_config_or_exit(args.config)
     setup_logging_for(cfg)
     tz = cfg.practice.tzinfo
-    renderer_kind = {"video": "video call", "text": "live chat"}
+    kinds = {"video": "video call", "text": "live chat"}
 
-    async def work(db: Any, audit: Any) -> int:
-        pair = await _resolve(db, args.pair)
-        if pair is None:
-            print(f"no pair {args.pair!r} (give a pair id, label or room id)", file=sys.stderr)
-            return 1
-        moment = now()
-        if args.session_cmd == "list":
-            for record in await sessions.list_for_pair(
-                db, pair.pair_id, ending_after=to_ms(moment)
-            ):
-                shown = core.describe(view(record), tz)
-                print(
-                    f"{shown['session_id']}  {shown['starts']}-{shown['ends']} {shown['timezone']}"
-                    f"  {renderer_kind[record.kind]}"
-                )
-            return 0
-        if args.session_cmd == "cancel":
-            wanted = args.session_id.upper()
-            found = await sessions.get(db, wanted)
-            if found is None or found.pair_id != pair.pair_id:
-                print(f"no session {wanted} for pair {pair.label}", file=sys.stderr)
-                return 1
-            async with db.transaction() as tx:
-                if not await sessions.cancel(tx, wanted, to_ms(moment)):
-                    print(f"session {wanted} is already cancelled", file=sys.stderr)
-                    return 1
-                for step in core.STEPS:
-                    await timers.cancel(tx, core.timer_id(wanted, step))
-                await audit.append(
-                    tx,
-                    {
-                        "pair_id": pair.pair_id,
-                        "action": "session.cancelled",
-                        "actor": args.actor,
-                        "details": {"session_id": wanted},
-                    },
-                    moment,
-                )
-            print(f"cancelled {wanted}")
-            return 0
-        if pair.status is not PairStatus.ACTIVE:
-            print(f"pair {pair.label} is {pair.status.value}, not active", file=sys.stderr)
-            return 1
-        words = [args.date, args.time, *([args.length] if args.length else []), args.kind or ""]
-        try:
-            request = core.parse_request(
-                [w for w in words if w], moment, tz, video_on=cfg.jitsi.domain is not None
-            )
-        except core.SessionInputError as err:
-            from bridge.adapters.render import Renderer
-
-            print(Renderer().text(err.template, err.context), file=sys.stderr)
-            return 2
-        record = SessionRecord(
-            session_id=core.session_id_for(secrets.token_hex(16)),
-            pair_id=pair.pair_id,
-            kind=request.kind,
-            starts_at=to_ms(request.starts_at),
-            ends_at=to_ms(request.ends_at),
-            meeting=new_room_name() if request.kind == "video" else None,
-            status="scheduled",
-            created_by=args.actor,
-            created_at=to_ms(moment),
-            cancelled_at=None,
-            armed=False,
-        )
-        async with db.transaction() as tx:
-            await store_session(tx, audit, record, moment)
+    def line(record: Any) -> str:
         shown = core.describe(view(record), tz)
-        print(
-            f"{record.session_id}  {shown['starts']}-{shown['ends']} {shown['timezone']}"
-            f"  {renderer_kind[record.kind]}"
+        return (
+            f"{shown['session_id']}  {shown['starts']}-{shown['ends']} {shown['timezone']}"
+            f"  {kinds[record.kind]}"
         )
-        return 0
 
-    return asyncio.run(_with_store(cfg, work))
+    async def work() -> int:
+        db = await open_database(cfg.database_url)
+        try:
+            sealer = make_sealer(cfg)
+            desk = SessionDesk(
+                db=db,
+                audit=AuditLog(
+                    db,
+                    sealer,
+                    cfg.audit.signing_key.get_secret_value(),
+                    checkpoint_every=cfg.audit.checkpoint_every,
+                ),
+                renderer=Renderer(overrides=cfg.templates_dir),
+                sealer=sealer,
+                tz=tz,
+                video_on=cfg.jitsi.domain is not None,
+            )
+            pair = await _resolve(db, args.pair)
+            if pair is None:
+                print(f"no pair {args.pair!r} (give a pair id, label or room id)", file=sys.stderr)
+                return 1
+            moment = now()
+            if args.session_cmd == "list":
+                upcoming = await sessions.list_for_pair(
+                    db, pair.pair_id, ending_after=to_ms(moment)
+                )
+                if upcoming:
+                    print("session   when                             kind")
+                for record in upcoming:
+                    print(line(record))
+                return 0
+            try:
+                if args.session_cmd == "cancel":
+                    cancelled = await cancel_session(
+                        desk, pair, args.session_id, moment, actor=args.actor
+                    )
+                    print(f"cancelled {cancelled.session_id}; the pair room is told")
+                    return 0
+                words = [args.date, args.time, *([args.length] if args.length else [])]
+                words += [args.kind] if args.kind else []
+                record = await schedule_session(desk, pair, words, moment, actor=args.actor)
+            except SessionRefused as refused:
+                print(str(refused), file=sys.stderr)
+                return 1 if args.session_cmd == "cancel" else 2
+            print(line(record))
+            return 0
+        finally:
+            await db.close()
+
+    return asyncio.run(work())
 
 
 def register(sub: Any) -> None:

@@ -225,10 +225,14 @@ def on_cancelled(
     pair_id: str,
     room_id: str,
     requested_by: str,
-    event_id: str,
+    event_id: str | None,
     tz: ZoneInfo,
 ) -> list[Effect]:
-    """A session was cancelled by `!session cancel`: its timers go, the room is told."""
+    """A session was cancelled: its timers go, the room is told.
+
+    `event_id` is the `!session cancel` command's; None when the practice cancelled it from
+    the command line (the notice then takes its transaction id from the session).
+    """
     return [
         *cancel_timers(session.session_id),
         AppendAudit(
@@ -242,7 +246,7 @@ def on_cancelled(
             room_id,
             "session_cancelled",
             describe(session, tz),
-            txn_id=f"session.cancelled.{event_id}",
+            txn_id=f"session.cancelled.{event_id or session.session_id}",
             pair_id=pair_id,
         ),
     ]

@@ -12,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bridge import hooks
+from bridge.adapters.render import Renderer
 from bridge.adapters.video import (
     LAYOUT_EVENT_TYPE,
     WIDGET_EVENT_TYPE,
@@ -24,14 +28,24 @@ from bridge.adapters.video import (
     remove_widget_content,
     widget_state_content,
 )
+from bridge.audit.log import AuditLog
 from bridge.core import sessions as core
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import AppendAudit, Effect, Invoke, Pair, SendMessage, TimerFired
+from bridge.core.model import (
+    AppendAudit,
+    CancelTimer,
+    Effect,
+    Invoke,
+    Pair,
+    SendMessage,
+    TimerFired,
+)
+from bridge.outbox import enqueue_message
 from bridge.ports import MeetingLinks
+from bridge.store import Database, pairs, sessions, therapists, timers
 from bridge.store import audit as audit_store
-from bridge.store import pairs, sessions, therapists, timers
-from bridge.store.base import Executor, from_ms, to_ms
-from bridge.store.pairs import PairStatus
+from bridge.store.base import ContentSealer, Executor, from_ms, to_ms
+from bridge.store.pairs import PairRecord, PairStatus
 from bridge.store.sessions import SessionRecord
 
 if TYPE_CHECKING:
@@ -86,6 +100,86 @@ async def store_session(tx: Executor, audit: Any, record: SessionRecord, now: da
         )
     await audit.append(tx, scheduled_audit(record, record.created_by, None), now)
     return True
+
+
+# ---------------------------------------------------------------- the command line's use cases
+
+
+class SessionRefused(Exception):
+    """A session the practice asked for that cannot be scheduled or cancelled; says why."""
+
+
+@dataclass(frozen=True)
+class SessionDesk:
+    """What scheduling from outside the running bridge needs: the store, never the homeserver."""
+
+    db: Database
+    audit: AuditLog
+    renderer: Renderer
+    sealer: ContentSealer
+    tz: ZoneInfo
+    video_on: bool
+
+
+async def schedule_session(
+    desk: SessionDesk, pair: PairRecord, words: list[str], now: datetime, *, actor: str
+) -> SessionRecord:
+    """Schedule a session for `pair` from `date time [length] [kind]` words.
+
+    The session, its timers and its audit entry are written; the running bridge arms the
+    timers when it sees the session. Raises SessionRefused with the reason.
+    """
+    if pair.status is not PairStatus.ACTIVE:
+        raise SessionRefused(f"pair {pair.label} is {pair.status.value}, not active")
+    try:
+        request = core.parse_request(words, now, desk.tz, video_on=desk.video_on)
+    except core.SessionInputError as err:
+        raise SessionRefused(desk.renderer.text(err.template, err.context)) from err
+    record = SessionRecord(
+        session_id=core.session_id_for(secrets.token_hex(16)),
+        pair_id=pair.pair_id,
+        kind=request.kind,
+        starts_at=to_ms(request.starts_at),
+        ends_at=to_ms(request.ends_at),
+        meeting=new_room_name() if request.kind == "video" else None,
+        status="scheduled",
+        created_by=actor,
+        created_at=to_ms(now),
+        cancelled_at=None,
+        armed=False,
+    )
+    async with desk.db.transaction() as tx:
+        await store_session(tx, desk.audit, record, now)
+    return record
+
+
+async def cancel_session(
+    desk: SessionDesk, pair: PairRecord, session_id: str, now: datetime, *, actor: str
+) -> SessionRecord:
+    """Cancel one of `pair`'s sessions: its timers go, it is audited, and the pair room is
+    told (queued in the outbox for the running bridge). Raises SessionRefused."""
+    wanted = session_id.upper()
+    async with desk.db.transaction() as tx:
+        found = await sessions.get(tx, wanted)
+        if found is None or found.pair_id != pair.pair_id:
+            raise SessionRefused(f"no session {wanted} for pair {pair.label}")
+        if not await sessions.cancel(tx, wanted, to_ms(now)):
+            raise SessionRefused(f"session {wanted} is already cancelled")
+        effects: list[Effect] = []
+        if pair.room_id is not None:
+            effects = core.on_cancelled(
+                view(found), pair.pair_id, pair.room_id, actor, None, desk.tz
+            )
+        else:
+            effects = list(core.cancel_timers(wanted))
+        for effect in effects:
+            if isinstance(effect, CancelTimer):
+                await timers.cancel(tx, effect.timer_id)
+            elif isinstance(effect, AppendAudit):
+                await desk.audit.append(tx, effect, now)
+            elif isinstance(effect, SendMessage):
+                await enqueue_message(tx, desk.renderer, desk.sealer, effect, now)
+    return found
 
 
 class SessionsFeature:

@@ -185,7 +185,7 @@ async def test_reminder_due_while_down_fires_once_at_start(running, config_file)
 
 
 async def test_cli_add_list_cancel(running, config_file):
-    state, _patient, _therapist, record = running
+    state, patient, _therapist, record = running
     app = state["app"]
 
     async def confidant(*args: str) -> tuple[int, str, str]:
@@ -211,7 +211,8 @@ async def test_cli_add_list_cancel(running, config_file):
 
     await wait_until(armed, what="the bridge to arm the new session")
     rc, out, _ = await confidant("list", "--pair", record.label)
-    assert rc == 0 and out.startswith(session_id)
+    header, listed = out.splitlines()[:2]
+    assert rc == 0 and header.split()[0] == "session" and listed.startswith(session_id)
     rc, _, err = await confidant(
         "add", "--pair", record.label, "tomorrow", "16:00", "--kind", "video"
     )
@@ -220,6 +221,15 @@ async def test_cli_add_list_cancel(running, config_file):
     assert rc == 0, err
     assert (await sessions.get(app.parts.db, session_id)).status == "cancelled"
     assert await timers.get(app.parts.db, core.timer_id(session_id, "start")) is None
+    # The practice cancelled it from the command line: the patient is told in the room.
+    await patient.wait_for(record.room_id, notice_containing("is cancelled"), timeout=30)
+    rows = await app.parts.db.fetch(
+        "SELECT actor FROM audit_entries WHERE action = 'session.cancelled' AND pair_id = ?",
+        record.pair_id,
+    )
+    assert [r["actor"] for r in rows] == ["admin"]
+    rc, _, err = await confidant("cancel", "--pair", record.label, session_id)
+    assert rc == 1 and "already cancelled" in err
 
 
 async def test_store_on_both_databases(db):
