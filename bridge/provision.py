@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from bridge.adapters.matrix.rest import MatrixError, MatrixRest
+from bridge.adapters.matrix.rest import MatrixError, MatrixRest, q
 from bridge.adapters.render import Renderer
 from bridge.core.model import AppendAudit, SendMessage
 from bridge.core.rooms import desk_created, pair_created, pair_reassigned, pair_removed
@@ -173,6 +173,33 @@ def display_name(user_id: str) -> str:
 
 class PairError(Exception):
     """A pair operation that cannot be done (unknown pair, conflicting state)."""
+
+
+async def has_account(
+    rest: MatrixRest, user_id: str, *, admin_token: str | None = None
+) -> bool | None:
+    """Whether `user_id` has a usable account on the homeserver: True, False, or None when
+    the homeserver will not say (another server's user, profile lookups restricted).
+
+    With a Synapse admin token the admin API answers for certain (a deactivated account
+    counts as none); without one the profile does: Synapse answers 404 for an account that
+    does not exist (a deactivated one may keep its profile and pass).
+    """
+    if admin_token is not None:
+        try:
+            account = await rest.request(
+                "GET", f"/_synapse/admin/v2/users/{q(user_id)}", token=admin_token, retries=0
+            )
+        except MatrixError as err:
+            if err.status == 404:
+                return False
+        else:
+            return not account.get("deactivated", False)
+    try:
+        await rest.request("GET", f"/_matrix/client/v3/profile/{q(user_id)}", retries=0)
+    except MatrixError as err:
+        return False if err.status == 404 else None
+    return True
 
 
 class PairManager:

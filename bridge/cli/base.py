@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -67,3 +67,15 @@ async def _with_parts(cfg: Any, work: Callable[[Any], Awaitable[int]]) -> int:
 def run_with_parts(cfg: Any, work: Callable[[Any], Awaitable[int]]) -> int:
     """Run `work(parts)` with the database, homeserver client and managers open."""
     return asyncio.run(_with_parts(cfg, work))
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Print rows under a header line, each column as wide as its widest cell ('-' for none)."""
+    cells = [
+        [("-" if value is None or value == "" else str(value)) for value in row] for row in rows
+    ]
+    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )

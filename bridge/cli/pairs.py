@@ -11,6 +11,7 @@ from bridge.cli.base import (
     LATE_CONFIG,
     load_config_or_exit,
     now,
+    print_table,
     run_with_parts,
     setup_logging_for,
     with_config,
@@ -42,6 +43,31 @@ def _print_pair(record: Any, cfg: Any, as_json: bool) -> None:
             print(f"{key:>14}: {value}")
 
 
+async def missing_account(parts: Any, args: argparse.Namespace) -> str | None:
+    """Why `pair add` must not go ahead: the line naming an account that does not exist.
+
+    A room would otherwise be created and an invite sent to nobody; a patient without an
+    account is invited by e-mail instead, and the pair follows once she registers.
+    """
+    from bridge.provision import has_account
+
+    token = parts.cfg.synapse_admin.access_token
+    admin_token = token.get_secret_value() if token else None
+    if await has_account(parts.rest, args.therapist, admin_token=admin_token) is False:
+        return (
+            f"{args.therapist} has no account on the homeserver: create the therapist's "
+            "account first (therapists are ordinary accounts), then add the pair"
+        )
+    if await has_account(parts.rest, args.patient, admin_token=admin_token) is False:
+        email = args.patient_email or "ADDRESS"
+        return (
+            f"{args.patient} has no account on the homeserver: invite the patient by e-mail "
+            f"instead (`confidant invite --email {email} --therapist {args.therapist} "
+            f"-c {args.config}`), the pair is created when the account appears"
+        )
+    return None
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     from bridge.provision import PairError
     from bridge.store import pairs
@@ -58,6 +84,10 @@ def cmd_pair(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                     )
                     return 2
+                refusal = await missing_account(parts, args)
+                if refusal is not None:
+                    print(refusal, file=sys.stderr)
+                    return 1
                 record, created = await parts.pairs.add_pair(
                     args.patient,
                     args.therapist,
@@ -71,10 +101,20 @@ def cmd_pair(args: argparse.Namespace) -> int:
                 records = await pairs.list_pairs(parts.db)
                 if args.json:
                     print(json.dumps([_pair_dict(r, cfg) for r in records], indent=2))
-                for r in records if not args.json else []:
-                    print(
-                        f"{r.label:8} {r.status.value:12} {r.patient_id:30} "
-                        f"{r.therapist_id:30} {r.room_id or '-'}"
+                else:
+                    print_table(
+                        ("LABEL", "STATUS", "PATIENT", "THERAPIST", "POLICY", "ROOM"),
+                        (
+                            (
+                                r.label,
+                                r.status.value,
+                                r.patient_id,
+                                r.therapist_id,
+                                r.policy,
+                                r.room_id,
+                            )
+                            for r in records
+                        ),
                     )
             elif args.pair_cmd == "show":
                 _print_pair(await parts.pairs.resolve(args.pair), cfg, args.json)
