@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from bridge.core.sla import ESCALATION_WAITING
 from bridge.store import audit as audit_store
 from bridge.store import clocks, inbox, outbox, pairs
 from bridge.store.base import Executor, to_ms
@@ -56,6 +57,7 @@ class Snapshot:
     breaches: int = 0
     open_clocks: int = 0
     overdue_clocks: int = 0
+    escalations_waiting: int = 0
     pairs: dict[str, int] = field(default_factory=dict)
     sync_lag_seconds: float | None = None
     sync_errors: int = 0
@@ -157,6 +159,7 @@ async def gather(app: Host, now: datetime, tally: AuditTally | None = None) -> S
     open_now = await clocks.list_open(db)
     snap.open_clocks = len(open_now)
     snap.overdue_clocks = sum(1 for c in open_now if to_ms(c.due_at) < to_ms(now))
+    snap.escalations_waiting = sum(1 for c in open_now if ESCALATION_WAITING in c.steps_done)
     return snap
 
 
@@ -223,6 +226,11 @@ class _SnapshotCollector(Collector):
         )
         yield GaugeMetricFamily(
             "confidant_sla_overdue_clocks", "Open SLA clocks past due.", value=s.overdue_clocks
+        )
+        yield GaugeMetricFamily(
+            "confidant_sla_escalations_waiting",
+            "SLA escalations due that reached no supervisor yet (retried).",
+            value=s.escalations_waiting,
         )
         yield _gauge("confidant_pairs", "Pairs by status.", "status", s.pairs)
         if s.sync_lag_seconds is not None:

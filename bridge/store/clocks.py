@@ -10,9 +10,17 @@ import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from bridge.core.sla import Clock, ClockState
+from bridge.core.sla import ESCALATION_WAITING, Clock, ClockState
 from bridge.store.base import Executor, Row, SqlParam, from_ms, to_ms
-from bridge.store.rows import integer, integer_or_none, json_list, text, text_or_none, to_str
+from bridge.store.rows import (
+    integer,
+    integer_or_none,
+    json_list,
+    text,
+    text_or_none,
+    to_int,
+    to_str,
+)
 
 _COLUMNS = (
     "clock_id, pair_id, therapist_id, policy, state, opened_at, first_event_id, first_kind, "
@@ -149,6 +157,16 @@ async def list_open(
         sql += " LIMIT ?"
         args.append(limit)
     return [_clock(row) for row in await ex.fetch(sql, *args)]
+
+
+async def count_waiting_escalations(ex: Executor) -> int:
+    """Open clocks whose escalation is due but has reached nobody yet (it is retried)."""
+    # steps_done is a sorted JSON list of step names; the marker is one of its strings.
+    value = await ex.fetchval(
+        "SELECT COUNT(*) FROM sla_clocks WHERE state = 'open' AND steps_done LIKE ?",
+        f'%"{ESCALATION_WAITING}"%',
+    )
+    return to_int(value, "count")
 
 
 async def list_closed(

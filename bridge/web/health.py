@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.store import clocks
 from bridge.web.deps import WebDeps, deps
 
 routes = web.RouteTableDef()
@@ -91,6 +92,13 @@ async def get_health(request: web.Request) -> web.Response:
     witness = d.health.witness()
     if witness is not None:
         body["witness"] = (await witness.health())[2]
+    # What needs a person, not a failover: escalations that reached no supervisor yet are
+    # retried, never dropped, and shown here (they do not make the instance unhealthy).
+    try:
+        waiting = await asyncio.wait_for(clocks.count_waiting_escalations(d.db), CHECK_TIMEOUT)
+        body["attention"] = {"escalations_waiting": waiting}
+    except Exception:
+        body["attention"] = {"escalations_waiting": None}
     return web.json_response(body, status=200 if ok else 503)
 
 

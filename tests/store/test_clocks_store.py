@@ -156,3 +156,13 @@ async def test_insert_many_writes_every_clock(db: Database) -> None:
     assert await clocks.list_open(db) == opened
     with pytest.raises(IntegrityError):
         await clocks.insert_many(db, opened[:1])
+
+
+async def test_escalations_waiting_for_a_supervisor_are_counted(db: Database) -> None:
+    first = _open(await _pair(db, "@ann:example.org"), WED_10)
+    second = _open(await _pair(db, "@ben:example.org"), WED_10, "$e2")
+    await clocks.save(db, first)
+    await clocks.save(db, replace(second, steps_done=frozenset({"breached", "escalation_waiting"})))
+    assert await clocks.count_waiting_escalations(db) == 1
+    await clocks.save(db, replace(second, state=ClockState.CANCELLED))
+    assert await clocks.count_waiting_escalations(db) == 0

@@ -278,6 +278,7 @@ async def test_health_and_metrics(api):
         assert resp.status == 200, health
     assert health["status"] == "ok"
     assert {"homeserver", "database", "sync"} <= health["checks"].keys()
+    assert health["attention"] == {"escalations_waiting": 0}
 
     async with session.get("/metrics", headers=_auth()) as resp:
         assert resp.status == 200
