@@ -15,6 +15,32 @@ from typing import Any
 MIN_TOKEN_LENGTH = 32
 
 
+async def therapists_without_supervisor(cfg: Any) -> list[str] | None:
+    """Therapists with live pairs on an escalating policy without supervisors of its own
+    who have no supervisor either; None without a database (only an existing SQLite file)."""
+    from bridge.store import StoreError, open_database, pairs, therapists
+
+    path = cfg.sqlite_path
+    if path is None or not path.exists():
+        return None
+    relying = {n for n, p in cfg.policies.items() if p.escalate_after and not p.supervisors}
+    db = await open_database(cfg.database_url, apply_migrations=False)
+    try:
+        staff = {t.user_id: t for t in await therapists.list_therapists(db)}
+        missing = {
+            pair.therapist_id
+            for pair in await pairs.list_pairs(db)
+            if pair.status == pairs.PairStatus.ACTIVE
+            and pair.policy in relying
+            and not (staff.get(pair.therapist_id) and staff[pair.therapist_id].supervisor_id)
+        }
+        return sorted(missing)
+    except StoreError:
+        return None
+    finally:
+        await db.close()
+
+
 async def policies_in_use(cfg: Any) -> Counter[str] | None:
     """Policy names used by live pairs and pending invitations; None without a database.
 
@@ -44,7 +70,7 @@ async def policies_in_use(cfg: Any) -> Counter[str] | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
-    from bridge.config.usage import policy_warnings
+    from bridge.config.usage import escalation_warnings, policy_warnings
 
     try:
         cfg = load_config(Path(args.file))
@@ -56,6 +82,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         print(f"{args.file}: no such file", file=sys.stderr)
         return 2
     warnings = policy_warnings(cfg, asyncio.run(policies_in_use(cfg)))
+    warnings += escalation_warnings(cfg, asyncio.run(therapists_without_supervisor(cfg)))
     for problem in warnings:
         print(f"warning: {problem.line(args.file)}", file=sys.stderr)
     db = "PostgreSQL" if cfg.sqlite_path is None else f"SQLite at {cfg.sqlite_path}"
