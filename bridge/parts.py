@@ -23,7 +23,7 @@ from bridge.audit.log import AuditLog
 from bridge.config import Config, Policy
 from bridge.provision import PairManager, PracticeFacts, ReplyWindow
 from bridge.sealing import Sealer
-from bridge.store import open_database
+from bridge.store import invitations, open_database
 from bridge.store.base import Database
 
 
@@ -104,6 +104,14 @@ async def open_parts(
     """
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     db = await open_database(cfg.database_url)
+    sealer = make_sealer(cfg)
+    try:
+        # Invitations an older Confidant kept in clear are sealed before anything reads them.
+        async with db.transaction() as tx:
+            await invitations.seal_clear_rows(tx, sealer)
+    except BaseException:
+        await db.close()
+        raise
     rest = MatrixRest(cfg.homeserver.url, None, verify_tls=cfg.homeserver.verify_tls)
     try:
         creds = await bot_credentials(cfg, rest, defer_login=defer_login)
@@ -112,7 +120,6 @@ async def open_parts(
         await db.close()
         raise
     renderer = Renderer(templates_dir, overrides=cfg.templates_dir)
-    sealer = make_sealer(cfg)
     audit = AuditLog(
         db,
         sealer,

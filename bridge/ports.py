@@ -66,6 +66,14 @@ class AdminUnavailable(OnboardingError):
     """The Synapse admin API cannot be used (not Synapse, no token, not an admin)."""
 
 
+class ResendLimited(OnboardingError):
+    """An invitation was e-mailed too often lately; it may go again in `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class Invited:
     """A stored invitation and whether its e-mail went out (`email_error` says why not)."""

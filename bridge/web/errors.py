@@ -40,6 +40,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "bad_audio": (422, "The audio cannot become a voice message."),
     "invitation_not_found": (404, "No such invitation; see /api/v1/invitations."),
     "invitation_refused": (409, "The invitation cannot be changed that way; detail says why."),
+    "too_many_requests": (
+        429,
+        "Sent too often lately; try again after the seconds in Retry-After.",
+    ),
     "email_off": (409, "Outbound e-mail is not enabled; give the patient the code yourself."),
     "mail_failed": (502, "The mail relay did not take the e-mail; try again later."),
     "homeserver_refused": (

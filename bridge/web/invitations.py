@@ -10,11 +10,12 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.ports import ResendLimited
 from bridge.store import invitations
 from bridge.store.invitations import InvitationRecord, InvitationStatus
 from bridge.web import API
 from bridge.web.deps import deps
-from bridge.web.errors import ApiError
+from bridge.web.errors import ApiError, error_response
 from bridge.web.inputs import json_body, optional_str, policy_name, user_id, valid_for
 from bridge.web.views import invitation_json
 
@@ -22,7 +23,8 @@ routes = web.RouteTableDef()
 
 
 async def _invitation(request: web.Request) -> InvitationRecord:
-    record = await invitations.get(deps(request).db, request.match_info["invitation_id"])
+    d = deps(request)
+    record = await invitations.get(d.db, request.match_info["invitation_id"], d.parts.sealer)
     if record is None:
         raise ApiError("invitation_not_found")
     return record
@@ -40,7 +42,8 @@ async def list_invitations(request: web.Request) -> web.Response:
     except ValueError:
         known = ", ".join(s.value for s in InvitationStatus)
         raise ApiError("bad_request", f"status must be one of {known}") from None
-    records = await invitations.list_invitations(deps(request).db, status=status)
+    d = deps(request)
+    records = await invitations.list_invitations(d.db, status=status, sealer=d.parts.sealer)
     return web.json_response({"invitations": [invitation_json(r) for r in records]})
 
 
@@ -77,7 +80,13 @@ async def resend_invitation(request: web.Request) -> web.Response:
     desk = deps(request).invitations
     if not desk.mail_on():
         raise ApiError("email_off")
-    return _answer(await desk.resend(record.invitation_id))
+    try:
+        resent = await desk.resend(record.invitation_id)
+    except ResendLimited as err:
+        response = error_response("too_many_requests", str(err))
+        response.headers["Retry-After"] = str(err.retry_after_s)
+        return response
+    return _answer(resent)
 
 
 @routes.post(f"{API}/invitations/{{invitation_id}}/revoke")

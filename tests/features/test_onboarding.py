@@ -27,6 +27,7 @@ from bridge.features.onboarding import install_onboarding
 from bridge.features.onboarding.invitations import Onboarding
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.ports import AdminUnavailable
+from bridge.sealing import Sealer, generate_key
 from bridge.store import invitations, pairs
 from bridge.store.invitations import InvitationStatus
 from tests.adapters.test_mailer import FROM, SinkFactory, body_of, outbound
@@ -249,7 +250,8 @@ async def test_expired_revoked_and_resent_codes(onboarding, homeserver) -> None:
 
     # Resent: the same code again, worded as a reminder.
     again = await ob.invite("dan@example.org", therapist.user_id, ob.clock(), name="Dan")
-    resent = await ob.resend(again.invitation_id, ob.clock())
+    # (A minute on: one e-mail a minute per invitation.)
+    resent = await ob.resend(again.invitation_id, ob.clock() + timedelta(minutes=1))
     assert resent.sent_count == 2
     messages = await sink.wait(4)
     reminder = body_of(messages[3])
@@ -331,8 +333,10 @@ async def test_without_admin_access_the_message_says_what_to_do(onboarding) -> N
 
 
 async def test_invitation_store_on_both_databases(db) -> None:
+    sealer = Sealer({"k1": generate_key()}, "k1")
     created = await invitations.create(
         db,
+        sealer=sealer,
         email="ivy@example.org",
         therapist_id="@t:hs",
         token="AAAA-BBBB-CCCC-DDDD",
@@ -343,11 +347,20 @@ async def test_invitation_store_on_both_databases(db) -> None:
     )
     assert created.status is InvitationStatus.PENDING and created.sent_count == 0
     assert created.prior_accounts == frozenset({"@old:hs"})
-    assert await invitations.get_by_token(db, "AAAA-BBBB-CCCC-DDDD") == created
+    assert (created.email, created.name, created.token) == (
+        "ivy@example.org",
+        "Ivy",
+        "AAAA-BBBB-CCCC-DDDD",
+    )
+    assert await invitations.get_by_token(db, "AAAA-BBBB-CCCC-DDDD", sealer) == created
     await invitations.mark_sent(db, created.invitation_id, 2_000)
     await invitations.mark_unused_seen(db, created.invitation_id, 3_000)
-    stored = await invitations.get(db, created.invitation_id.upper())
-    assert stored is not None
+    stored = await invitations.get(db, created.invitation_id.upper(), sealer)
+    assert stored is not None and stored.token == "AAAA-BBBB-CCCC-DDDD"
+    # Without the sealer nothing sealed is opened.
+    unopened = await invitations.get(db, created.invitation_id)
+    assert unopened is not None
+    assert (unopened.email, unopened.name, unopened.token) == (invitations.SEALED, None, None)
     assert (stored.sent_count, stored.last_sent_at, stored.unused_seen_at) == (1, 2_000, 3_000)
     await invitations.set_patient(db, created.invitation_id, "@ivy:hs")
     assert await invitations.claimed_patients(db) == {"@ivy:hs"}
@@ -355,6 +368,9 @@ async def test_invitation_store_on_both_databases(db) -> None:
     # A used invitation can be neither revoked nor used again.
     assert not await invitations.close(db, created.invitation_id, InvitationStatus.REVOKED, 5_000)
     assert not await invitations.mark_used(db, created.invitation_id, "@x:hs", "pair2", 5_000)
-    (used,) = await invitations.list_invitations(db, status=InvitationStatus.USED)
+    (used,) = await invitations.list_invitations(db, status=InvitationStatus.USED, sealer=sealer)
     assert (used.patient_id, used.pair_id, used.closed_at) == ("@ivy:hs", "pair1", 4_000)
+    # A used code is forgotten; its digest still finds the invitation.
+    assert used.token is None and used.email == "ivy@example.org"
+    assert (await invitations.get_by_token(db, "AAAA-BBBB-CCCC-DDDD")) is not None
     assert await invitations.list_invitations(db, status=InvitationStatus.PENDING) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,14 @@ def _admin_api(app: App, token: str) -> SynapseAdminApi:
     return SynapseAdminApi(app.parts.rest, token)
 
 
+def later(app: App, step: timedelta, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Move the bridge's clock on by `step` until the test ends (the resend limit counts in
+    the bridge's time)."""
+    assert app.service is not None
+    now = app.service.clock() + step
+    monkeypatch.setattr(app.service, "clock", lambda: now)
+
+
 async def _therapist(app: App, make_user: MakeUser) -> str:
     assert app.parts is not None and app.service is not None
     user_id: str = make_user("invtherapist").user_id
@@ -133,7 +142,11 @@ async def test_without_a_bearer_token_nothing_is_shown_or_made(bridge: Bridge) -
 
 
 async def test_create_list_resend_revoke(
-    bridge: Bridge, make_user: MakeUser, sink: Sink, homeserver: DevHomeserver
+    bridge: Bridge,
+    make_user: MakeUser,
+    sink: Sink,
+    homeserver: DevHomeserver,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app, session, admin_token = bridge
     therapist = await _therapist(app, make_user)
@@ -167,6 +180,7 @@ async def test_create_list_resend_revoke(
     assert code not in str(listed) and code not in str(created)
 
     invitation_path = f"/api/v1/invitations/{invitation['invitation_id']}"
+    later(app, timedelta(seconds=61), monkeypatch)  # past the resend limit's minute
     async with session.post(f"{invitation_path}/resend", headers=AUTH) as resp:
         assert resp.status == 200 and (await resp.json())["invitation"]["sent_count"] == 2
     reminder = (await sink.wait(before + 2))[before + 1]
@@ -184,6 +198,52 @@ async def test_create_list_resend_revoke(
         async with session.post(f"{invitation_path}/{action}", headers=AUTH) as resp:
             assert resp.status == 409
             assert (await resp.json())["error"] == "invitation_refused"
+
+
+async def test_resends_are_limited_with_a_429_and_retry_after(
+    bridge: Bridge, make_user: MakeUser, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app, session, _admin = bridge
+    therapist = await _therapist(app, make_user)
+    before = len(sink.messages)
+    body = {"email": "rhea@example.org", "therapist": therapist}
+    async with session.post("/api/v1/invitations", json=body, headers=AUTH) as resp:
+        assert resp.status == 201
+        invitation_id = (await resp.json())["invitation"]["invitation_id"]
+    invitation_path = f"/api/v1/invitations/{invitation_id}"
+
+    async def resend() -> tuple[int, str | None, dict[str, Any]]:
+        async with session.post(f"{invitation_path}/resend", headers=AUTH) as resp:
+            return resp.status, resp.headers.get("Retry-After"), await resp.json()
+
+    # Within the first e-mail's minute: refused, with the seconds left.
+    status, retry_after, payload = await resend()
+    assert (status, payload["error"]) == (429, "too_many_requests")
+    assert retry_after is not None and 1 <= int(retry_after) <= 60
+    assert "try again in" in payload["detail"]
+
+    # 25 at once a minute later: exactly one e-mail goes out.
+    later(app, timedelta(seconds=61), monkeypatch)
+    answers = await asyncio.gather(*(resend() for _ in range(25)))
+    assert sorted(status for status, _, _ in answers) == [200] + [429] * 24
+    assert all(int(r) == 60 for s, r, _ in answers if s == 429 and r is not None)
+
+    # Five e-mails in a day at most, however the minutes are spaced.
+    for _ in range(3):
+        later(app, timedelta(minutes=2), monkeypatch)
+        assert (await resend())[0] == 200
+    later(app, timedelta(minutes=2), monkeypatch)
+    status, retry_after, payload = await resend()
+    assert status == 429 and "5 e-mails a day" in payload["detail"]
+    assert retry_after is not None and int(retry_after) > 23 * 3600
+    # Each accepted resend had its e-mail taken by the relay before it answered.
+    assert [m["To"] for m in sink.messages[before:]] == ["rhea@example.org"] * 5
+    async with session.get(invitation_path, headers=AUTH) as resp:
+        assert (await resp.json())["invitation"]["sent_count"] == 5
+
+    # A day after the first one, a slot is free again.
+    later(app, timedelta(hours=24), monkeypatch)
+    assert (await resend())[0] == 200
 
 
 async def test_without_email_the_code_is_in_the_create_answer_only(

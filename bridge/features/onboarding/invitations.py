@@ -21,8 +21,10 @@ from bridge.core.invitations import (
 )
 from bridge.core.model import SendEmail
 from bridge.features.onboarding.matching import UsedToken, match_accounts
+from bridge.features.onboarding.registration import invitation_refusal
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
-from bridge.ports import DEFAULT_VALIDITY, Invited, OnboardingError
+from bridge.features.onboarding.throttle import next_send
+from bridge.ports import DEFAULT_VALIDITY, Invited, OnboardingError, ResendLimited
 from bridge.provision import PairError
 from bridge.store import invitations, pairs, therapists
 from bridge.store.base import to_ms
@@ -138,6 +140,7 @@ class Onboarding:
         async with self.db.transaction() as tx:
             record = await invitations.create(
                 tx,
+                sealer=self.parts.sealer,
                 email=email,
                 therapist_id=therapist,
                 token=token,
@@ -156,7 +159,7 @@ class Onboarding:
         return record
 
     async def get(self, ref: str) -> InvitationRecord:
-        record = await invitations.get(self.db, ref)
+        record = await invitations.get(self.db, ref, self.parts.sealer)
         if record is None:
             raise OnboardingError(f"no invitation {ref!r} (see `confidant invite list`)")
         return record
@@ -176,11 +179,15 @@ class Onboarding:
         }
 
     async def send(self, record: InvitationRecord, now: datetime) -> None:
-        """E-mail the invitation (again); raises OnboardingError when e-mail is off."""
+        """E-mail the invitation (again); raises OnboardingError when e-mail is off, and
+        ResendLimited when it went out too often lately (see `throttle`)."""
         if self.mailer is None:
             raise OnboardingError(
                 "outbound_email is not enabled: give the patient the invitation code yourself"
             )
+        if record.token is None:
+            raise OnboardingError(f"invitation {record.invitation_id} is {record.status.value}")
+        await self._claim_send(record, to_ms(now))
         effect = SendEmail(
             record.email, "invitation", self.email_context(record, reminder=record.sent_count > 0)
         )
@@ -192,6 +199,25 @@ class Onboarding:
                 invitation_sent(record.invitation_id, self.actor, record.sent_count + 1),
                 now,
             )
+
+    async def _claim_send(self, record: InvitationRecord, now_ms: int) -> None:
+        """Take the slot for one more e-mail, or refuse: concurrent resends race on the
+        stored list of recent sends, and only one of them wins each slot."""
+        seen = record.recent_sends
+        while True:
+            slot = next_send(seen, now_ms)
+            if slot.wait_ms > 0:
+                wait_s = -(-slot.wait_ms // 1000)
+                raise ResendLimited(
+                    f"invitation {record.invitation_id} was e-mailed too often lately "
+                    f"({slot.reason}); try again in {wait_s} s",
+                    wait_s,
+                )
+            async with self.db.transaction() as tx:
+                if await invitations.claim_send(tx, record.invitation_id, seen, slot.sends):
+                    return
+            current = await self.get(record.invitation_id)
+            seen = current.recent_sends
 
     async def resend(self, ref: str, now: datetime) -> InvitationRecord:
         """Send a pending invitation's e-mail again (same code, same expiry)."""
@@ -210,7 +236,8 @@ class Onboarding:
         record = await self.get(ref)
         if record.status is not InvitationStatus.PENDING:
             raise OnboardingError(f"invitation {record.invitation_id} is {record.status.value}")
-        await self.admin.delete_token(record.token)
+        if record.token is not None:
+            await self.admin.delete_token(record.token)
         await self._close(record, InvitationStatus.REVOKED, now)
         return await self.get(record.invitation_id)
 
@@ -234,12 +261,18 @@ class Onboarding:
     async def check(self) -> CheckResult:
         """Look at every pending invitation's token: pair new accounts, expire old codes."""
         result = CheckResult()
-        pending = await invitations.list_invitations(self.db, status=InvitationStatus.PENDING)
+        pending = await invitations.list_invitations(
+            self.db, status=InvitationStatus.PENDING, sealer=self.parts.sealer
+        )
         if not pending:
             return result
         used: list[tuple[InvitationRecord, UsedToken]] = []
         asked_at = to_ms(self.clock())
-        tokens = await self.admin.all_tokens()
+        # The homeserver lists its codes; an invitation knows its own by digest.
+        tokens = {
+            invitations.token_digest(token): (token, info)
+            for token, info in (await self.admin.all_tokens()).items()
+        }
         seen_at = to_ms(self.clock())
         for record in pending:
             if record.patient_id is not None:
@@ -247,7 +280,7 @@ class Onboarding:
                 await self._finish(record, record.patient_id, self.clock())
                 result.matched.append((record, record.patient_id))
                 continue
-            info = tokens.get(record.token)
+            token, info = tokens.get(record.token_sha256, (None, None))
             completed = int(info.get("completed") or 0) if info is not None else 0
             if info is not None and completed >= 1:
                 earliest = max(
@@ -262,8 +295,8 @@ class Onboarding:
                 )
             elif info is None or seen_at >= record.expires_at:
                 # Expired, or deleted on the homeserver by someone else: either way dead.
-                if info is not None:
-                    await self.admin.delete_token(record.token)
+                if token is not None:
+                    await self.admin.delete_token(token)
                 await self._close(record, InvitationStatus.EXPIRED, self.clock())
                 result.expired.append(record)
             else:
@@ -311,8 +344,9 @@ class Onboarding:
             result.matched.append((record, user_id))
         # The codes are spent; remove them from the homeserver's list.
         for record, _ in used:
-            with contextlib.suppress(MatrixError):
-                await self.admin.delete_token(record.token)
+            if record.token is not None:
+                with contextlib.suppress(MatrixError):
+                    await self.admin.delete_token(record.token)
 
     async def _claim(self, record: InvitationRecord, user_id: str) -> None:
         async with self.db.transaction() as tx:
@@ -354,10 +388,19 @@ class Onboarding:
             await self._finish(record, user_id, now)
         except PairError as err:
             raise OnboardingError(str(err)) from None
-        if record.status is InvitationStatus.PENDING:
+        if record.status is InvitationStatus.PENDING and record.token is not None:
             with contextlib.suppress(MatrixError):
                 await self.admin.delete_token(record.token)
         return await self.get(record.invitation_id)
+
+
+async def refuse_unless_codes_work(onboarding: Onboarding) -> None:
+    """Raise OnboardingError before any code is made when the homeserver would not take it
+    (registration off, or not asking for tokens): the patient would meet a dead end."""
+    hs = onboarding.cfg.homeserver
+    refusal = await invitation_refusal(hs.url, verify_tls=hs.verify_tls)
+    if refusal is not None:
+        raise OnboardingError(refusal)
 
 
 async def invite_patient(
@@ -376,6 +419,7 @@ async def invite_patient(
     a relay failure never loses it: the answer then carries the error, and the invitation
     can be sent again with `resend`. Raises OnboardingError with what to do instead.
     """
+    await refuse_unless_codes_work(onboarding)
     record = await onboarding.create(
         email, therapist, now, name=name, policy=policy, valid_for=valid_for
     )
