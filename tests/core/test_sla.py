@@ -43,6 +43,7 @@ from bridge.core.sla import (
     therapist_back,
     timer_id,
 )
+from bridge.core.sla.hours import HOLD_REACH, held_until
 from bridge.core.workhours import WorkingCalendar, calendar_from
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -415,7 +416,9 @@ def test_working_policy_may_escalate_at_any_hour() -> None:
     # Three working hours after Wednesday 17:00 is Thursday 12:00 in the working clock.
     assert clock.escalate_at == berlin(2025, 6, 5, 12)
     _, effects = fire(clock, Step.DUE, berlin(2025, 6, 4, 20), policy)  # held: closed
-    assert [t.at for t in of_type(effects, ScheduleTimer)] == [berlin(2025, 6, 5, 9)]
+    assert [t.at for t in of_type(effects, ScheduleTimer)] == [
+        held_until(CAL, clock.due_at, berlin(2025, 6, 4, 20))
+    ]
     night = replace(clock, escalate_at=berlin(2025, 6, 4, 23))
     _, effects = fire(night, Step.ESCALATION, berlin(2025, 6, 4, 23), policy)
     assert audits(effects) == ["sla.breached", "sla.escalated"]
@@ -436,7 +439,7 @@ def test_reminder_outside_hours_waits_for_the_next_opening() -> None:
     assert audits(effects) == ["sla.breached"]
     (deferred,) = of_type(effects, ScheduleTimer)
     assert deferred.timer_id == clock.timer_id(Step.DUE)
-    assert deferred.at == berlin(2025, 6, 5, 9)
+    assert berlin(2025, 6, 5, 9) <= deferred.at < berlin(2025, 6, 5, 9, 6)
     assert of_type(effects, SendMessage) == []
     # at the opening it goes out, and the breach is not recorded twice
     final, effects = fire(after, Step.DUE, deferred.at, policy)
@@ -451,7 +454,9 @@ def test_reminder_at_closing_time_is_sent_within_the_grace() -> None:
     _, effects = fire(clock, Step.DUE, berlin(2025, 6, 4, 17, 0, 1))
     assert [m.template for m in of_type(effects, SendMessage)] == ["sla_reminder"]
     _, effects = fire(clock, Step.DUE, berlin(2025, 6, 4, 17, 30))  # the bridge was down
-    assert [t.at for t in of_type(effects, ScheduleTimer)] == [berlin(2025, 6, 5, 9)]
+    assert [t.at for t in of_type(effects, ScheduleTimer)] == [
+        held_until(CAL, clock.due_at, berlin(2025, 6, 4, 17, 30))
+    ]
 
 
 def test_escalation_reaches_every_supervisor() -> None:
@@ -507,7 +512,10 @@ def test_expected_reply_quotes_when_a_reminder_backs_it() -> None:
     )
     _, effects = open_clock(policy=held)  # due 22:00
     (notice,) = [m for m in of_type(effects, SendMessage) if m.template == "sla_expected_reply"]
-    assert notice.context["due_at"] == berlin(2025, 6, 5, 9).isoformat()
+    assert (
+        notice.context["due_at"]
+        == held_until(CAL, berlin(2025, 6, 4, 22), berlin(2025, 6, 4, 22)).isoformat()
+    )
     _, effects = open_clock(policy=replace(held, remind_during=None))
     (notice,) = [m for m in of_type(effects, SendMessage) if m.template == "sla_expected_reply"]
     assert notice.context["due_at"] == berlin(2025, 6, 4, 22).isoformat()
@@ -761,3 +769,15 @@ def test_a_reply_dated_before_the_clock_opened_counts_as_immediate() -> None:
         clock, POLICY, CAL, Kind.TEXT, "$r", "@doc:practice", WED_10 - timedelta(seconds=3)
     )
     assert closed is not None and closed.response_calendar == timedelta(0) and closed.met
+
+
+def test_held_reminders_leave_after_the_opening_in_due_order_and_spread() -> None:
+    # A weekend's reminders, due Friday evening to Sunday night, all held until Monday 09:00.
+    monday = berlin(2025, 6, 9, 9)
+    dues = [berlin(2025, 6, 6, 17, 30) + n * timedelta(minutes=37) for n in range(100)]
+    held = [held_until(CAL, due, due) for due in dues]
+    assert held == sorted(held) and len(set(held)) == len(held)
+    assert all(monday <= at < monday + HOLD_REACH / 1000 for at in held)
+    assert held[-1] - held[0] > timedelta(minutes=1)  # spread, not one instant
+    # Held since before the reach: first of all, at the opening itself.
+    assert held_until(CAL, monday - 2 * HOLD_REACH, berlin(2025, 6, 8, 12)) == monday

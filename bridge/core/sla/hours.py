@@ -28,9 +28,38 @@ def deliverable(cal: WorkingCalendar, policy: SlaPolicy, step: Step, now: dateti
     return grace > _ZERO and cal.working_time_between(now - grace, now) > _ZERO
 
 
+#: Steps held until an opening are spread after it by when they fell due, compressed by
+#: this factor: a weekend's reminders leave in due order over a few minutes instead of
+#: all at once (the outbox then paces them within the homeserver's rate limits).
+HOLD_COMPRESSION = 1000
+#: How far back before the opening the spread reaches; steps due earlier go first.
+HOLD_REACH = timedelta(days=4)
+
+
+def held_until(cal: WorkingCalendar, due: datetime, now: datetime) -> datetime:
+    """When a step that fell due at `due` and is held at `now` goes out.
+
+    The next opening after `now`, plus a spread that grows with `due` (at most
+    `HOLD_REACH / HOLD_COMPRESSION`, under six minutes), so the held steps keep their due
+    order and do not all fire in the same instant.
+    """
+    opening = cal.next_opening(now)
+    since = due - (opening - HOLD_REACH)
+    spread = min(max(since, _ZERO), HOLD_REACH) / HOLD_COMPRESSION
+    # Whole milliseconds, as the timers table keeps them.
+    return opening + timedelta(milliseconds=int(spread.total_seconds() * 1000))
+
+
 def delivered_at(cal: WorkingCalendar, policy: SlaPolicy, step: Step, at: datetime) -> datetime:
-    """When a step falling at `at` reaches people: then, or at the next opening if held."""
-    return at if deliverable(cal, policy, step, at) else cal.next_opening(at)
+    """When a step falling at `at` reaches people: then, or after the next opening if held."""
+    return at if deliverable(cal, policy, step, at) else held_until(cal, at, at)
 
 
-__all__ = ["deliverable", "delivered_at", "hours_for"]
+__all__ = [
+    "HOLD_COMPRESSION",
+    "HOLD_REACH",
+    "deliverable",
+    "delivered_at",
+    "held_until",
+    "hours_for",
+]

@@ -23,7 +23,7 @@ from bridge.core.sla.clock import (
     iso_utc,
     parse_timer_id,
 )
-from bridge.core.sla.hours import deliverable
+from bridge.core.sla.hours import deliverable, held_until
 from bridge.core.sla.notices import breach_notice
 from bridge.core.sla.policy import Away, Desk, SlaPolicy
 from bridge.core.sla.schedule import settle_pause
@@ -105,7 +105,7 @@ def on_timer(
 
     if not deliverable(cal, policy, step, now):
         effects.append(
-            ScheduleTimer(timer_id, step.timer_kind, cal.next_opening(now), clock.pair_id)
+            ScheduleTimer(timer_id, step.timer_kind, held_until(cal, scheduled, now), clock.pair_id)
         )
         return replace(clock, steps_done=frozenset(done)), effects
 
