@@ -21,6 +21,7 @@ from pydantic import Field, PlainValidator, field_validator, model_validator
 from bridge.config.errors import FieldProblem
 from bridge.config.section import Section
 from bridge.config.values import HttpUrl, positive_duration
+from bridge.core.language import DEFAULT_LANGUAGE, LANGUAGES, parse_language
 
 
 def _retention(value: Any) -> timedelta | None:
@@ -213,6 +214,10 @@ class Practice(Section):
     room_name_template: str = "Therapy · {therapist} · {label}"
     pair_label_length: int = Field(default=4, ge=4, le=16)
     retention: Annotated[timedelta | None, PlainValidator(_retention)] = None
+    #: The texts' language where a patient or therapist has none of their own.
+    language: str = DEFAULT_LANGUAGE
+    #: Ask a patient who changes language to accept the consent text again, in the new one.
+    reconsent_on_language_change: bool = False
 
     @field_validator("timezone")
     @classmethod
@@ -224,6 +229,14 @@ class Practice(Section):
                 f"{value!r} is not an IANA time zone like 'Europe/Berlin' or 'America/New_York'"
             ) from None
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        code = parse_language(value)
+        if code is None:
+            raise ValueError(f"{value!r} is not a language of the texts ({', '.join(LANGUAGES)})")
+        return code
 
     @field_validator("room_name_template")
     @classmethod

@@ -51,12 +51,18 @@ def shipped_templates() -> set[str]:
     return {str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*.j2")}
 
 
+def shipped_catalogues() -> set[str]:
+    """The translations (`locale/<lang>/LC_MESSAGES/messages.po`), read at start."""
+    return {str(p.relative_to(TEMPLATES)) for p in TEMPLATES.rglob("*.po")}
+
+
 def test_the_wheel_holds_every_template(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     inside = {
         n.removeprefix("bridge/templates/") for n in names if n.startswith("bridge/templates/")
     }
-    assert shipped_templates() and inside == shipped_templates()
+    assert shipped_templates() and shipped_catalogues()
+    assert inside == shipped_templates() | shipped_catalogues()
     # What the package reads at run time besides templates.
     assert "bridge/web/openapi.json" in names
     assert "bridge/config/config.example.yaml" in names
