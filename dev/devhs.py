@@ -65,6 +65,9 @@ NESTED_RATE_LIMITS = {
     "rc_presence": ("per_user",),
 }
 
+#: homeserver.yaml's (enable_registration, registration_requires_token) for each mode.
+REGISTRATION_MODES = {"tokens": (True, True), "off": (False, False), "open": (True, False)}
+
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
@@ -183,12 +186,21 @@ class DevHomeserver:
         *,
         venv: Path | None = None,
         max_upload_size: str = "100M",
+        stock_rate_limits: bool = False,
+        registration: str = "tokens",
     ) -> None:
+        """`stock_rate_limits` keeps Synapse's own limits (as a practice's homeserver has
+        them) instead of raising them out of the way; `registration` is "tokens" (open,
+        with a registration token only, as onboarding needs), "off" or "open" (no token)."""
+        if registration not in REGISTRATION_MODES:
+            raise ValueError(f"registration must be one of {sorted(REGISTRATION_MODES)}")
         self.data_dir = Path(data_dir).resolve()
         self.server_name = server_name
         self._requested_port = port
         self._venv = venv
         self._max_upload_size = max_upload_size
+        self._stock_rate_limits = stock_rate_limits
+        self._registration = registration
         self._port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -312,8 +324,10 @@ class DevHomeserver:
             form_secret=generated["form_secret"],
             registration_shared_secret=self.registration_shared_secret,
             max_upload_size=self._max_upload_size,
-            rate_limits=RATE_LIMITS,
-            nested_rate_limits=NESTED_RATE_LIMITS,
+            enable_registration=REGISTRATION_MODES[self._registration][0],
+            registration_requires_token=REGISTRATION_MODES[self._registration][1],
+            rate_limits=() if self._stock_rate_limits else RATE_LIMITS,
+            nested_rate_limits={} if self._stock_rate_limits else NESTED_RATE_LIMITS,
             rate_per_second=100000,
             rate_burst_count=100000,
         )
@@ -488,6 +502,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("--server-name", default="localhost")
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument(
+        "--stock-rate-limits", action="store_true", help="keep Synapse's own rate limits"
+    )
+    parser.add_argument("--registration", choices=sorted(REGISTRATION_MODES), default="tokens")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -498,7 +516,13 @@ def main(argv: list[str] | None = None) -> int:
         stop_requested = True
 
     signal.signal(signal.SIGTERM, _request_stop)
-    hs = DevHomeserver(args.data_dir, server_name=args.server_name, port=args.port)
+    hs = DevHomeserver(
+        args.data_dir,
+        server_name=args.server_name,
+        port=args.port,
+        stock_rate_limits=args.stock_rate_limits,
+        registration=args.registration,
+    )
     with hs:
         print(f"Synapse {hs.server_name} on {hs.url} (log: {hs.log_path}); Ctrl-C stops it.")
         try:

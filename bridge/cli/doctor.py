@@ -38,44 +38,6 @@ class Finding:
         return f"{_LABEL[self.severity]} {self.check}: {self.text}{fix}"
 
 
-REGISTRATION_FIX = (
-    "set enable_registration: true and registration_requires_token: true in "
-    "homeserver.yaml, then restart Synapse"
-)
-_TOKEN_STAGE = "m.login.registration_token"
-
-
-def registration_verdict(
-    status: int, errcode: str, body: dict[str, Any]
-) -> tuple[int, str, str, str]:
-    """What an empty `POST /register` says about invitation codes: (severity, check, text, fix)."""
-    flows = body.get("flows") if status == 401 else None
-    if not isinstance(flows, list):
-        return (
-            ERROR,
-            "registration",
-            f"the homeserver refuses registration ({errcode or status}): "
-            "patients could not use their invitation codes",
-            REGISTRATION_FIX,
-        )
-    with_token = [_TOKEN_STAGE in flow.get("stages", []) for flow in flows]
-    if with_token and all(with_token):
-        return (OK, "registration", "open with registration tokens only", "")
-    if any(with_token):
-        return (
-            WARN,
-            "registration",
-            "tokens work, but some flows register without one",
-            "set registration_requires_token: true in homeserver.yaml",
-        )
-    return (
-        ERROR,
-        "registration",
-        "open without registration tokens: anyone can register",
-        REGISTRATION_FIX,
-    )
-
-
 class Doctor:
     """Runs the checks in the order a set-up is done, collecting findings."""
 
@@ -214,21 +176,17 @@ class Doctor:
             )
 
     async def registration(self, rest: Any) -> None:
-        from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
+        from bridge.adapters.matrix.rest import HomeserverUnavailable
+        from bridge.features.onboarding.registration import probe_registration
 
         if self.cfg.synapse_admin.access_token is None:
             self.add(OK, "registration", "onboarding is off (no synapse_admin.access_token)")
             return
+        hs = self.cfg.homeserver
         try:
-            # An empty request registers nobody: it is answered with the flows on offer.
-            await rest.request("POST", "/_matrix/client/v3/register", {}, retries=0)
-        except MatrixError as err:
-            self.add(*registration_verdict(err.status, err.errcode, err.body))
-            return
+            self.add(*await probe_registration(hs.url, verify_tls=hs.verify_tls))
         except HomeserverUnavailable as err:
             self.add(ERROR, "registration", f"no answer ({err})", "retry when it answers")
-            return
-        self.add(*registration_verdict(200, "", {}))
 
     # ------------------------------------------------------------ database and people
 

@@ -11,6 +11,7 @@ from bridge.cli.base import (
     LATE_CONFIG,
     load_config_or_exit,
     now,
+    print_table,
     run_with_parts,
     setup_logging_for,
     with_config,
@@ -82,8 +83,20 @@ def cmd_invite(args: argparse.Namespace) -> int:
                 else:
                     print("invitation e-mailed", file=sys.stderr)
             elif sub == "list":
-                for record in await invitations.list_invitations(parts.db):
-                    print(_line(record))
+                print_table(
+                    ("INVITATION", "STATUS", "THERAPIST", "PATIENT", "EXPIRES", "SENT"),
+                    (
+                        (
+                            r.invitation_id,
+                            r.status.value,
+                            r.therapist_id,
+                            r.patient_id or r.email,
+                            _when(r.expires_at),
+                            r.sent_count,
+                        )
+                        for r in await invitations.list_invitations(parts.db)
+                    ),
+                )
             elif sub == "resend":
                 print(_line(await onboarding.resend(args.invitation, now())))
             elif sub == "revoke":

@@ -10,6 +10,7 @@ from bridge.cli.base import (
     LATE_CONFIG,
     load_config_or_exit,
     now,
+    print_table,
     run_with_parts,
     setup_logging_for,
     with_config,
@@ -30,11 +31,13 @@ def cmd_therapist(args: argparse.Namespace) -> int:
             )
             print(f"{args.user}: desk room {desk}")
         elif args.therapist_cmd == "list":
-            for t in await therapists.list_therapists(parts.db):
-                print(
-                    f"{t.user_id:30} desk={t.desk_room_id or '-'} "
-                    f"supervisor={t.supervisor_id or '-'}"
-                )
+            print_table(
+                ("THERAPIST", "EMAIL", "SUPERVISOR", "DESK ROOM"),
+                (
+                    (t.user_id, t.email, t.supervisor_id, t.desk_room_id)
+                    for t in await therapists.list_therapists(parts.db)
+                ),
+            )
         elif args.therapist_cmd == "remove":
             live = [
                 p

@@ -127,7 +127,7 @@ REGISTRATION = [
 def test_registration_verdicts(
     status: int, errcode: str, body: dict[str, object], severity: int
 ) -> None:
-    from bridge.cli.doctor import registration_verdict
+    from bridge.features.onboarding.registration import registration_verdict
 
     found, check, _text, fix = registration_verdict(status, errcode, body)
     assert (found, check) == (severity, "registration")
