@@ -238,6 +238,22 @@ class PairManager:
             self._creator_power = default.isdigit() and int(default) >= 12
         return self._creator_power
 
+    async def room_power_levels(self, record: PairRecord) -> dict[str, Any]:
+        """The power levels `record`'s room must have now (read-only once the pair is closed).
+
+        The room's own version decides whether the creator (the bot) is listed: rooms made
+        before the homeserver's default changed keep theirs.
+        """
+        assert record.room_id is not None
+        create = await self.rest.get_state(record.room_id, "m.room.create")
+        version = str(create.get("room_version", "1"))
+        return power_levels(
+            self.facts.bot_user_id,
+            record.therapist_id,
+            read_only=record.status is PairStatus.REMOVED,
+            bot_is_creator=version.isdigit() and int(version) >= 12,
+        )
+
     # ------------------------------------------------------------ desk rooms
 
     async def ensure_therapist(

@@ -3,11 +3,13 @@ new device, and events the bot cannot decrypt."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from bridge.adapters.matrix.rest import MatrixRest
+from bridge.adapters.matrix.rest import MatrixRest, q
+from bridge.core.power_levels import POWER_LEVELS_RESTORED
 from bridge.store.pairs import PairStatus
 from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config, notice_containing, start_app, text_from
@@ -154,3 +156,69 @@ async def test_export_in_desk_room_gives_an_encrypted_zip(running):
     # An unknown pair gets a short refusal, never a file.
     await therapist.send_text(desk, "!export FFFF")
     await therapist.wait_for(desk, notice_containing("No export"), timeout=30)
+
+
+async def test_an_admins_power_grant_is_set_back(running, homeserver, make_user):
+    app, _patient, _therapist, record = running
+    admin = make_user("roomadmin", admin=True)
+    rest = MatrixRest(homeserver.url, admin.access_token)
+    try:
+        await rest.request(
+            "POST",
+            f"/_synapse/admin/v1/rooms/{q(record.room_id)}/make_room_admin",
+            {"user_id": admin.user_id},
+        )
+        timeline = await rest.request(
+            "GET", f"/_synapse/admin/v1/rooms/{q(record.room_id)}/messages?dir=b&limit=50"
+        )
+    finally:
+        await rest.close()
+    grants = [
+        ev
+        for ev in timeline["chunk"]
+        if ev["type"] == "m.room.power_levels"
+        and ev["content"].get("users", {}).get(admin.user_id) == 100
+    ]
+    assert grants, "the homeserver made no grant"
+
+    bot = app.parts.rest
+
+    async def set_back() -> bool:
+        levels = await bot.get_state(record.room_id, "m.room.power_levels")
+        return admin.user_id not in levels.get("users", {})
+
+    await wait_until(set_back, what="the grant set back")
+    levels = await bot.get_state(record.room_id, "m.room.power_levels")
+    assert levels["users"].get(record.therapist_id) == 50  # the therapist's widget right stays
+    assert levels["events"]["im.vector.modular.widgets"] == 50
+    assert await app.parts.pairs.room_power_levels(record) == {
+        key: levels[key] for key in await app.parts.pairs.room_power_levels(record)
+    }
+
+    async def admin_out() -> bool:
+        token = app.parts.rest.access_token or ""
+        return (await members(homeserver, token, record.room_id)).get(admin.user_id) in (
+            None,
+            "leave",
+        )
+
+    await wait_until(admin_out, what="the admin removed")  # as any outsider
+
+    async def audited() -> bool:
+        details = await app.parts.db.fetchval(
+            "SELECT details FROM audit_entries WHERE action = ? AND pair_id = ?",
+            POWER_LEVELS_RESTORED,
+            record.pair_id,
+        )
+        return (
+            details is not None and f"user:{admin.user_id}" in json.loads(str(details))["changed"]
+        )
+
+    await wait_until(audited, what="the restore audited")
+    # Setting them back is not itself a change to set back: one restore only.
+    assert (
+        await app.parts.db.fetchval(
+            "SELECT COUNT(*) FROM audit_entries WHERE action = ?", POWER_LEVELS_RESTORED
+        )
+        == 1
+    )

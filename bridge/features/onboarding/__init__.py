@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from bridge.adapters.mailer import Mailer
 from bridge.features.onboarding.invitations import Onboarding, invite_patient
+from bridge.features.onboarding.room_powers import install_room_powers
 from bridge.ports import Invited
 from bridge.store.invitations import InvitationRecord
 
@@ -88,8 +89,11 @@ class ApiInvitations:
 
 
 async def install_onboarding(app: Host, *, poll_interval: float = POLL_INTERVAL_S) -> None:
-    """Offer the invitation use cases (`invitations` port) and follow pending invitations
-    while the bridge runs (that needs synapse_admin.access_token)."""
+    """Offer the invitation use cases (`invitations` port), keep pair rooms' power levels the
+    bot's own, and follow pending invitations while the bridge runs (that needs
+    synapse_admin.access_token)."""
+    # Whatever the admin API may do to a pair room's power levels is set back.
+    install_room_powers(app)
     # Without a token the use cases still answer, with what to do instead.
     app.ports.invitations = ApiInvitations(app, app.parts, app.service)
     if app.cfg.synapse_admin.access_token is None:
