@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from bridge.adapters.render import Renderer
 from bridge.core.model import SendMessage
-from bridge.store import outbox
+from bridge.store import languages, outbox
 from bridge.store.base import ContentSealer, Database, Executor, to_ms
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,12 @@ async def enqueue_message(
     msg: SendMessage,
     now: datetime,
 ) -> bool:
-    """Render a SendMessage effect and queue it; False if its txn id was queued before."""
-    content = renderer.message(msg.template, msg.context, msgtype=msg.msgtype)
+    """Render a SendMessage effect and queue it; False if its txn id was queued before.
+
+    It is written in the language of whoever reads its room, unless it names one.
+    """
+    language = msg.language or await languages.of_room(tx, msg.room_id)
+    content = renderer.message(msg.template, msg.context, msgtype=msg.msgtype, language=language)
     return await enqueue_content(
         tx,
         sealer,

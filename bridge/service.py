@@ -10,6 +10,7 @@ so a crash replays either all of it or none of it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,7 @@ from bridge.core.pairroom import decide_pair_event
 from bridge.core.rooms import decide_desk_membership, invite_refused
 from bridge.hooks import Hooks
 from bridge.outbox import OutboxWorker, enqueue_content, enqueue_message
-from bridge.store import pairs, pending, syncstate, therapists, timers
+from bridge.store import languages, pairs, pending, syncstate, therapists, timers
 from bridge.store.base import ContentSealer, Database, Executor, from_ms, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
 
@@ -541,6 +542,10 @@ class Service:
         elif isinstance(effect, CancelTimer) and self.scheduler is not None:
             self.scheduler.disarm(effect.timer_id)
         elif isinstance(effect, SendEmail) and self.mailer is not None:
+            if effect.language is None:
+                # Written in the recipient's language: a therapist's or a patient's address.
+                found = await languages.of_address(self.db, effect.to)
+                effect = dataclasses.replace(effect, language=found)
             await self.mailer.send(effect)
         elif isinstance(effect, Invoke):
             handler = self._hooks.invoke_handler(effect.operation)

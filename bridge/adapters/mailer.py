@@ -1,10 +1,11 @@
-"""Outbound e-mail through the practice's SMTP relay (invitations, reminders, notices).
+"""Outbound e-mail through the practice's SMTP relay (invitations, reminders, notices, and
+the therapist's messages to a patient who agreed to e-mail, built by `bridge.email.compose`).
 
 Every e-mail is rendered from templates: `email/NAME.subject.txt.j2` for the subject and
 `email/NAME.txt.j2` for the body (a body template may also live in `messages/`, as the
-SLA reminder bodies do), with an optional `email/NAME.html.j2` alternative. Nothing
-here carries clinical content, and nothing is logged but the template name and the
-outcome: never an address or a subject.
+SLA reminder bodies do), with an optional `email/NAME.html.j2` alternative. Templated
+mail carries no clinical content; `send_raw` sends a message built elsewhere as it is.
+Nothing is logged but the kind and the outcome: never an address or a subject.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ DEFAULT_SUBJECT = "default"
 
 
 class MailError(Exception):
-    """The relay could not take the message (connection, TLS, authentication or refusal)."""
+    """The relay could not take the message (connection, TLS, authentication or refusal).
+
+    `permanent` when the relay refused it with a 5xx answer: sending it again will not help.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class Mailer:
@@ -55,25 +63,31 @@ class Mailer:
 
     # ------------------------------------------------------------ rendering
 
-    def _render(self, names: list[str], context: dict[str, Any]) -> str | None:
+    def _render(
+        self, names: list[str], context: dict[str, Any], language: str | None
+    ) -> str | None:
         for name in names:
             try:
-                return self.renderer.page(name, context).strip()
+                return self.renderer.page(name, context, language).strip()
             except jinja2.TemplateNotFound:
                 continue
         return None
 
     def compose(self, effect: SendEmail) -> EmailMessage:
-        """The complete message for `effect`: headers, plain body and optional HTML."""
+        """The complete message for `effect`: headers, plain body and optional HTML, in
+        `effect.language` (the service fills in the recipient's), else the practice's."""
         context = {"practice_name": self.practice_name, **effect.context}
         name = effect.template
-        body = self._render([f"email/{name}.txt.j2", f"messages/{name}.txt.j2"], context)
+        language = effect.language
+        body = self._render([f"email/{name}.txt.j2", f"messages/{name}.txt.j2"], context, language)
         if body is None:
             raise LookupError(f"no e-mail template {name!r}")
         subject = self._render(
-            [f"email/{name}.subject.txt.j2", f"email/{DEFAULT_SUBJECT}.subject.txt.j2"], context
+            [f"email/{name}.subject.txt.j2", f"email/{DEFAULT_SUBJECT}.subject.txt.j2"],
+            context,
+            language,
         )
-        html_body = self._render([f"email/{name}.html.j2"], context)
+        html_body = self._render([f"email/{name}.html.j2"], context, language)
         assert self.settings.from_address is not None
         # from_address may carry its own display name ("Practice <care@example.org>").
         from_name, from_addr = parseaddr(self.settings.from_address)
@@ -99,11 +113,28 @@ class Mailer:
         await self.send_message(msg, effect.template)
 
     async def send_message(self, msg: EmailMessage, kind: str = "message") -> None:
+        await self._send(msg, kind)
+
+    async def send_raw(self, raw: bytes, *, sender: str, recipients: list[str], kind: str) -> None:
+        """Send `raw` exactly as it is (a signed message must not be re-serialised), with
+        `sender` as the envelope's MAIL FROM, where bounces go. Raises MailError."""
+        await self._send(raw, kind, sender=sender, recipients=recipients)
+
+    async def _send(
+        self,
+        msg: EmailMessage | bytes,
+        kind: str,
+        *,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+    ) -> None:
         s = self.settings
         password = s.password.get_secret_value() if s.password is not None else None
         try:
             await aiosmtplib.send(
                 msg,
+                sender=sender,
+                recipients=recipients,
                 hostname=s.host,
                 port=s.effective_port,
                 username=s.username,
@@ -115,7 +146,11 @@ class Mailer:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             log.warning("e-mail not sent", extra={"template": kind, "error": type(exc).__name__})
-            raise MailError(f"the mail relay did not take the message: {exc}") from exc
+            code = getattr(exc, "code", None)
+            permanent = isinstance(code, int) and 500 <= code < 600
+            raise MailError(
+                f"the mail relay did not take the message: {exc}", permanent=permanent
+            ) from exc
         log.info("e-mail sent", extra={"template": kind})
 
 

@@ -129,6 +129,9 @@ class SendMessage:
     #: The member the notice is for (first contact): it waits until they have joined and
     #: have a device, so that device receives the post's room key.
     await_member: str | None = None
+    #: The language to write it in; None: that of whoever reads the room (the pair room's
+    #: patient, the desk room's therapist), else the practice's.
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,8 @@ class SendEmail:
     to: str
     template: str
     context: dict[str, Any] = field(default_factory=dict)
+    #: The language to write it in; None: the recipient's, else the practice's.
+    language: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
