@@ -24,6 +24,8 @@ class BuildWithExample(build_py):
     def run(self) -> None:
         super().run()
         target = Path(self.build_lib) / "bridge" / "config" / "config.example.yaml"
+        # An editable build's build_lib holds no package directories: make the one we need.
+        self.mkpath(str(target.parent))
         self.copy_file(str(ROOT / "config.example.yaml"), str(target))
 
 
