@@ -164,3 +164,34 @@ def test_templates_dir_must_exist(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match=r"templates_dir: .* is not a directory"):
         minimal_config(templates_dir=str(tmp_path / "absent"))
+
+
+def test_an_editable_install_builds_from_a_fresh_copy(tmp_path: Path) -> None:
+    """`pip install -e .`, what `make deps` does on a fresh clone, builds and imports."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in BUILD_INPUTS:
+        path = REPO / name
+        if path.is_dir():
+            shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(path, source / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    built = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    located = subprocess.run(
+        [str(python), "-c", "import bridge, sys; sys.stdout.write(bridge.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert located.returncode == 0, located.stderr
+    assert Path(located.stdout).resolve().is_relative_to(source.resolve())
