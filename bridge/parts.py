@@ -60,6 +60,7 @@ def practice_facts(cfg: Config, bot_user_id: str, policy: Policy | None = None) 
         ask_consent=cfg.practice.ask_consent,
         video_enabled=cfg.jitsi.domain is not None,
         reply_windows={name: reply_window(p) for name, p in cfg.policies.items()},
+        room_version=cfg.pairs.room_version,
     )
 
 

@@ -57,6 +57,8 @@ class PracticeFacts:
     video_enabled: bool = False
     #: Each policy's reply window by name, so a pair's texts quote its own policy.
     reply_windows: Mapping[str, ReplyWindow] = field(default_factory=dict)
+    #: The room version new rooms get (`pairs.room_version`); None: the homeserver's default.
+    room_version: str | None = None
 
     def window_of(self, policy: str) -> ReplyWindow:
         """The reply window the texts of a pair on `policy` quote (the default's if unknown)."""
@@ -86,9 +88,11 @@ def pair_room_body(
     name: str,
     pair_id: str,
     federate: bool,
+    room_version: str | None = None,
 ) -> dict[str, Any]:
     """createRoom for a pair: E2EE from the first event, invite-only, the bot holds power."""
     return {
+        **({"room_version": room_version} if room_version else {}),
         "preset": "private_chat",
         "visibility": "private",
         "name": name,
@@ -140,9 +144,16 @@ def power_levels(
 
 
 def desk_room_body(
-    *, bot: str, therapist: str, name: str, federate: bool, bot_is_creator: bool = False
+    *,
+    bot: str,
+    therapist: str,
+    name: str,
+    federate: bool,
+    bot_is_creator: bool = False,
+    room_version: str | None = None,
 ) -> dict[str, Any]:
     return {
+        **({"room_version": room_version} if room_version else {}),
         "preset": "private_chat",
         "visibility": "private",
         "name": name,
@@ -231,11 +242,13 @@ class PairManager:
     async def creator_has_power(self) -> bool:
         """Whether new rooms get a version (12+) where the creator has unlimited power."""
         if self._creator_power is None:
-            caps = await self.rest.request("GET", "/_matrix/client/v3/capabilities")
-            default = str(
-                caps.get("capabilities", {}).get("m.room_versions", {}).get("default", "1")
-            )
-            self._creator_power = default.isdigit() and int(default) >= 12
+            version = self.facts.room_version
+            if version is None:
+                caps = await self.rest.request("GET", "/_matrix/client/v3/capabilities")
+                version = str(
+                    caps.get("capabilities", {}).get("m.room_versions", {}).get("default", "1")
+                )
+            self._creator_power = version.isdigit() and int(version) >= 12
         return self._creator_power
 
     async def room_power_levels(self, record: PairRecord) -> dict[str, Any]:
@@ -288,6 +301,7 @@ class PairManager:
                 therapist=therapist,
                 name=name,
                 federate=self.facts.federate,
+                room_version=self.facts.room_version,
             )
         )
         async with self.db.transaction() as tx:
@@ -363,6 +377,7 @@ class PairManager:
                     name=name,
                     pair_id=record.pair_id,
                     federate=self.facts.federate,
+                    room_version=self.facts.room_version,
                 )
             )
         async with self.db.transaction() as tx:

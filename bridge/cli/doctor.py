@@ -12,6 +12,7 @@ import asyncio
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,17 +42,31 @@ class Finding:
 class Doctor:
     """Runs the checks in the order a set-up is done, collecting findings."""
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, report: Callable[[Finding], None] | None = None) -> None:
         self.cfg = cfg
         self.findings: list[Finding] = []
         self.bot_token: str | None = None
+        self.bot_device: str | None = None
+        self.report = report or (lambda finding: print(finding.line(), flush=True))
 
     def add(self, severity: int, check: str, text: str, fix: str = "") -> None:
         finding = Finding(severity, check, text, fix)
         self.findings.append(finding)
-        print(finding.line(), flush=True)
+        self.report(finding)
 
     async def run(self) -> int:
+        """Every check, as `confidant doctor` runs them; the worst severity."""
+        return await self._checks(at_start=False)
+
+    async def at_start(self) -> int:
+        """The checks whose failure `run` would otherwise only show later, as a symptom.
+
+        Left out: the bot's password (the bridge logs in itself and says so), the SMTP
+        port (the bridge is about to take it) and the people (one lookup each).
+        """
+        return await self._checks(at_start=True)
+
+    async def _checks(self, *, at_start: bool) -> int:
         from bridge.adapters.matrix.rest import MatrixRest
 
         cfg = self.cfg
@@ -59,14 +74,22 @@ class Doctor:
             cfg.homeserver.url, None, verify_tls=cfg.homeserver.verify_tls
         ) as rest:
             if await self.homeserver(rest):
-                await self.bot_login(rest)
+                await self.bot_login(rest, with_password=not at_start)
+                await self.cross_signing(rest)
                 await self.rate_limits(rest)
                 await self.registration(rest)
+                await self.room_version(rest)
                 db_people = await self.database()
-                await self.people(rest, db_people)
+                if not at_start:
+                    await self.people(rest, db_people)
             else:
                 await self.database()
-        self.smtp()
+        if not at_start:
+            self.smtp()
+        else:
+            self.smtp_tls()
+        await self.outbound_relay()
+        await self.jitsi()
         return max((f.severity for f in self.findings), default=OK)
 
     # ------------------------------------------------------------ homeserver
@@ -94,7 +117,7 @@ class Doctor:
         self.add(OK, "homeserver", f"{url} answers: {name}, client API up to {spec}")
         return True
 
-    async def bot_login(self, rest: Any) -> None:
+    async def bot_login(self, rest: Any, *, with_password: bool = True) -> None:
         from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
         from bridge.adapters.matrix.session import stored_credentials
         from bridge.cli.botaccount import password_works
@@ -117,12 +140,16 @@ class Doctor:
                     )
                     return
                 self.bot_token = token
+                self.bot_device = who.get("device_id")
                 source = "saved session" if saved else "bot.access_token"
                 self.add(
                     OK, "bot login", f"{user} signed in ({source}, device {who.get('device_id')})"
                 )
                 return
             assert cfg.bot.password is not None
+            if not with_password:
+                self.add(OK, "bot login", f"{user}: no saved session yet, the bridge logs in")
+                return
             if await password_works(rest, user, cfg.bot.password.get_secret_value()):
                 self.add(OK, "bot login", f"{user}: the password logs in")
             else:
@@ -287,7 +314,11 @@ class Doctor:
                 f"{where} is taken ({err.strerror}); the bridge itself, if it runs",
                 "stop what holds the port, or change smtp.port",
             )
-        if smtp.tls_cert is not None and smtp.tls_key is not None:
+        self.smtp_tls()
+
+    def smtp_tls(self) -> None:
+        smtp = self.cfg.smtp
+        if smtp.enabled and smtp.tls_cert is not None and smtp.tls_key is not None:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
                 context.load_cert_chain(smtp.tls_cert, smtp.tls_key)
@@ -300,6 +331,184 @@ class Doctor:
                 )
             else:
                 self.add(OK, "smtp tls", "certificate and key load")
+
+    # ------------------------------------------------------------ the bot's rooms and keys
+
+    async def room_version(self, rest: Any) -> None:
+        from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
+
+        pinned = self.cfg.pairs.room_version
+        token = self.bot_token or self._admin_token()
+        if token is None:
+            self.add(WARN, "room version", "unknown until the bot has signed in once")
+            return
+        try:
+            caps = await rest.request(
+                "GET", "/_matrix/client/v3/capabilities", token=token, retries=0
+            )
+        except (MatrixError, HomeserverUnavailable) as err:
+            self.add(WARN, "room version", f"unknown ({err})")
+            return
+        versions = caps.get("capabilities", {}).get("m.room_versions", {})
+        default = str(versions.get("default", "1"))
+        available: dict[str, str] = versions.get("available", {})
+        if pinned is None:
+            note = (
+                ' (room ids without ":server"; if a client refuses them, set '
+                'pairs.room_version: "11")'
+                if default.isdigit() and int(default) >= 12
+                else ""
+            )
+            self.add(OK, "room version", f"the homeserver's default, {default}{note}")
+        elif pinned not in available:
+            self.add(
+                ERROR,
+                "room version",
+                f"pairs.room_version {pinned} is not offered by the homeserver",
+                f"set pairs.room_version to one of {', '.join(sorted(available, key=_num))}",
+            )
+        elif available[pinned] != "stable":
+            self.add(
+                WARN,
+                "room version",
+                f"pairs.room_version {pinned} is {available[pinned]} on the homeserver",
+                "pin a stable version",
+            )
+        else:
+            self.add(OK, "room version", f"{pinned} (pairs.room_version; default {default})")
+
+    async def cross_signing(self, rest: Any) -> None:
+        """The bot's master and self-signing keys published, and its device signed: clients
+        that exclude insecure devices read nothing from a bot without them."""
+        from bridge.adapters.matrix.rest import HomeserverUnavailable, MatrixError
+
+        user = self.cfg.bot.user_id
+        token = self.bot_token or self._admin_token()
+        if token is None:
+            self.add(OK, "cross-signing", "not yet: `confidant run` publishes it at first start")
+            return
+        try:
+            keys = await rest.request(
+                "POST",
+                "/_matrix/client/v3/keys/query",
+                {"device_keys": {user: []}},
+                token=token,
+                retries=0,
+            )
+        except (MatrixError, HomeserverUnavailable) as err:
+            self.add(WARN, "cross-signing", f"unknown ({err})")
+            return
+        devices = keys.get("device_keys", {}).get(user, {})
+        ssk = keys.get("self_signing_keys", {}).get(user, {}).get("keys", {})
+        if user not in keys.get("master_keys", {}) or not ssk:
+            if not devices:
+                self.add(OK, "cross-signing", "not yet: `confidant run` publishes it at start")
+            else:
+                self.add(
+                    ERROR,
+                    "cross-signing",
+                    f"{user} has devices but no cross-signing keys: clients that exclude "
+                    "insecure devices cannot read the bot",
+                    "start `confidant run` and look for its cross-signing warning",
+                )
+            return
+        device = self.bot_device
+        if device is None:
+            self.add(OK, "cross-signing", "master and self-signing keys published")
+            return
+        signatures = devices.get(device, {}).get("signatures", {}).get(user, {})
+        if any(key_id in signatures for key_id in ssk):
+            self.add(OK, "cross-signing", f"published; device {device} is signed")
+        else:
+            self.add(
+                ERROR,
+                "cross-signing",
+                f"device {device} is not signed by the bot's self-signing key",
+                "restart `confidant run`: it signs its device at start",
+            )
+
+    def _admin_token(self) -> str | None:
+        token = self.cfg.synapse_admin.access_token
+        return token.get_secret_value() if token else None
+
+    # ------------------------------------------------------------ outside services
+
+    async def outbound_relay(self) -> None:
+        """Log in to the practice's relay as the mailer would, and quit without sending."""
+        import aiosmtplib
+
+        out = self.cfg.outbound_email
+        if not out.enabled:
+            self.add(OK, "outbound relay", "off (outbound_email.enabled: false)")
+            return
+        where = f"{out.host}:{out.effective_port}"
+        client = aiosmtplib.SMTP(
+            hostname=out.host,
+            port=out.effective_port,
+            use_tls=out.security == "tls",
+            start_tls=out.security == "starttls",
+            timeout=10,
+        )
+        try:
+            await client.connect()
+            if out.username is not None and out.password is not None:
+                await client.login(out.username, out.password.get_secret_value())
+                done = f"{where} accepts the login of {out.username}"
+            else:
+                done = f"{where} answers ({out.security}, no login configured)"
+            await client.quit()
+        except aiosmtplib.SMTPAuthenticationError as err:
+            self.add(
+                ERROR,
+                "outbound relay",
+                f"{where} refuses the login of {out.username} ({err.code})",
+                "check outbound_email.username and outbound_email.password",
+            )
+            return
+        except (aiosmtplib.SMTPException, OSError) as err:
+            self.add(
+                ERROR,
+                "outbound relay",
+                f"{where} cannot be used ({type(err).__name__}: {err})",
+                "check outbound_email.host, port and security",
+            )
+            return
+        finally:
+            client.close()
+        self.add(OK, "outbound relay", done)
+
+    async def jitsi(self) -> None:
+        """The Jitsi server answers over HTTPS, so the links `!video` posts open."""
+        import aiohttp
+
+        jitsi = self.cfg.jitsi
+        if jitsi.domain is None:
+            self.add(OK, "jitsi", "off (no jitsi.domain: !video is not offered)")
+            return
+        auth = "token authentication" if jitsi.jwt is not None else "open meetings"
+        url = f"https://{jitsi.domain}/"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+                http.get(url, allow_redirects=True) as resp,
+            ):
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as err:
+            self.add(
+                WARN,
+                "jitsi",
+                f"{url} does not answer ({type(err).__name__}); {auth}",
+                "check jitsi.domain (the server the practice's Jitsi runs on)",
+            )
+            return
+        if status >= 400:
+            self.add(WARN, "jitsi", f"{url} answers {status}; {auth}", "check jitsi.domain")
+        else:
+            self.add(OK, "jitsi", f"{url} answers; {auth}")
+
+
+def _num(version: str) -> tuple[int, str]:
+    return (int(version), "") if version.isdigit() else (1 << 30, version)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from bridge.config.http import Http
 from bridge.config.jitsi import Jitsi
 from bridge.config.logging import LoggingSettings
 from bridge.config.outbound_email import OutboundEmail
+from bridge.config.pairs import Pairs
 from bridge.config.policies import Policy
 from bridge.config.practice import Practice
 from bridge.config.section import Section
@@ -48,6 +49,7 @@ class Config(Section):
     outbound_email: OutboundEmail = OutboundEmail()
     http: Http = Http()
     jitsi: Jitsi = Jitsi()
+    pairs: Pairs = Pairs()
     audit: Audit
     synapse_admin: SynapseAdmin = SynapseAdmin()
     logging: LoggingSettings = LoggingSettings()
@@ -62,7 +64,7 @@ class Config(Section):
             # An empty section (`smtp:` with nothing under it) means "all defaults".
             if key in data and data[key] is None:
                 data[key] = {}
-        for key in ("synapse_admin", "logging"):
+        for key in ("synapse_admin", "logging", "pairs"):
             if key in data and data[key] is None:
                 data[key] = {}
         if "policies" in data and data["policies"] is None:
