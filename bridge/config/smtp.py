@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
+from bridge.config.email_replies import EmailReplies
 from bridge.config.errors import FieldProblem
 from bridge.config.section import Section
 from bridge.config.values import ConfigPath, DomainName
@@ -29,6 +30,7 @@ class InboundSmtp(Section):
     max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     sender_auth: Literal["direct", "behind_mta"] = "direct"
     authserv_id: str | None = None
+    replies: EmailReplies = Field(default_factory=EmailReplies)
 
     @model_validator(mode="after")
     def _consistent(self) -> InboundSmtp:
@@ -43,6 +45,8 @@ class InboundSmtp(Section):
                 "is required with sender_auth: behind_mta "
                 "(the authserv-id your MTA writes in Authentication-Results)",
             )
+        if self.replies.enabled and not self.enabled:
+            raise FieldProblem("replies", "needs smtp.enabled: true (replies come back by mail)")
         if self.enabled:
             if self.auth_users and self.tls_cert is None:
                 # aiosmtpd offers AUTH only after STARTTLS; the listener refuses to start.

@@ -7,12 +7,21 @@ a new module of commands is added to `build_commands` below.
 
 from __future__ import annotations
 
-from bridge.core import commands, consent, desk_commands, sessions, sla_commands, video_commands
+from bridge.core import (
+    commands,
+    consent,
+    dashboard_commands,
+    desk_commands,
+    email_commands,
+    sessions,
+    sla_commands,
+    video_commands,
+)
 from bridge.core.commands import CommandRegistry
 
 
 def build_commands() -> CommandRegistry:
-    """`!help`, the desk's `!export`, the SLA's, consent's, sessions' and video's commands."""
+    """`!help`, the desk's `!export`, the SLA's, consent's, sessions', video's and `!email`."""
     return CommandRegistry(
         [
             *commands.COMMANDS,
@@ -21,5 +30,7 @@ def build_commands() -> CommandRegistry:
             *consent.COMMANDS,
             *sessions.COMMANDS,
             *video_commands.COMMANDS,
+            *dashboard_commands.COMMANDS,
+            *email_commands.COMMANDS,
         ]
     )

@@ -23,6 +23,7 @@ from bridge.core import inbound as core
 from bridge.email.authcheck import Resolver
 from bridge.email.inbox import make_inbox_accept, make_pair_routing
 from bridge.features.email.inbound import CHANNEL
+from bridge.features.email.outbound import OutboundMail, install_outbound
 from bridge.features.email.relay import ACTOR, EmailRelay, InboundPipeline, Uploader
 from bridge.sealing import Sealer
 from bridge.store.base import Database, to_ms
@@ -55,6 +56,8 @@ class EmailFeature:
 
     listener: SmtpListener
     relay: EmailRelay | None
+    #: Answers by e-mail (`smtp.replies`), when on.
+    outbound: OutboundMail | None = None
 
     async def start(self) -> None:
         """Listen for mail, then relay whatever is pending."""
@@ -114,6 +117,7 @@ async def attach_email(
     app.on_listen(feature.listen)
     app.on_start(feature.start_relay)
     app.on_stop(feature.stop)
+    feature.outbound = await install_outbound(app)
     log.info("inbound e-mail installed", extra={"relay": run_relay})
     return feature
 

@@ -40,6 +40,7 @@ from bridge.email.convert import (
 )
 from bridge.email.parse import MalformedEmail
 from bridge.features.email.inbound import CHANNEL, inbound_message
+from bridge.features.email.outbound.consent import answer_by_email
 from bridge.outbox import BACKOFF
 from bridge.sealing import Sealer, SealError
 from bridge.store import pairs
@@ -221,7 +222,20 @@ class EmailRelay:
         message = inbound_message(item, address, raw, converted, post, attachments)
 
         async def claim(tx: Executor, now: datetime) -> bool:
-            return await inbox.mark_relayed(tx, item.id, message.txn_id, to_ms(now))
+            if not await inbox.mark_relayed(tx, item.id, message.txn_id, to_ms(now)):
+                return False
+            # YES to the consent e-mail, or STOP: the e-mail channel's consent, with the
+            # relay, in one transaction (the mail itself is posted as any other).
+            await answer_by_email(
+                tx,
+                self.audit,
+                record,
+                converted.text_body,
+                in_reply_to=converted.in_reply_to,
+                references=converted.references,
+                now=now,
+            )
+            return True
 
         queued = await self.pipeline.on_inbound(message, claim)
         self._attempts.pop(item.id, None)

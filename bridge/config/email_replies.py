@@ -1,0 +1,34 @@
+"""`smtp.replies:` the therapist's messages sent on by e-mail to a patient who agreed to it.
+
+The mail leaves through `outbound_email`'s relay from the pair's own address
+(pair-TOKEN@`smtp.inbound_domain`), so her reply comes back to the same pair.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import model_validator
+
+from bridge.config.errors import FieldProblem
+from bridge.config.section import Section
+from bridge.config.values import ConfigPath
+
+
+class EmailReplies(Section):
+    """Answers by e-mail: off unless enabled, and then only with the patient's consent."""
+
+    enabled: bool = False
+    #: The DKIM selector of the inbound domain's key (DNS: SELECTOR._domainkey.DOMAIN).
+    dkim_selector: str | None = None
+    #: The DKIM private key (PEM, RSA) that signs every mail; null sends unsigned.
+    dkim_key: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EmailReplies:
+        if (self.dkim_selector is None) != (self.dkim_key is None):
+            missing = "dkim_key" if self.dkim_key is None else "dkim_selector"
+            raise FieldProblem(missing, "dkim_selector and dkim_key must be set together")
+        if self.enabled and self.dkim_key is not None and not os.access(self.dkim_key, os.R_OK):
+            raise FieldProblem("dkim_key", f"cannot read {self.dkim_key}")
+        return self

@@ -1,0 +1,192 @@
+"""The e-mail channel outwards: which room events go to the patient by e-mail, her consent
+to the channel, and the audit entries of both (policy only, no I/O).
+
+A therapist's message in the pair room goes to the patient's address only while she has
+agreed to e-mail for that address, to the practice's text on what e-mail does and does not
+protect. Commands, the bot's notices and whatever the bot relayed from e-mail never go out.
+The audit holds the recipient's digest, the Message-ID and sizes in clear, and the mail as
+it left sealed (its media reference in the sealed content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from bridge.core.audit import message_content
+from bridge.core.model import MATRIX, AppendAudit, Kind, Role, RoomEvent
+
+#: Consent states (`email_consent.state`); no row means never asked.
+ASKED = "asked"
+GIVEN = "given"
+REVOKED = "revoked"
+
+#: Who the channel's own audit entries are from.
+ACTOR = "confidant:email"
+
+#: Mail kinds (`outbound_emails.kind`).
+REPLY = "reply"
+CORRECTION = "correction"
+CONSENT = "consent"
+
+SENT_ACTION = "email.sent"
+WITHHELD_ACTION = "email.withheld"
+FAILED_ACTION = "email.failed"
+CONSENT_ASKED_ACTION = "email.consent_asked"
+CONSENT_GIVEN_ACTION = "email.consent_given"
+CONSENT_REVOKED_ACTION = "email.consent_revoked"
+
+#: What the sealed content of an "email.sent" entry is (`message_content`'s msgtype).
+SENT_MSGTYPE = "email_out"
+SENT_FILENAME = "sent.eml"
+
+_WORDS = re.compile(r"[^\w\s]", re.UNICODE)
+#: First lines of a reply that agree to e-mail (a reply to the consent e-mail only).
+YES_WORDS = frozenset({"yes", "i agree", "agree", "yes i agree"})
+#: First lines that stop e-mail, in any reply to the pair's address.
+STOP_WORDS = frozenset({"stop", "unsubscribe"})
+
+
+def address_digest(address: str) -> str:
+    """The SHA-256 (hex) of an address, lower-cased: what is kept where only a match matters."""
+    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def message_id_for(key: str, domain: str) -> str:
+    """The Message-ID of the mail for `key` (a Matrix event id): fixed, so a mail sent again
+    after a crash is the same message; it carries no part of the event id itself."""
+    digest = hashlib.sha256(b"confidant/email-out/" + key.encode("utf-8")).hexdigest()[:32]
+    return f"<out.{digest}@{domain}>"
+
+
+def outbound_kind(ev: RoomEvent) -> str | None:
+    """What mail a pair-room event becomes, or None when it stays in the room.
+
+    Only the therapist's own messages written in the room; an edit becomes a correction.
+    """
+    if ev.channel != MATRIX or ev.role is not Role.THERAPIST or ev.command:
+        return None
+    if ev.kind in (Kind.TEXT, Kind.EMOTE):
+        return REPLY
+    if ev.kind is Kind.EDIT and ev.relates_to:
+        return CORRECTION
+    return None
+
+
+def may_send(state: str | None, consented_address: str | None, address: str | None) -> bool:
+    """Consent is given, for the address the pair has now."""
+    return (
+        state == GIVEN
+        and address is not None
+        and consented_address is not None
+        and consented_address == address_digest(address)
+    )
+
+
+def reply_word(first_line: str) -> str | None:
+    """GIVEN or REVOKED when a reply's first line says yes or stop, else None."""
+    words = " ".join(_WORDS.sub(" ", first_line).casefold().split())
+    if words in STOP_WORDS:
+        return REVOKED
+    if words in YES_WORDS:
+        return GIVEN
+    return None
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of a mail's text."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+# ---------------------------------------------------------------- audit entries
+
+
+def sent(
+    pair_id: str,
+    event_id: str,
+    *,
+    kind: str,
+    recipient: str,
+    message_id: str,
+    in_reply_to: str | None,
+    size: int,
+    text_bytes: int,
+    body: str,
+    subject: str,
+    media_ref: str,
+    encrypted: bool = False,
+) -> AppendAudit:
+    """The mail left through the relay; the text and the mail as sent are sealed."""
+    details: dict[str, Any] = {
+        "kind": kind,
+        "recipient_sha256": address_digest(recipient),
+        "message_id": message_id,
+        "bytes": size,
+        "text_bytes": text_bytes,
+        "encrypted": encrypted,
+    }
+    if in_reply_to:
+        details["in_reply_to"] = in_reply_to
+    content = message_content(
+        SENT_MSGTYPE,
+        body,
+        subject=subject,
+        filename=SENT_FILENAME,
+        mimetype="message/rfc822",
+        media_ref=media_ref,
+    )
+    return AppendAudit(pair_id, SENT_ACTION, ACTOR, details, event_id=event_id, content=content)
+
+
+def withheld(pair_id: str, event_id: str, kind: str, reason: str) -> AppendAudit:
+    """A queued mail that will not go (consent withdrawn, the address changed, ...)."""
+    return AppendAudit(
+        pair_id,
+        WITHHELD_ACTION,
+        ACTOR,
+        {"kind": kind, "reason": reason},
+        event_id=event_id,
+        outcome="refused",
+    )
+
+
+def failed(pair_id: str, event_id: str, kind: str, reason: str) -> AppendAudit:
+    """A queued mail given up (the relay refused it for good, its text is gone)."""
+    return AppendAudit(
+        pair_id,
+        FAILED_ACTION,
+        ACTOR,
+        {"kind": kind, "reason": reason},
+        event_id=event_id,
+        outcome="failed",
+    )
+
+
+def consent_asked(
+    pair_id: str, actor: str, *, text_sha256: str, message_id: str, event_id: str
+) -> AppendAudit:
+    return AppendAudit(
+        pair_id,
+        CONSENT_ASKED_ACTION,
+        actor,
+        {"consent_sha256": text_sha256, "message_id": message_id},
+        event_id=event_id,
+    )
+
+
+def consent_given(
+    pair_id: str, actor: str, *, via: str, text_sha256: str, address: str, event_id: str | None
+) -> AppendAudit:
+    """She agreed (`via` "room" or "email") to the text with this digest, for this address."""
+    return AppendAudit(
+        pair_id,
+        CONSENT_GIVEN_ACTION,
+        actor,
+        {"via": via, "consent_sha256": text_sha256, "recipient_sha256": address_digest(address)},
+        event_id=event_id,
+    )
+
+
+def consent_revoked(pair_id: str, actor: str, *, via: str, event_id: str | None) -> AppendAudit:
+    return AppendAudit(pair_id, CONSENT_REVOKED_ACTION, actor, {"via": via}, event_id=event_id)

@@ -1,0 +1,348 @@
+"""The worker that sends queued mail to patients through the practice's relay.
+
+For each pending row: look again at the pair and the consent (a mail whose consent was
+withdrawn after it was queued is withheld, audited, never sent), build it from the
+event's content sealed in the audit, sign it, hand it to the relay, then in one
+transaction mark it sent and audit it (the mail as sent sealed in the media store). A
+relay that does not answer, or answers 4xx, is tried again with a growing backoff; a 5xx
+answer gives the mail up, audited.
+
+A crash after the relay took the mail and before the commit sends it again at start,
+with the same Message-ID, which the patient's client shows as one message: the relay's
+250 and our commit cannot be one step, and a lost mail would be worse than a repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bridge.adapters.mailer import Mailer, MailError
+from bridge.adapters.render import Renderer
+from bridge.audit.log import AuditLog
+from bridge.core import email_out
+from bridge.email import inbox
+from bridge.email.compose import (
+    OutgoingMail,
+    compose,
+    dkim_sign,
+    footer_html,
+    mail_bytes,
+    matrix_text,
+)
+from bridge.email.convert import plain_to_html
+from bridge.email.parse import MalformedEmail, parse_message
+from bridge.outbox import BACKOFF
+from bridge.sealing import Sealer, SealError
+from bridge.store import audit as audit_store
+from bridge.store import outmail, pairs
+from bridge.store.base import Database, to_ms
+from bridge.store.outmail import OutboundEmail, OutmailStatus
+from bridge.store.pairs import PairRecord, PairStatus
+
+log = logging.getLogger(__name__)
+
+#: How long a worker holds a mail while the relay takes it (the relay's timeout is 30 s);
+#: after a crash in the middle of a send, the mail is sent again once this has passed.
+LEASE_MS = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Dkim:
+    selector: str
+    domain: str
+    private_key: bytes
+
+
+class _GiveUp(Exception):
+    def __init__(self, status: OutmailStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class OutboundWorker:
+    """Sends pending outbound mail; `start()`, `kick()`, `stop()`, or `drain()` once."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        sealer: Sealer,
+        audit: AuditLog,
+        renderer: Renderer,
+        mailer: Mailer,
+        clock: Callable[[], datetime],
+        inbound_domain: str,
+        practice_name: str,
+        terms_context: Callable[[], dict[str, Any]],
+        dkim: Dkim | None = None,
+        poll_seconds: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.sealer = sealer
+        self.audit = audit
+        self.renderer = renderer
+        self.mailer = mailer
+        self.clock = clock
+        self.domain = inbound_domain
+        self.practice_name = practice_name
+        self.terms_context = terms_context
+        self.dkim = dkim
+        self.poll_seconds = poll_seconds
+        self.sent = 0
+        self.retries = 0
+        self._attempts: dict[str, int] = {}
+        self._not_before: dict[str, float] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        # One pass at a time in this process; the rows' leases keep other processes out.
+        self._pass = asyncio.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="email-outbound")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def kick(self) -> None:
+        """Look at the queue now (a mail was just queued and committed)."""
+        self._wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self.drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbound e-mail pass failed", extra={"error": type(exc).__name__})
+            wait = self.poll_seconds
+            if self._not_before:
+                wait = min(wait, max(0.05, min(self._not_before.values()) - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+
+    # ------------------------------------------------------------ one pass
+
+    async def drain(self, limit: int = 50) -> int:
+        """Send every pending mail not waiting out a backoff; returns how many were sent.
+
+        A pair's mails leave in their order: once one waits, the pair's later ones wait too.
+        """
+        async with self._pass:
+            return await self._drain(limit)
+
+    async def _drain(self, limit: int) -> int:
+        loop = asyncio.get_running_loop()
+        done = 0
+        held: set[str] = set()
+        for row in await outmail.pending(self.db, limit):
+            if row.pair_id in held or self._not_before.get(row.event_id, 0.0) > loop.time():
+                held.add(row.pair_id)
+                continue
+            try:
+                if await self.send(row):
+                    done += 1
+            except asyncio.CancelledError:
+                raise
+            except MailError as exc:
+                if exc.permanent:
+                    await self._give_up(row, OutmailStatus.FAILED, "relay_refused")
+                else:
+                    held.add(row.pair_id)
+                    await self._defer(row, type(exc.__cause__ or exc).__name__)
+        return done
+
+    async def _defer(self, row: OutboundEmail, error: str) -> None:
+        loop = asyncio.get_running_loop()
+        attempts = self._attempts.get(row.event_id, 0)
+        delay = BACKOFF[min(attempts, len(BACKOFF) - 1)]
+        self._attempts[row.event_id] = attempts + 1
+        self._not_before[row.event_id] = loop.time() + delay
+        self.retries += 1
+        await outmail.note_attempt(self.db, row.event_id, error)
+        log.info(
+            "outbound e-mail deferred",
+            extra={"pair_id": row.pair_id, "kind": row.kind, "error": error, "in_s": delay},
+        )
+
+    async def send(self, row: OutboundEmail) -> bool:
+        """Send one queued mail; True when it went now. Raises MailError to be retried."""
+        try:
+            record = await pairs.get(self.db, row.pair_id)
+            if record is None or record.status is not PairStatus.ACTIVE:
+                raise _GiveUp(OutmailStatus.WITHHELD, "pair_inactive")
+            if not record.patient_email:
+                raise _GiveUp(OutmailStatus.WITHHELD, "no_address")
+            consent = await outmail.get_consent(self.db, row.pair_id)
+            if row.kind == email_out.CONSENT:
+                if consent is None or consent.state != email_out.ASKED:
+                    raise _GiveUp(OutmailStatus.WITHHELD, "not_asked")
+            elif consent is None or not email_out.may_send(
+                consent.state, consent.address_sha256, record.patient_email
+            ):
+                raise _GiveUp(OutmailStatus.WITHHELD, "no_consent")
+            mail, body = await self._build(row, record)
+        except _GiveUp as stop:
+            await self._give_up(row, stop.status, stop.reason)
+            return False
+        if not await outmail.claim(self.db, row.event_id, to_ms(self.clock()), LEASE_MS):
+            return False
+        raw = mail_bytes(compose(mail))
+        if self.dkim is not None:
+            raw = dkim_sign(
+                raw,
+                selector=self.dkim.selector,
+                domain=self.dkim.domain,
+                private_key=self.dkim.private_key,
+            )
+        await self.mailer.send_raw(
+            raw, sender=mail.from_address, recipients=[mail.to], kind=f"email_{row.kind}"
+        )
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            if not await outmail.mark_sent(tx, row.event_id, to_ms(now)):
+                return False
+            media_ref = await self.audit.store_media(tx, raw, now)
+            entry = email_out.sent(
+                row.pair_id,
+                row.event_id,
+                kind=row.kind,
+                recipient=mail.to,
+                message_id=mail.message_id,
+                in_reply_to=mail.in_reply_to,
+                size=len(raw),
+                text_bytes=len(body.encode("utf-8")),
+                body=body,
+                subject=mail.subject,
+                media_ref=media_ref,
+            )
+            await self.audit.append(tx, entry, now)
+        self._attempts.pop(row.event_id, None)
+        self._not_before.pop(row.event_id, None)
+        self.sent += 1
+        log.info(
+            "outbound e-mail sent",
+            extra={"pair_id": row.pair_id, "kind": row.kind, "bytes": len(raw)},
+        )
+        return True
+
+    async def _give_up(self, row: OutboundEmail, status: OutmailStatus, reason: str) -> None:
+        now = self.clock()
+        async with self.db.transaction() as tx:
+            if not await outmail.mark_given_up(tx, row.event_id, status, reason):
+                return
+            if status is OutmailStatus.WITHHELD:
+                entry = email_out.withheld(row.pair_id, row.event_id, row.kind, reason)
+            else:
+                entry = email_out.failed(row.pair_id, row.event_id, row.kind, reason)
+            await self.audit.append(tx, entry, now)
+        self._attempts.pop(row.event_id, None)
+        self._not_before.pop(row.event_id, None)
+        log.info(
+            "outbound e-mail not sent",
+            extra={"pair_id": row.pair_id, "kind": row.kind, "reason": reason},
+        )
+
+    # ------------------------------------------------------------ building
+
+    async def _build(self, row: OutboundEmail, record: PairRecord) -> tuple[OutgoingMail, str]:
+        """The mail for `row` and its text as the audit keeps it."""
+        assert record.patient_email is not None
+        base: dict[str, Any] = {"practice_name": self.practice_name}
+        address = f"pair-{record.email_token}@{self.domain}"
+        if row.kind == email_out.CONSENT:
+            context = {**base, **self.terms_context()}
+            text = self.renderer.page("email/email_consent.txt.j2", context).strip()
+            subject = self.renderer.page("email/email_consent.subject.txt.j2", context).strip()
+            mail = OutgoingMail(
+                from_name=self.practice_name,
+                from_address=address,
+                to=record.patient_email,
+                subject=subject,
+                message_id=row.message_id,
+                text=text,
+                auto_submitted=True,
+            )
+            return mail, text
+        content = await self._event_content(row.event_id)
+        if content is None:
+            raise _GiveUp(OutmailStatus.FAILED, "content_gone")
+        said = matrix_text(content)
+        footer = self.renderer.page("email/reply_footer.txt.j2", base).strip()
+        last = await outmail.last_inbound(self.db, record.pair_id)
+        in_reply_to = last.message_id if last is not None else None
+        text, html = said.text, said.html
+        if row.kind == email_out.CORRECTION:
+            intro = self.renderer.page("email/correction.txt.j2", base).strip()
+            original = _edited_event(content)
+            earlier = None if original is None else await outmail.sent_message_id(self.db, original)
+            in_reply_to = earlier or in_reply_to
+            text = f"{intro}\n\n{text}"
+            if html is not None:
+                html = f"<p><em>{intro}</em></p>\n{html}"
+        subject = await self._subject(last, base)
+        references = await outmail.thread_ids(self.db, record.pair_id)
+        # Her client shows the HTML part: the sender's formatting, sanitised, or else the
+        # escaped text; the footer set apart under it either way.
+        body_html = html if html is not None else plain_to_html(text)
+        mail = OutgoingMail(
+            from_name=self.practice_name,
+            from_address=address,
+            to=record.patient_email,
+            subject=subject,
+            message_id=row.message_id,
+            text=f"{text}\n\n-- \n{footer}",
+            html=f"{body_html}\n{footer_html(footer)}",
+            in_reply_to=in_reply_to,
+            references=references,
+        )
+        return mail, text
+
+    async def _subject(self, last: outmail.LastInbound | None, base: dict[str, Any]) -> str:
+        """Her latest subject after "Re: ", so her client threads it; else the template's."""
+        if last is not None:
+            item = await inbox.get(self.db, last.email_id)
+            if item is not None:
+                try:
+                    subject = parse_message(inbox.open_raw(self.sealer, item)).subject
+                except (SealError, MalformedEmail):
+                    subject = ""
+                if subject:
+                    return subject if subject.lower().startswith("re:") else f"Re: {subject}"
+        return self.renderer.page("email/reply.subject.txt.j2", base).strip()
+
+    async def _event_content(self, event_id: str) -> dict[str, Any] | None:
+        """The decrypted content of the room event, from its sealed audit entry."""
+        seq = await audit_store.first_room_entry(self.db, event_id)
+        if seq is None:
+            return None
+        raw = await self.audit.load_content(self.db, seq)
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else None
+
+
+def _edited_event(content: dict[str, Any]) -> str | None:
+    relates = content.get("m.relates_to")
+    if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
+        target = relates.get("event_id")
+        return target if isinstance(target, str) else None
+    return None

@@ -1,0 +1,328 @@
+"""Answers by e-mail end to end: the therapist writes in the E2EE pair room on the real
+Synapse, the patient's mailbox (an aiosmtpd sink standing in for the practice's relay)
+gets it threaded, signed and only with her consent; her reply comes back to the same pair;
+a mail queued while the relay is down leaves once after a restart, and never twice."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bridge.app import App
+from bridge.core import email_out
+from bridge.features.email import EmailFeature
+from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
+from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
+from tests.features.test_email_bridge import (
+    DOMAIN,
+    PATIENT,
+    SMTP,
+    email_features,
+    free_port,
+    load_config_dict,
+    message,
+    post_with,
+    send_mail,
+)
+from tests.features.test_pair_rooms import wait_until
+from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
+from tests.support.nio_user import NioUser
+
+pytestmark = pytest.mark.integration
+
+SELECTOR = "conf1"
+
+
+def dkim_key(tmp_path: Path) -> tuple[Path, bytes]:
+    """A DKIM key file and the TXT record that publishes it."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return path, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def config(
+    homeserver: Any, bot: Any, tmp_path: Path, relay_port: int, key: Path | None = None
+) -> Any:
+    replies: dict[str, Any] = {"enabled": True}
+    if key is not None:
+        replies |= {"dkim_selector": SELECTOR, "dkim_key": str(key)}
+    overrides = bridge_config_dict(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        smtp={**SMTP, "replies": replies},
+        outbound_email=outbound(relay_port),
+    )
+    return load_config_dict(overrides, tmp_path)
+
+
+async def email_pair(app: App, make_nio_user: Any) -> tuple[NioUser, NioUser, Any, str]:
+    """A pair with the patient's address on file, both members in the room."""
+    patient = await make_nio_user("patient")
+    therapist = await make_nio_user("therapist")
+    record, _ = await app.parts.pairs.add_pair(
+        patient.user_id, therapist.user_id, app.service.clock(), patient_email=PATIENT
+    )
+    await patient.wait_for(record.room_id, notice_containing("Welcome"), timeout=30)
+    await therapist.wait_joined(record.room_id, patient.user_id, timeout=20)
+    return patient, therapist, record, f"pair-{record.email_token}@{DOMAIN}"
+
+
+async def sent_entries(app: App, pair_id: str, action: str) -> list[dict[str, Any]]:
+    rows = await app.parts.db.fetch(
+        "SELECT seq, details, event_id, outcome FROM audit_entries "
+        "WHERE pair_id = ? AND action = ? ORDER BY seq",
+        pair_id,
+        action,
+    )
+    return [{**row, "details": json.loads(row["details"])} for row in rows]
+
+
+def mails_with(sink: Sink, text: str) -> list[EmailMessage]:
+    return [m for m in sink.messages if text in m.as_string()]
+
+
+async def settle(app: App, feature: EmailFeature) -> None:
+    """Let the worker look at the queue once more (a mail that should not go stays out)."""
+    assert feature.outbound is not None
+    await feature.outbound.worker.drain()
+
+
+async def test_consent_then_threaded_replies_both_ways_then_revoked(
+    homeserver,
+    make_user,
+    make_nio_user,
+    smtp_sink: SinkFactory,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+):
+    caplog.set_level(logging.INFO)
+    bot = make_user("bot")
+    relay = await smtp_sink()
+    key, record_txt = dkim_key(tmp_path)
+    features, holder = email_features(port=0)
+    app = await start_app(config(homeserver, bot, tmp_path, relay.port, key), features=features)
+    try:
+        feature = holder["email"]
+        assert feature.outbound is not None
+        patient, therapist, record, address = await email_pair(app, make_nio_user)
+        room, port = record.room_id, feature.listener.port
+
+        # 1. No consent: the therapist's message stays in the room.
+        await therapist.send_text(room, "canary-before-consent")
+        await patient.wait_for(room, post_with("canary-before-consent"), timeout=20)
+        await settle(app, feature)
+        assert relay.messages == []
+
+        # 2. The therapist asks by e-mail: the practice's text, no clinical content.
+        await therapist.send_text(room, "!email ask")
+        await therapist.wait_for(room, notice_containing("sent to the patient's address"), 20)
+        (ask,) = await relay.wait(1, timeout=20)
+        assert relay.envelopes[0].rcpt_tos == [PATIENT]
+        assert relay.envelopes[0].mail_from == address  # bounces come back to the pair
+        assert ask["From"].addresses[0].addr_spec == address
+        assert ask["Auto-Submitted"] == "auto-generated"
+        assert "reply to this e-mail with the single word YES" in body_of(ask)
+        assert "canary" not in ask.as_string()
+
+        # 3. She answers YES by e-mail: consent is given, for the text the e-mail carried.
+        yes = message(
+            address,
+            message_id="<yes-1@example.org>",
+            body="YES\n\nOn Monday the practice wrote:\n> ...",
+            subject="Re: " + str(ask["Subject"]),
+            in_reply_to=str(ask["Message-ID"]),
+        )
+        await send_mail(port, address, yes)
+
+        async def given() -> list[dict[str, Any]]:
+            return await sent_entries(app, record.pair_id, email_out.CONSENT_GIVEN_ACTION)
+
+        [agreed] = await wait_until(given, what="consent given by e-mail")
+        [asked] = await sent_entries(app, record.pair_id, email_out.CONSENT_ASKED_ACTION)
+        assert agreed["details"]["via"] == "email"
+        assert agreed["details"]["consent_sha256"] == asked["details"]["consent_sha256"]
+        assert agreed["details"]["recipient_sha256"] == email_out.address_digest(PATIENT)
+
+        # 4. The therapist answers in the room: it reaches her mailbox, threaded and signed.
+        reply_id = await therapist.send(
+            room,
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": "canary-reply-1 see you Tuesday",
+                "format": "org.matrix.custom.html",
+                "formatted_body": "canary-reply-1 see you <b>Tuesday</b><script>x()</script>",
+            },
+        )
+        await relay.wait(2, timeout=30)
+        [reply] = mails_with(relay, "canary-reply-1")
+        raw = relay.envelopes[1].original_content
+        assert dkim.verify(
+            raw,
+            dnsfunc=lambda name, timeout=5: (
+                record_txt if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode() else b""
+            ),
+        )
+        assert reply["In-Reply-To"] == "<yes-1@example.org>"
+        assert str(ask["Message-ID"]) in reply["References"].split()
+        assert reply["Subject"] == yes_subject(ask)
+        assert reply["From"].addresses[0].addr_spec == address
+        html = reply.get_body(("html",))
+        assert html is not None and "<b>Tuesday</b>" in html.get_content()
+        assert "script" not in html.get_content()
+        assert "canary-reply-1 see you Tuesday" in body_of(reply)
+
+        async def audited() -> list[dict[str, Any]]:
+            entries = await sent_entries(app, record.pair_id, email_out.SENT_ACTION)
+            return [e for e in entries if e["event_id"] == reply_id]
+
+        # The relay's 250 comes first, the commit that audits it right after.
+        [sent] = await wait_until(audited, what="the reply audited")
+        assert sent["details"]["message_id"] == reply["Message-ID"]
+        assert sent["details"]["recipient_sha256"] == email_out.address_digest(PATIENT)
+        assert sent["details"]["bytes"] == len(raw)
+        assert PATIENT not in json.dumps(sent) and "canary" not in json.dumps(sent)
+        kept = json.loads(await app.parts.audit.load_content(app.parts.db, sent["seq"]))
+        assert kept["body"] == "canary-reply-1 see you Tuesday"
+        assert await app.parts.audit.load_media(app.parts.db, kept["media_ref"]) == raw
+
+        # 5. An edit goes as a correction of that mail.
+        await therapist.send(
+            room,
+            "m.room.message",
+            {
+                "msgtype": "m.text",
+                "body": "* canary-fix-1 see you Wednesday",
+                "m.new_content": {"msgtype": "m.text", "body": "canary-fix-1 see you Wednesday"},
+                "m.relates_to": {"rel_type": "m.replace", "event_id": reply_id},
+            },
+        )
+        await relay.wait(3, timeout=30)
+        [fix] = mails_with(relay, "canary-fix-1")
+        assert fix["In-Reply-To"] == reply["Message-ID"]
+        assert body_of(fix).startswith("Correction to an earlier message:")
+
+        # 6. Her answer to the mail comes back to the same pair's room, as a reply thread.
+        back = message(
+            address,
+            message_id="<back-1@example.org>",
+            body="canary-back-1 Wednesday is fine",
+            subject=str(reply["Subject"]),
+            in_reply_to=str(reply["Message-ID"]),
+        )
+        await send_mail(port, address, back)
+        await patient.wait_for(room, post_with("canary-back-1"), timeout=30)
+        await therapist.send_text(room, "canary-reply-2 good")
+        await relay.wait(4, timeout=30)
+        [second] = mails_with(relay, "canary-reply-2")
+        assert second["In-Reply-To"] == "<back-1@example.org>"
+        assert {"<yes-1@example.org>", str(reply["Message-ID"])} <= set(
+            second["References"].split()
+        )
+
+        # 7. She stops it in the room: nothing more leaves, and the stop is audited.
+        await patient.send_text(room, "!email off")
+        await patient.wait_for(room, notice_containing("E-mail is off"), timeout=20)
+        await therapist.send_text(room, "canary-after-off")
+        await therapist.wait_for(room, post_with("canary-after-off"), timeout=20)
+        await settle(app, feature)
+        [revoked] = await sent_entries(app, record.pair_id, email_out.CONSENT_REVOKED_ACTION)
+        assert revoked["details"] == {"via": "room"}
+        assert mails_with(relay, "canary-after-off") == []
+        assert mails_with(relay, "canary-before-consent") == []
+        assert len(relay.messages) == 4  # the ask, two replies and the correction
+
+        # No content and no address in the logs.
+        logged = "\n".join(str(r.__dict__) for r in caplog.records)
+        assert "canary" not in logged and PATIENT not in logged
+    finally:
+        await app.stop()
+
+
+def yes_subject(ask: EmailMessage) -> str:
+    subject = " ".join(str(ask["Subject"]).split())
+    return f"Re: {subject}"
+
+
+async def test_stop_by_email_and_queued_mail_leaves_once_after_restart(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path
+):
+    bot = make_user("bot")
+    closed = free_port()  # nothing listens: the relay is down
+    features, holder = email_features(port=0)
+    app = await start_app(config(homeserver, bot, tmp_path, closed), features=features)
+    try:
+        patient, therapist, record, address = await email_pair(app, make_nio_user)
+        room = record.room_id
+        await patient.send_text(room, "!email on")
+        await patient.wait_for(room, notice_containing("agreement is recorded"), timeout=20)
+        event_id = await therapist.send_text(room, "canary-queued-1")
+
+        async def tried() -> bool:
+            row = await app.parts.db.fetchrow(
+                "SELECT status, attempts FROM outbound_emails WHERE event_id = ?", event_id
+            )
+            return row is not None and row["status"] == "pending" and row["attempts"] >= 1
+
+        await wait_until(tried, what="a failed attempt")
+    finally:
+        await app.stop()
+
+    relay = await smtp_sink()
+    cfg = config(homeserver, bot, tmp_path, relay.port)
+    for _ in range(2):  # the second start finds it sent and sends nothing
+        features, holder = email_features(port=0)
+        app = await start_app(cfg, features=features)
+        try:
+            await relay.wait(1, timeout=30)
+            await settle(app, holder["email"])
+            assert len(mails_with(relay, "canary-queued-1")) == 1
+            row = await app.parts.db.fetchrow(
+                "SELECT status FROM outbound_emails WHERE event_id = ?", event_id
+            )
+            assert row is not None and row["status"] == "sent"
+        finally:
+            await app.stop()
+    assert len(relay.messages) == 1
+
+    # STOP in any reply takes consent back; what is queued then is withheld, audited.
+    features, holder = email_features(port=0)
+    app = await start_app(cfg, features=features)
+    try:
+        feature = holder["email"]
+        port = feature.listener.port
+        stop = message(address, message_id="<stop-1@example.org>", body="STOP")
+        await send_mail(port, address, stop)
+
+        async def revoked() -> list[dict[str, Any]]:
+            return await sent_entries(app, record.pair_id, email_out.CONSENT_REVOKED_ACTION)
+
+        [entry] = await wait_until(revoked, what="consent revoked by e-mail")
+        assert entry["details"] == {"via": "email"}
+        await therapist.send_text(room, "canary-after-stop")
+        await therapist.wait_for(room, post_with("canary-after-stop"), timeout=20)
+        await settle(app, feature)
+        assert len(relay.messages) == 1
+    finally:
+        await app.stop()
