@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bridge import metrics
 from bridge.audit.verify import verify
 from bridge.core.audit import VerifyResult, public_key_bytes
+from bridge.core.model import AppendAudit, Invoke
 from bridge.ports import (
     InvitationDesk,
     Invited,
@@ -25,6 +26,7 @@ from bridge.ports import (
     VoiceUploads,
 )
 from bridge.store.invitations import InvitationRecord
+from bridge.web.dashboard_names import ProfileNames, profile_path
 from bridge.web.deps import HealthSources, MetricsSource, WebDeps
 from bridge.web.server import HttpServer
 
@@ -129,6 +131,14 @@ def web_deps(app: Host) -> WebDeps:
         )
         return result
 
+    async def record_audit(entry: AppendAudit) -> None:
+        now = clock()
+        async with parts.db.transaction() as tx:
+            await service.apply_durable(tx, [entry], now)
+
+    async def invoke(operation: Invoke) -> None:
+        await service.apply_after([operation])
+
     smtp = cfg.smtp
     return WebDeps(
         parts=parts,
@@ -151,6 +161,11 @@ def web_deps(app: Host) -> WebDeps:
         invitations=_Invitations(app.ports),
         voice=_VoiceUploads(app.ports),
         verify_audit=verify_audit,
+        names=ProfileNames(
+            lambda user_id: parts.rest.request("GET", profile_path(user_id), retries=0)
+        ),
+        invoke=invoke,
+        record_audit=record_audit,
     )
 
 

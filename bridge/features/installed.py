@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bridge.features.consent import install_consent
+from bridge.features.dashboard import install_dashboard
 from bridge.features.email import install_email
 from bridge.features.export import install_export
 from bridge.features.http import install_http
@@ -34,5 +35,6 @@ ALL: list[Installer] = [
     install_video,
     install_sessions,
     install_selfcheck,
+    install_dashboard,
     install_http,
 ]

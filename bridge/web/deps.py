@@ -9,14 +9,15 @@ here, so a page shows the bridge as it is now.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from bridge.core.audit import VerifyResult
+from bridge.core.model import AppendAudit, Invoke
 from bridge.parts import Parts
 from bridge.ports import InvitationDesk, VoiceUploads
 from bridge.provision import PairManager
@@ -71,6 +72,19 @@ class AuditCheck(Protocol):
         ...
 
 
+class DisplayNames(Protocol):
+    """Therapists' display names for the dashboard (their ids where none is known)."""
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]: ...
+
+
+class IdsAsNames:
+    """Names nobody looked up: each user id stands for itself."""
+
+    async def names(self, user_ids: Iterable[str]) -> dict[str, str]:
+        return {user_id: user_id for user_id in user_ids}
+
+
 @dataclass(frozen=True)
 class WebDeps:
     """Everything the web face uses of the running bridge."""
@@ -95,6 +109,12 @@ class WebDeps:
     invitations: InvitationDesk
     voice: VoiceUploads
     verify_audit: AuditCheck
+    #: Therapists' display names, looked up once and kept (the dashboard shows them).
+    names: DisplayNames = field(default_factory=IdsAsNames)
+    #: Runs an operation a feature performs (the SLA's away and back), as a desk command would.
+    invoke: Callable[[Invoke], Awaitable[None]] | None = None
+    #: Appends one audit entry the core built, in a transaction of its own.
+    record_audit: Callable[[AppendAudit], Awaitable[None]] | None = None
 
 
 DEPS_KEY = web.AppKey("deps", WebDeps)

@@ -11,6 +11,9 @@ from bridge.web import (
     audit,
     clocks,
     dashboard,
+    dashboard_actions,
+    dashboard_session,
+    dashboard_trends,
     health,
     invitations,
     openapi,
@@ -38,7 +41,10 @@ ROUTE_TABLES = (
     clocks.routes,
     sla_report.routes,
     audit.routes,
+    dashboard_session.routes,
     dashboard.routes,
+    dashboard_trends.routes,
+    dashboard_actions.routes,
 )
 
 #: The largest request body taken (voice uploads stream past it in pieces).

@@ -12,7 +12,7 @@ import pytest
 from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.features.http import http_installer, install_http
-from bridge.store import clocks
+from bridge.store import clocks, therapists
 from bridge.web.auth import CSRF_COOKIE, SESSION_COOKIE
 from bridge.web.server import HttpServer
 from tests.features.test_pair_rooms import wait_until
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TOKEN = "dash-" + secrets.token_urlsafe(16)
+THERAPIST_NAME = "Dr Ada Okafor"
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -65,6 +66,8 @@ async def dashboard(homeserver, make_user, make_nio_user, tmp_path: Path):
     try:
         patient = await make_nio_user("dashpatient")
         therapist = await make_nio_user("dashtherapist")
+        # The dashboard shows therapists by display name, looked up once from the homeserver.
+        await therapist.client.set_displayname(THERAPIST_NAME)
         record, _ = await app.parts.pairs.add_pair(
             patient.user_id, therapist.user_id, app.service.clock()
         )
@@ -75,7 +78,7 @@ async def dashboard(homeserver, make_user, make_nio_user, tmp_path: Path):
             return await clocks.get_open(app.parts.db, record.pair_id)
 
         await wait_until(clock_open, timeout=30, what="SLA clock opened by the patient")
-        yield app, servers[0], record, therapist.user_id
+        yield app, servers[0], record, therapist
     finally:
         await app.stop()
 
@@ -129,7 +132,7 @@ def _browse(base_url: str, shot: Path, profile: Path) -> dict[str, object]:
 )
 async def test_dashboard_in_headless_chromium(dashboard, tmp_path: Path):
     pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
-    _app, server, record, therapist = dashboard
+    _app, server, record, _therapist = dashboard
     shot = tmp_path / "dashboard.png"
     seen = await asyncio.to_thread(_browse, server.base_url, shot, tmp_path / "chromium-profile")
     assert str(seen["redirected_to"]).endswith("/dashboard/login")
@@ -137,7 +140,11 @@ async def test_dashboard_in_headless_chromium(dashboard, tmp_path: Path):
     rows = seen["rows"]
     assert isinstance(rows, list) and any(record.label in row for row in rows), rows
     page = str(seen["page"])
-    assert therapist in page and "Health" in page
+    assert THERAPIST_NAME in page and "Health" in page
+    # The queue says how long is left or how late, and what comes next.
+    assert any(record.label in row and ("reminder" in row or "heads-up" in row) for row in rows), (
+        rows
+    )
     assert "nobody should see" not in page  # never message content
     cookies = seen["cookies"]
     assert isinstance(cookies, dict)
@@ -189,3 +196,152 @@ async def test_dashboard_posts_need_the_csrf_token(dashboard):
             assert resp.status == 303
         async with http.get("/dashboard", allow_redirects=False) as resp:
             assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
+
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists() or not CHROMEDRIVER.exists(),
+    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+)
+
+
+def _driver(profile: Path):  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (*FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+
+
+def _no_horizontal_scroll(driver) -> bool:  # type: ignore[no-untyped-def]
+    return bool(
+        driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+            " && document.body.scrollWidth <= window.innerWidth"
+        )
+    )
+
+
+def _as_therapist(link: str, shot: Path, profile: Path) -> dict[str, object]:
+    """Open the desk-room link, read the queue, sign out everywhere, try the link again."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(profile)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(link)
+        wait.until(ec.element_to_be_clickable((By.ID, "link-button"))).click()
+        table = wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        rows = [row.text for row in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        page = driver.find_element(By.TAG_NAME, "body").text
+        # Phone width: the queue's table stacks; nothing scrolls sideways.
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True},
+        )
+        narrow = {}
+        for path in ("/dashboard", "/dashboard/pairs", "/dashboard/trends"):
+            driver.get(link.split("/dashboard/")[0] + path)
+            wait.until(ec.presence_of_element_located((By.ID, "content")))
+            narrow[path] = _no_horizontal_scroll(driver)
+        driver.get(link.split("/dashboard/")[0] + "/dashboard")
+        wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        driver.save_screenshot(str(shot))
+        driver.find_element(By.ID, "logout-everywhere").click()
+        wait.until(ec.presence_of_element_located((By.ID, "login-form")))
+        driver.get(link)
+        wait.until(ec.element_to_be_clickable((By.ID, "link-button"))).click()
+        error = wait.until(ec.presence_of_element_located((By.ID, "link-error"))).text
+        return {"rows": rows, "page": page, "narrow": narrow, "error": error}
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+async def test_a_therapist_signs_in_from_the_desk_room(dashboard, tmp_path: Path):
+    pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
+    app, server, record, therapist = dashboard
+    desk = app.service.desk_of(therapist.user_id)
+    assert desk is not None
+    await therapist.wait_room(desk, timeout=20)
+    await therapist.send_text(desk, "!dashboard")
+    notice = await therapist.wait_for(desk, notice_containing("/dashboard/link/"), timeout=30)
+    token = notice.body.split("/dashboard/link/", 1)[1].split()[0]
+    # The link names the configured address; the test's server listens on a free port.
+    link = f"{server.base_url}/dashboard/link/{token}"
+    shot = tmp_path / "phone.png"
+    seen = await asyncio.to_thread(_as_therapist, link, shot, tmp_path / "chromium-therapist")
+    rows = seen["rows"]
+    assert isinstance(rows, list) and any(record.label in row for row in rows), rows
+    assert "Health" not in str(seen["page"])  # the practice's health is the admin's
+    assert seen["narrow"] == {
+        "/dashboard": True,
+        "/dashboard/pairs": True,
+        "/dashboard/trends": True,
+    }
+    assert "used already or has expired" in str(seen["error"])
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    async with app.parts.db.transaction() as tx:
+        actions = [
+            r["action"]
+            for r in await tx.fetch(
+                "SELECT action FROM audit_entries WHERE action LIKE 'dashboard.%' ORDER BY seq"
+            )
+        ]
+    assert actions == [
+        "dashboard.link_issued",
+        "dashboard.signed_in",
+        "dashboard.signed_out_everywhere",
+        "dashboard.link_refused",
+    ]
+
+
+def _admin_acts(base_url: str, profile: Path) -> dict[str, object]:
+    """Sign in with the token, read a chart, mark the therapist away through the form."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(profile)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(f"{base_url}/dashboard/login")
+        wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(TOKEN)
+        driver.find_element(By.ID, "login-button").click()
+        wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        driver.get(f"{base_url}/dashboard/trends")
+        svg = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart-met svg")))
+        chart = svg.get_attribute("outerHTML")
+        driver.get(f"{base_url}/dashboard")
+        # The form's own field (a date picker) is filled the way a script would.
+        driver.execute_script("document.getElementById('away-until').value = '2035-01-08T09:00'")
+        driver.find_element(By.ID, "away-submit").click()
+        wait.until(ec.url_contains("done=away"))
+        return {"chart": chart, "url": driver.current_url}
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+async def test_the_admin_marks_a_therapist_away_from_the_dashboard(dashboard, tmp_path: Path):
+    pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
+    app, server, _record, therapist = dashboard
+    seen = await asyncio.to_thread(_admin_acts, server.base_url, tmp_path / "chromium-admin")
+    assert 'data-name="met"' in str(seen["chart"])
+
+    async def away_stored():
+        row = await therapists.get(app.parts.db, therapist.user_id)
+        return row if row is not None and row.away_until else None
+
+    await wait_until(away_stored, timeout=20, what="the absence stored by the SLA feature")
+    async with app.parts.db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT actor, details FROM audit_entries WHERE action = 'therapist.away'"
+        )
+    assert [r["actor"] for r in rows] == ["dashboard:admin"]
+    assert therapist.user_id in rows[0]["details"]

@@ -1,0 +1,277 @@
+"""The dashboard's pages through the real aiohttp application on SQLite, without a homeserver.
+
+A small practice is written through the store with clocks whose state is known; the pages
+are fetched as a browser would (cookies, CSRF field). Chromium and Synapse are in
+test_dashboard.py.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from bench.dashboard import offline_deps
+from bridge.config import minimal_config
+from bridge.config.minimal import MINIMAL_ADMIN_TOKEN
+from bridge.core.model import AppendAudit
+from bridge.core.sla import ESCALATION_WAITING, Clock, ClockState, clock_id_for
+from bridge.features.dashboard import link_digest
+from bridge.parts import open_parts
+from bridge.store import audit, clocks, dashboard, pairs
+from bridge.store.base import to_ms
+from bridge.web.auth import CSRF_COOKIE
+from bridge.web.server import build_web_app
+
+# Tuesday 1 December 2026, 11:00 UTC: the practice (Europe/London by default) is open.
+NOW = datetime(2026, 12, 1, 11, 0, tzinfo=UTC)
+ALICE, BOB = "@alice:localhost", "@bob:localhost"
+
+
+def _clock(pair_id: str, therapist: str, event: str, opened: datetime, **kw: Any) -> Clock:
+    return Clock(
+        pair_id=pair_id,
+        clock_id=clock_id_for(pair_id, event),
+        therapist_id=therapist,
+        policy="default",
+        opened_at=opened,
+        first_event_id=event,
+        first_kind="text",
+        due_at=kw.pop("due_at", opened + timedelta(hours=4)),
+        escalate_at=kw.pop("escalate_at", None),
+        **kw,
+    )
+
+
+@pytest.fixture
+async def practice(tmp_path: Path) -> Any:
+    cfg = minimal_config(
+        data_dir=str(tmp_path / "data"),
+        practice={"working_hours": {d: "09:00-17:00" for d in ("mon", "tue", "wed", "thu", "fri")}},
+    )
+    parts = await open_parts(cfg, defer_login=True)
+    labels: dict[str, str] = {}
+    async with parts.db.transaction() as tx:
+        for name, therapist in (("late", ALICE), ("soon", ALICE), ("waiting", BOB), ("quiet", BOB)):
+            record = await pairs.create(
+                tx,
+                patient_id=f"@p-{name}:localhost",
+                therapist_id=therapist,
+                now=to_ms(NOW - timedelta(days=30)),
+                room_id=f"!{name}:localhost",
+                consent_state="pending" if name == "quiet" else "accepted",
+            )
+            labels[name] = record.label
+        ids = {n: (await pairs.get_by_label(tx, lbl)).pair_id for n, lbl in labels.items()}  # type: ignore[union-attr]
+        await clocks.insert_many(
+            tx,
+            [
+                # Due 2 h 15 min ago, reminder sent, escalation in 45 min.
+                _clock(
+                    ids["late"],
+                    ALICE,
+                    "$late",
+                    NOW - timedelta(hours=6, minutes=15),
+                    escalate_at=NOW + timedelta(minutes=45),
+                    steps_done=frozenset({"due"}),
+                ),
+                _clock(ids["soon"], ALICE, "$soon", NOW - timedelta(hours=1)),
+                _clock(
+                    ids["waiting"],
+                    BOB,
+                    "$waiting",
+                    NOW - timedelta(hours=9),
+                    escalate_at=NOW - timedelta(hours=1),
+                    steps_done=frozenset({"due", ESCALATION_WAITING}),
+                ),
+                # Answered last week in 2 h and 6 h (one late) for the trends.
+                _clock(
+                    ids["quiet"],
+                    BOB,
+                    "$old1",
+                    NOW - timedelta(days=7),
+                    state=ClockState.CLOSED,
+                    closed_at=NOW - timedelta(days=7) + timedelta(hours=2),
+                    response_working=timedelta(hours=2),
+                    response_calendar=timedelta(hours=2),
+                    met=True,
+                ),
+                _clock(
+                    ids["quiet"],
+                    BOB,
+                    "$old2",
+                    NOW - timedelta(days=6),
+                    state=ClockState.CLOSED,
+                    closed_at=NOW - timedelta(days=6) + timedelta(hours=6),
+                    response_working=timedelta(hours=6),
+                    response_calendar=timedelta(hours=6),
+                    met=False,
+                ),
+            ],
+        )
+    # Every patient joined but the one of "quiet".
+    for name in ("late", "soon", "waiting"):
+        await parts.audit.record(
+            AppendAudit(ids[name], "room.membership", f"@p-{name}:localhost", {}), NOW
+        )
+    deps = offline_deps(parts, lambda: NOW)
+    recorded: list[AppendAudit] = []
+    invoked: list[Any] = []
+
+    async def record(entry: AppendAudit) -> None:
+        recorded.append(entry)
+        await parts.audit.record(entry, NOW)
+
+    async def invoke(op: Any) -> None:
+        invoked.append(op)
+
+    from dataclasses import replace
+
+    deps = replace(deps, record_audit=record, invoke=invoke)
+    async with TestClient(
+        TestServer(build_web_app(deps)), cookie_jar=aiohttp.CookieJar(unsafe=True)
+    ) as client:
+        yield client, parts, labels, recorded, invoked
+    await parts.close()
+
+
+def _csrf(client: TestClient[web.Request, web.Application]) -> str:
+    return next(c.value for c in client.session.cookie_jar if c.key == CSRF_COOKIE)
+
+
+async def _admin(client: TestClient[web.Request, web.Application]) -> None:
+    await client.get("/dashboard/login")
+    resp = await client.post(
+        "/dashboard/login", data={"token": MINIMAL_ADMIN_TOKEN, "csrf_token": _csrf(client)}
+    )
+    assert resp.status == 200 and resp.url.path == "/dashboard"
+
+
+def _rows(html: str, table_id: str) -> list[str]:
+    table = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    body = table.split("<tbody>", 1)[1]
+    return [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", "<tr" + row)).strip()
+        for row in body.split("<tr")[1:]
+    ]
+
+
+async def test_the_queue_reads_the_clocks(practice: Any) -> None:
+    client, _parts, labels, _rec, _inv = practice
+    resp = await client.get("/dashboard", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
+    await _admin(client)
+    resp = await client.get("/dashboard")
+    html = await resp.text()
+    rows = _rows(html, "queue")
+    # Soonest due first: "waiting" (due 5 h ago), "late" (2 h 15 min ago), "soon" (in 3 h).
+    assert [r.split()[0] for r in rows] == [labels["waiting"], labels["late"], labels["soon"]]
+    assert "5 h 00 min" in rows[0] and "escalation waiting: no supervisor reachable" in rows[0]
+    assert "2 h 15 min" in rows[1] and "escalation 11:45" in rows[1]
+    assert "reminder 14:00" in rows[2]
+    assert 'id="flag-never-joined">Never joined: 1' in html
+    assert 'id="flag-consent">Consent not accepted: 1' in html
+    assert "@p-" not in html  # no patient id, let alone a name
+    assert resp.headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+async def test_pairs_page_filters_and_pages(practice: Any) -> None:
+    client, _parts, labels, _rec, _inv = practice
+    await _admin(client)
+    html = await (await client.get("/dashboard/pairs?state=never_joined")).text()
+    assert [r.split()[0] for r in _rows(html, "pair-table")] == [labels["quiet"]]
+    html = await (await client.get(f"/dashboard/pairs?therapist={ALICE}")).text()
+    assert sorted(r.split()[0] for r in _rows(html, "pair-table")) == sorted(
+        [labels["late"], labels["soon"]]
+    )
+    html = await (await client.get(f"/dashboard/pairs?q={labels['late'][:3].lower()}")).text()
+    assert labels["late"] in html
+    html = await (await client.get("/dashboard/pairs?state=overdue")).text()
+    assert sorted(r.split()[0] for r in _rows(html, "pair-table")) == sorted(
+        [labels["late"], labels["waiting"]]
+    )
+
+
+async def test_a_desk_link_signs_a_therapist_in_once_to_their_own_pairs(practice: Any) -> None:
+    client, parts, labels, recorded, _inv = practice
+    token = "desk-link-token-for-tests"
+    await dashboard.add_link(
+        parts.db, link_digest(token), BOB, to_ms(NOW), to_ms(NOW + timedelta(minutes=5))
+    )
+    form = await client.get(f"/dashboard/link/{token}")
+    assert form.status == 200
+    # Looking at the link does not use it; the POST does, once.
+    resp = await client.post(f"/dashboard/link/{token}", data={"csrf_token": _csrf(client)})
+    assert resp.status == 200 and resp.url.path == "/dashboard"
+    html = await resp.text()
+    assert labels["waiting"] in html and labels["late"] not in html
+    pairs_html = await (await client.get(f"/dashboard/pairs?therapist={ALICE}")).text()
+    assert labels["late"] not in pairs_html and labels["quiet"] in pairs_html
+    assert (await client.get(f"/dashboard/pairs/{labels['late']}")).status == 404
+    again = await client.post(f"/dashboard/link/{token}", data={"csrf_token": _csrf(client)})
+    assert again.status == 401
+    assert [e.action for e in recorded][:2] == ["dashboard.signed_in", "dashboard.link_refused"]
+    # Sign out everywhere ends this session.
+    resp = await client.post("/dashboard/logout/everywhere", data={"csrf_token": _csrf(client)})
+    assert resp.url.path == "/dashboard/login"
+    assert (await client.get("/dashboard", allow_redirects=False)).status == 303
+    assert await dashboard.session_count(parts.db, BOB, to_ms(NOW)) == 0
+
+
+async def test_an_expired_link_is_refused(practice: Any) -> None:
+    client, parts, _labels, _rec, _inv = practice
+    token = "expired-link-token"
+    await dashboard.add_link(
+        parts.db,
+        link_digest(token),
+        BOB,
+        to_ms(NOW - timedelta(minutes=10)),
+        to_ms(NOW - timedelta(minutes=5)),
+    )
+    await client.get(f"/dashboard/link/{token}")
+    resp = await client.post(f"/dashboard/link/{token}", data={"csrf_token": _csrf(client)})
+    assert resp.status == 401
+
+
+async def test_actions_need_the_csrf_token_and_are_audited(practice: Any) -> None:
+    client, parts, _labels, recorded, invoked = practice
+    await _admin(client)
+    refused = await client.post(
+        "/dashboard/away", data={"therapist": ALICE, "until": "2026-12-08T09:00"}
+    )
+    assert refused.status == 403 and not invoked
+    resp = await client.post(
+        "/dashboard/away",
+        data={
+            "therapist": ALICE,
+            "until": "2026-12-08T09:00",
+            "cover": BOB,
+            "csrf_token": _csrf(client),
+        },
+    )
+    assert resp.status == 200 and resp.url.path == "/dashboard"
+    assert invoked[0].operation == "sla.away" and invoked[0].params["cover"] == BOB
+    assert recorded[-1].action == "therapist.away" and recorded[-1].actor == "dashboard:admin"
+    # The entry is in the chain, with the dashboard as its actor.
+    stored = await audit.entries_after(parts.db, 0, 100)
+    assert any(r.action == "therapist.away" and r.actor == "dashboard:admin" for r in stored)
+
+
+async def test_the_trends_chart_carries_the_report_numbers(practice: Any) -> None:
+    client, _parts, _labels, _rec, _inv = practice
+    await _admin(client)
+    html = await (await client.get("/dashboard/trends?from=2026-11-16&to=2026-11-30")).text()
+    # Weeks of 16, 23 and 30 Nov; the replies of 24 and 25 Nov: 2 h and 6 h.
+    reply = html.split('id="chart-reply"', 1)[1].split("</svg>", 1)[0]
+    assert 'data-name="median" data-values=" 4 "' in reply
+    assert 'data-name="90th percentile" data-values=" 6 "' in reply
+    met = html.split('id="chart-met"', 1)[1].split("</svg>", 1)[0]
+    assert 'data-values=" 50 "' in met
+    breaches = html.split('id="chart-breaches"', 1)[1].split("</svg>", 1)[0]
+    assert 'data-values="0 1 0"' in breaches
