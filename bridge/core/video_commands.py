@@ -53,14 +53,25 @@ def video_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
 
 
 def call_started(
-    pair_id: str, requested_by: str, role: str, meeting: str, *, personal_links: bool, event_id: str
+    pair_id: str,
+    requested_by: str,
+    role: str,
+    meeting: str,
+    *,
+    personal_links: bool,
+    event_id: str,
+    patient_link_sent: bool = False,
 ) -> AppendAudit:
-    """The entry of a call that started; its sealed content names the meeting."""
+    """The entry of a call that started; its sealed content names the meeting. With personal
+    links it says whether the patient's could be sent to them (by e-mail)."""
+    details: dict[str, object] = {"role": role, "personal_links": personal_links}
+    if personal_links:
+        details["patient_link_sent"] = patient_link_sent
     return AppendAudit(
         pair_id,
         "video.started",
         requested_by,
-        {"role": role, "personal_links": personal_links},
+        details,
         event_id=event_id,
         content=json.dumps({"meeting": meeting}).encode(),
     )

@@ -2,17 +2,22 @@
 
 Starting a call draws an unguessable meeting name, records the call and posts a plain link
 (Element X shows no widgets), then puts Element's Jitsi widget and its layout into the room
-state. With a token-authenticated Jitsi every link carries a personal JWT: the pair room,
-which only the patient, the therapist and the bot can read, gets the patient's link; the
-therapist's moderator link goes only to their desk room, so a patient never holds a
-moderator token. `!video end` removes the widget. Start and end are audited.
+state. With a token-authenticated Jitsi every member joins with a personal JWT link, and no
+one's personal link is posted where the other member reads it: the pair room gets the
+meeting and says where the links went; the therapist's moderator link goes to their desk
+room; the patient's link goes to the patient's e-mail address (the pair room is shared with
+the therapist, and the bot has no room with the patient alone), or, without an address or
+outbound e-mail, nowhere, and the pair room says so. The widget carries no token: a shared
+room's state is the same for everyone, so it cannot hold a personal one. `!video end`
+removes the widget. Start and end are audited.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bridge import hooks
 from bridge.adapters.video import (
@@ -29,7 +34,7 @@ from bridge.adapters.video import (
 from bridge.config import Config
 from bridge.core import video_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import Effect, Invoke, Pair, SendMessage
+from bridge.core.model import Effect, Invoke, Pair, SendEmail, SendMessage
 from bridge.ports import MeetingLinks
 from bridge.store import pairs, sessions, therapists
 from bridge.store.base import Executor, to_ms
@@ -73,6 +78,36 @@ def meeting_links(cfg: Config, meeting: str, pair: Pair, now: datetime) -> Meeti
     )
 
 
+#: The e-mail that carries a patient's personal link (templates/email/video_link.*).
+PATIENT_LINK_EMAIL = "video_link"
+#: Sends the patient's personal link of a meeting (for other features' meetings: sessions).
+PATIENT_LINK_OPERATION = "video.patient_link"
+
+
+def _valid_until(cfg: Config, now: datetime) -> str:
+    tz = ZoneInfo(cfg.practice.timezone)
+    lifetime = cfg.jitsi.jwt.lifetime if cfg.jitsi.jwt is not None else timedelta(0)
+    until = (now + lifetime).astimezone(tz)
+    return f"{until:%d %B %Y, %H:%M} ({cfg.practice.timezone})"
+
+
+def patient_link_email(
+    cfg: Config, links: MeetingLinks, patient_email: str | None, now: datetime
+) -> SendEmail | None:
+    """The e-mail with the patient's own link, or None when there is no private way to them."""
+    if links.patient is None or patient_email is None:
+        return None
+    return SendEmail(
+        patient_email,
+        PATIENT_LINK_EMAIL,
+        {
+            "practice_name": cfg.practice.name,
+            "link": links.patient,
+            "valid_until": _valid_until(cfg, now),
+        },
+    )
+
+
 def link_messages(
     cfg: Config,
     links: MeetingLinks,
@@ -81,17 +116,28 @@ def link_messages(
     template: str,
     txn_id: str,
     context: dict[str, Any],
-) -> list[SendMessage]:
-    """The pair-room notice with the links, and the therapist's own link in their desk."""
-    out = [
-        SendMessage(
+    *,
+    patient_email: SendEmail | None = None,
+) -> list[Effect]:
+    """The pair-room notice, the therapist's own link in their desk, and the patient's own
+    link by e-mail (`patient_email`); a personal link never goes into the pair room."""
+    if links.patient is None:
+        notice = SendMessage(
             pair.room_id,
             template,
-            {**context, "link": links.plain, "patient_link": links.patient},
+            {**context, "link": links.plain, "patient_link": None},
             txn_id=txn_id,
             pair_id=pair.pair_id,
         )
-    ]
+    else:
+        notice = SendMessage(
+            pair.room_id,
+            f"{template}_private",
+            {**context, "link": links.plain, "patient_emailed": patient_email is not None},
+            txn_id=txn_id,
+            pair_id=pair.pair_id,
+        )
+    out: list[Effect] = [notice]
     if links.therapist is not None and desk_room_id is not None:
         out.append(
             SendMessage(
@@ -102,6 +148,8 @@ def link_messages(
                 pair_id=pair.pair_id,
             )
         )
+    if patient_email is not None:
+        out.append(patient_email)
     return out
 
 
@@ -112,8 +160,30 @@ class VideoFeature:
         self.service = app.service
 
     def links(self, meeting: str, pair: Pair, now: datetime) -> MeetingLinks:
-        """The meeting's links for the pair (the `meetings` port other features use)."""
-        return meeting_links(self.cfg, meeting, pair, now)
+        """The meeting's links for the pair (the `meetings` port other features use).
+
+        Without the patient's personal link: what other features get is posted in the pair
+        room, which the therapist reads too. They send the patient's with an `Invoke` of
+        PATIENT_LINK_OPERATION (`{"meeting": ...}`), which e-mails it.
+        """
+        links = meeting_links(self.cfg, meeting, pair, now)
+        return MeetingLinks(links.plain, therapist=links.therapist)
+
+    def _mail_on(self) -> bool:
+        return self.service.mailer is not None
+
+    @hooks.on_invoke(PATIENT_LINK_OPERATION)
+    async def patient_link(self, effect: Invoke) -> None:
+        """E-mail the patient their personal link to a meeting of their pair."""
+        found = await self._pair(effect)
+        if found is None or self.cfg.jitsi.domain is None or not self._mail_on():
+            return
+        pair, _desk, patient_email = found
+        now = self.service.clock()
+        links = meeting_links(self.cfg, str(effect.params["meeting"]), pair, now)
+        email = patient_link_email(self.cfg, links, patient_email, now)
+        if email is not None:
+            await self.service.apply_after([email])
 
     @hooks.facts
     async def facts(self, tx: Executor, ctx: CommandContext) -> video_commands.VideoFacts | None:
@@ -124,7 +194,8 @@ class VideoFeature:
             call=await sessions.current_call(tx, ctx.pair.pair_id),
         )
 
-    async def _pair(self, effect: Invoke) -> tuple[Pair, str | None] | None:
+    async def _pair(self, effect: Invoke) -> tuple[Pair, str | None, str | None] | None:
+        """The pair, its therapist's desk room and the patient's e-mail address."""
         from bridge.service import to_pair
 
         assert effect.pair_id is not None
@@ -132,7 +203,11 @@ class VideoFeature:
         if record is None or record.room_id is None:
             return None
         desk = await therapists.get(self.parts.db, record.therapist_id)
-        return to_pair(record), desk.desk_room_id if desk is not None else None
+        return (
+            to_pair(record),
+            desk.desk_room_id if desk is not None else None,
+            record.patient_email,
+        )
 
     @hooks.on_invoke(video_commands.START_OPERATION)
     async def start(self, effect: Invoke) -> None:
@@ -140,7 +215,7 @@ class VideoFeature:
         found = await self._pair(effect)
         if found is None or self.cfg.jitsi.domain is None:
             return
-        pair, desk = found
+        pair, desk, patient_email = found
         params = effect.params
         event_id = str(params["event_id"])
         now = self.service.clock()
@@ -151,6 +226,9 @@ class VideoFeature:
                 tx, pair.pair_id, fresh, str(params["requested_by"]), to_ms(now)
             )
             links = meeting_links(self.cfg, meeting, pair, now)
+            email = patient_link_email(
+                self.cfg, links, patient_email if self._mail_on() else None, now
+            )
             effects += link_messages(
                 self.cfg,
                 links,
@@ -159,6 +237,7 @@ class VideoFeature:
                 "video_started",
                 f"video.start.{event_id}",
                 {"started_by": params["requested_by"], "again": meeting != fresh},
+                patient_email=email,
             )
             if meeting == fresh:
                 effects.append(
@@ -168,6 +247,7 @@ class VideoFeature:
                         str(params["role"]),
                         meeting,
                         personal_links=links.patient is not None,
+                        patient_link_sent=email is not None,
                         event_id=event_id,
                     )
                 )
@@ -187,7 +267,7 @@ class VideoFeature:
         found = await self._pair(effect)
         if found is None:
             return
-        pair, _desk = found
+        pair, _desk, _email = found
         params = effect.params
         event_id = str(params["event_id"])
         now = self.service.clock()

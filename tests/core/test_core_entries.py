@@ -132,7 +132,10 @@ def test_call_started_seals_the_meeting_name(personal: bool) -> None:
         "p1", "@doc:practice", "therapist", "QuietRiver42", personal_links=personal, event_id="$v1"
     )
     assert (entry.action, entry.actor, entry.event_id) == ("video.started", "@doc:practice", "$v1")
-    assert entry.details == {"role": "therapist", "personal_links": personal}
+    expected: dict[str, object] = {"role": "therapist", "personal_links": personal}
+    if personal:
+        expected["patient_link_sent"] = False
+    assert entry.details == expected
     assert "QuietRiver42" not in json.dumps(entry.details)
     assert entry.content is not None and json.loads(entry.content) == {"meeting": "QuietRiver42"}
 
