@@ -220,17 +220,11 @@ def email_post_content(
 
 
 def _default_env() -> Any:
-    import jinja2
+    # The shipped templates, wherever the package is installed (a wheel or a checkout), with
+    # the translations their `{% trans %}` blocks need (in the practice's default language).
+    from bridge.adapters.render import Renderer
 
-    # The shipped templates, wherever the package is installed (a wheel or a checkout).
-    from bridge.adapters.render import default_templates_dir
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(default_templates_dir())),
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=False,
-    )
+    return Renderer().env
 
 
 # ------------------------------------------------------------------ walking the MIME tree
