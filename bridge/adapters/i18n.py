@@ -177,11 +177,12 @@ def template_messages(env: jinja2.Environment, name: str, source: str) -> list[M
     # The i18n extension adds this method to the environment.
     extract: Any = env
     for line, _function, msgid in extract.extract_translations(source):
-        if isinstance(msgid, tuple):
-            singular, plural = (part for part in msgid if part is not None)
-            found.append(Message((singular, plural), name, line))
-        elif isinstance(msgid, str):
-            found.append(Message(msgid, name, line))
+        # A call with a computed argument (`_(c.summary)`) has no literal msgid to extract.
+        parts = [p for p in (msgid if isinstance(msgid, tuple) else (msgid,)) if isinstance(p, str)]
+        if len(parts) == 1:
+            found.append(Message(parts[0], name, line))
+        elif len(parts) == 2:
+            found.append(Message((parts[0], parts[1]), name, line))
     return found
 
 
