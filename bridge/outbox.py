@@ -24,8 +24,17 @@ log = logging.getLogger(__name__)
 #: Backoff between attempts, in seconds; the last value repeats.
 BACKOFF = (1, 2, 5, 10, 30, 60, 120, 300)
 
-#: How often a notice waiting for its member looks again (a join releases it at once).
+#: How soon a notice waiting for its member looks again, doubling with each look up to
+#: `AWAIT_RECHECK_MAX_SECONDS`. A join releases it at once, so the looks are only a safety
+#: net: with a thousand patients who never joined, a fixed 30 s would mean a thousand rows
+#: read and rewritten every 30 s.
 AWAIT_RECHECK_SECONDS = 30
+AWAIT_RECHECK_MAX_SECONDS = 900
+
+
+def await_recheck_seconds(looks: int) -> int:
+    """Seconds until the next look at a notice its member has not been ready for `looks` times."""
+    return min(AWAIT_RECHECK_SECONDS * 2 ** min(looks, 10), AWAIT_RECHECK_MAX_SECONDS)
 
 
 class Sender(Protocol):
@@ -185,8 +194,9 @@ class OutboxWorker:
                     continue
                 assert item.content is not None
                 if item.await_member and not await self._member_ready(item):
+                    delay = await_recheck_seconds(item.attempts)
                     await outbox.defer_awaiting(
-                        self.db, item.txn_id, to_ms(self.clock()) + AWAIT_RECHECK_SECONDS * 1000
+                        self.db, item.txn_id, to_ms(self.clock()) + delay * 1000
                     )
                     continue
                 try:

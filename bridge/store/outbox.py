@@ -167,9 +167,13 @@ async def due(ex: Executor, now: int, limit: int, sealer: ContentSealer) -> list
 
 
 async def defer_awaiting(ex: Executor, txn_id: str, next_at: int) -> bool:
-    """Look again at `next_at` for a notice whose member is not there yet (not a failure)."""
+    """Look again at `next_at` for a notice whose member is not there yet (not a failure).
+
+    `attempts` counts the looks while it waits (the caller spaces them out by it); a join
+    resets it, so a failed send afterwards starts its backoff afresh.
+    """
     changed = await ex.execute(
-        "UPDATE outbox SET next_attempt_at = ?, last_error = ? "
+        "UPDATE outbox SET next_attempt_at = ?, last_error = ?, attempts = attempts + 1 "
         "WHERE txn_id = ? AND status = 'pending'",
         next_at,
         AWAITING_MEMBER,
@@ -181,8 +185,8 @@ async def defer_awaiting(ex: Executor, txn_id: str, next_at: int) -> bool:
 async def release_awaiting(ex: Executor, room_id: str, user_id: str, now: int) -> int:
     """A member joined `room_id`: the notices waiting for them are due at once."""
     return await ex.execute(
-        "UPDATE outbox SET next_attempt_at = ? WHERE room_id = ? AND await_member = ? "
-        "AND status = 'pending' AND next_attempt_at > ?",
+        "UPDATE outbox SET next_attempt_at = ?, attempts = 0 WHERE room_id = ? "
+        "AND await_member = ? AND status = 'pending' AND next_attempt_at > ?",
         now,
         room_id,
         user_id,
