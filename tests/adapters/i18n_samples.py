@@ -314,6 +314,52 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
         },
         {**_WELCOME, "working_time": False},
     ],
+    "email/correction.txt.j2": [{}],
+    "email/email_consent.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/email_consent.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/reply.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/reply_footer.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/video_link.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/video_link.txt.j2": [
+        {
+            "practice_name": "Praxis Sonnenweg",
+            "link": "https://meet.example.org/x?jwt=p",
+            "valid_until": "2026-12-01 15:00",
+        }
+    ],
+    "messages/dashboard_link.txt.j2": [
+        {"url": "https://practice/dashboard/t/abc", "minutes": 5, "expires_at": "2026-12-01T07:36Z"}
+    ],
+    "messages/dashboard_off.txt.j2": [{}],
+    "messages/email_asked.txt.j2": [{}],
+    "messages/email_consent.txt.j2": [
+        {"practice_name": "Praxis Sonnenweg", "state": state, "has_address": has_address}
+        for state, has_address in (("given", True), ("", False), ("revoked", True))
+    ],
+    "messages/email_off.txt.j2": [{}],
+    "messages/email_on.txt.j2": [{}],
+    "messages/email_terms.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "messages/email_unavailable.txt.j2": [
+        {"reason": reason, "state": state}
+        for reason, state in (
+            ("off", ""),
+            ("no_address", ""),
+            ("patient_only", ""),
+            ("therapist_only", ""),
+            ("unchanged", "given"),
+            ("unchanged", "revoked"),
+        )
+    ],
+    "messages/email_usage.txt.j2": [{}],
+    "messages/video_started_private.txt.j2": [
+        {
+            "link": "https://meet/x",
+            "started_by": "@doc:practice",
+            "again": again,
+            "patient_emailed": emailed,
+        }
+        for again, emailed in ((False, True), (True, False))
+    ],
     "email/default.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "email/invitation.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "email/invitation.txt.j2": [
