@@ -1,4 +1,5 @@
-"""/api/v1/audit/verify: verify the audit chain and record the check in it."""
+"""/api/v1/audit/verify: verify the audit chain; the check writes nothing to the database it
+checks (its outcome goes to the log and the answer only)."""
 
 from __future__ import annotations
 
