@@ -16,10 +16,12 @@ from typing import Any, Protocol
 
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest, q
 from bridge.adapters.render import Renderer
+from bridge.core import email_commands, email_out
+from bridge.core.consent import text_digest
 from bridge.core.model import AppendAudit, SendMessage
 from bridge.core.rooms import desk_created, pair_created, pair_reassigned, pair_removed
 from bridge.outbox import enqueue_message
-from bridge.store import pairs, therapists
+from bridge.store import outmail, pairs, therapists
 from bridge.store.base import ContentSealer, Database, Executor, IntegrityError, to_ms
 from bridge.store.pairs import PairRecord, PairStatus
 
@@ -96,7 +98,8 @@ def pair_room_body(
         "preset": "private_chat",
         "visibility": "private",
         "name": name,
-        "invite": [patient, therapist],
+        # The patient of an e-mail pair has no account: only the therapist is invited.
+        "invite": [user for user in (patient, therapist) if user.startswith("@")],
         "is_direct": False,
         "creation_content": {"m.federate": federate},
         "initial_state": [
@@ -330,7 +333,7 @@ class PairManager:
 
     async def add_pair(
         self,
-        patient: str,
+        patient: str | None,
         therapist: str,
         now: datetime,
         *,
@@ -338,7 +341,19 @@ class PairManager:
         patient_email: str | None = None,
         actor: str = "admin",
     ) -> tuple[PairRecord, bool]:
-        """Create the pair and its room; idempotent. Returns (pair, created_now)."""
+        """Create the pair and its room; idempotent. Returns (pair, created_now).
+
+        Without `patient`, an e-mail pair: the patient is reached at `patient_email` only
+        (the room holds the therapist and the bot), and her welcome goes by e-mail.
+        """
+        if patient is None:
+            if not patient_email or not self.facts.inbound_domain:
+                raise PairError(
+                    "a pair without --patient needs --patient-email and inbound e-mail "
+                    "(smtp.enabled with smtp.inbound_domain, and smtp.replies.enabled)"
+                )
+            patient = email_out.email_patient_id(patient_email)
+        email_only = email_out.is_email_patient(patient)
         if patient == therapist:
             raise PairError("patient and therapist must be different users")
         existing = await pairs.get_by_users(self.db, patient, therapist)
@@ -356,7 +371,11 @@ class PairManager:
                     now=to_ms(now),
                     policy=policy,
                     patient_email=patient_email,
-                    consent_state="pending" if self.facts.ask_consent else "not_required",
+                    # First-contact consent is asked on joining the room, which the patient
+                    # of an e-mail pair never does: her consent is to the e-mail channel.
+                    consent_state=(
+                        "pending" if self.facts.ask_consent and not email_only else "not_required"
+                    ),
                 )
             except IntegrityError:
                 existing = await pairs.get_by_users(self.db, patient, therapist)
@@ -383,7 +402,10 @@ class PairManager:
         async with self.db.transaction() as tx:
             # Stored right after createRoom: the pair row is the source of truth.
             await pairs.set_room(tx, record.pair_id, room_id)
-            await self._queue(tx, self._welcome(record, room_id), now)
+            if email_only:
+                await self._welcome_by_email(tx, record, now)
+            else:
+                await self._queue(tx, self._welcome(record, room_id), now)
             await self._queue(
                 tx,
                 SendMessage(
@@ -413,6 +435,32 @@ class PairManager:
         assert created is not None
         log.info("pair created", extra={"pair_id": record.pair_id, "room_id": room_id})
         return created, True
+
+    async def _welcome_by_email(self, tx: Executor, record: PairRecord, now: datetime) -> None:
+        """Queue the e-mail pair's welcome (the answers-by-e-mail worker sends it): it asks
+        for consent to the channel with the practice's text, answered with YES."""
+        assert self.facts.inbound_domain is not None
+        key = email_out.welcome_key(record.pair_id)
+        message_id = email_out.message_id_for(key, self.facts.inbound_domain)
+        terms = self.renderer.text(
+            email_commands.TERMS_TEMPLATE, email_commands.terms_context(self.facts.practice_name)
+        )
+        await outmail.set_consent(
+            tx,
+            record.pair_id,
+            email_out.ASKED,
+            to_ms(now),
+            text_sha256=text_digest(terms),
+            ask_message_id=message_id,
+        )
+        await outmail.queue(
+            tx,
+            event_id=key,
+            pair_id=record.pair_id,
+            kind=email_out.WELCOME,
+            message_id=message_id,
+            now=to_ms(now),
+        )
 
     def _welcome(self, record: PairRecord, room_id: str) -> SendMessage:
         email_address = (

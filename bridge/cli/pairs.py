@@ -58,6 +58,11 @@ async def missing_account(parts: Any, args: argparse.Namespace) -> str | None:
             f"{args.therapist} has no account on the homeserver: create the therapist's "
             "account first (therapists are ordinary accounts), then add the pair"
         )
+    if args.patient is None:
+        # An e-mail pair: the patient has no account and is reached at her address only.
+        if not args.patient_email:
+            return "give --patient, or --patient-email for a patient reached by e-mail only"
+        return None
     if await has_account(parts.rest, args.patient, admin_token=admin_token) is False:
         email = args.patient_email or "ADDRESS"
         return (
@@ -139,7 +144,9 @@ def register(sub: Any) -> None:
     p = psub.add_parser(
         "add", help="create a pair and its E2EE room (idempotent)", parents=[LATE_CONFIG]
     )
-    p.add_argument("--patient", required=True)
+    p.add_argument(
+        "--patient", help="the patient's Matrix id; leave out for a patient reached by e-mail only"
+    )
     p.add_argument("--therapist", required=True)
     p.add_argument("--patient-email")
     p.add_argument("--policy", default="default")

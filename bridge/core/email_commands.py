@@ -23,6 +23,11 @@ TERMS_TEMPLATE = "email_terms"
 CONSENT_TEMPLATE = "email_consent"
 
 
+def terms_context(practice_name: str) -> dict[str, Any]:
+    """What the practice's text on e-mail is rendered with (its digest depends on it)."""
+    return {"practice_name": practice_name}
+
+
 @dataclass(frozen=True, slots=True)
 class EmailChannelFacts:
     """What `!email` needs: the stored consent, the address and the text's digest."""

@@ -29,6 +29,14 @@ ACTOR = "confidant:email"
 REPLY = "reply"
 CORRECTION = "correction"
 CONSENT = "consent"
+#: The welcome of an e-mail pair: the practice's text on e-mail, answered with YES.
+WELCOME = "welcome"
+#: Mails that ask for consent (sent while it is asked, answered with YES).
+ASKING_KINDS = frozenset({CONSENT, WELCOME})
+
+#: The patient of an e-mail pair has no Matrix account: the pair names her by this prefix
+#: and her address's digest, which no Matrix user id can equal.
+EMAIL_PATIENT_PREFIX = "email:"
 
 SENT_ACTION = "email.sent"
 WITHHELD_ACTION = "email.withheld"
@@ -51,6 +59,20 @@ STOP_WORDS = frozenset({"stop", "unsubscribe"})
 def address_digest(address: str) -> str:
     """The SHA-256 (hex) of an address, lower-cased: what is kept where only a match matters."""
     return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+
+
+def email_patient_id(address: str) -> str:
+    """The patient id of an e-mail pair (no Matrix account): one per address."""
+    return EMAIL_PATIENT_PREFIX + address_digest(address)[:32]
+
+
+def is_email_patient(patient_id: str) -> bool:
+    return patient_id.startswith(EMAIL_PATIENT_PREFIX)
+
+
+def welcome_key(pair_id: str) -> str:
+    """What the welcome e-mail of an e-mail pair is queued under (and its Message-ID made of)."""
+    return f"welcome.{pair_id}"
 
 
 def message_id_for(key: str, domain: str) -> str:

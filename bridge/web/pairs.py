@@ -35,12 +35,17 @@ async def create_pair(request: web.Request) -> web.Response:
     body = await json_body(request)
     cfg = d.parts.cfg
     server, federate = cfg.homeserver.server_name, cfg.practice.federate
-    patient = local_user_id(body, "patient", server, federate)
-    therapist = local_user_id(body, "therapist", server, federate)
-    policy = policy_name(body, d.policies)
     email = body.get("patient_email")
     if email is not None and (not isinstance(email, str) or "@" not in email):
         raise ApiError("bad_request", "patient_email must be an e-mail address")
+    # Without a patient account, an e-mail pair: she is reached at patient_email only.
+    patient = (
+        local_user_id(body, "patient", server, federate)
+        if body.get("patient") is not None or email is None
+        else None
+    )
+    therapist = local_user_id(body, "therapist", server, federate)
+    policy = policy_name(body, d.policies)
     record, created = await d.pairs.add_pair(
         patient, therapist, d.clock(), policy=policy, patient_email=email, actor="api"
     )

@@ -326,3 +326,57 @@ async def test_stop_by_email_and_queued_mail_leaves_once_after_restart(
         assert len(relay.messages) == 1
     finally:
         await app.stop()
+
+
+async def test_email_pair_from_welcome_to_five_mails_each_way(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path
+):
+    bot = make_user("bot")
+    relay = await smtp_sink()
+    features, holder = email_features(port=0)
+    app = await start_app(config(homeserver, bot, tmp_path, relay.port), features=features)
+    try:
+        port = holder["email"].listener.port
+        therapist = await make_nio_user("therapist")
+        record, created = await app.parts.pairs.add_pair(
+            None, therapist.user_id, app.service.clock(), patient_email=PATIENT
+        )
+        assert created and email_out.is_email_patient(record.patient_id)
+        assert PATIENT not in record.patient_id  # the pair names her by a digest
+        room, address = record.room_id, f"pair-{record.email_token}@{DOMAIN}"
+        await therapist.wait_room(room, timeout=20)
+        members = await app.parts.rest.request(
+            "GET", f"/_matrix/client/v3/rooms/{room}/joined_members"
+        )
+        assert set(members["joined"]) == {bot.user_id, therapist.user_id}
+
+        # The welcome goes by e-mail, asking for consent to the channel.
+        (welcome,) = await relay.wait(1, timeout=30)
+        assert relay.envelopes[0].rcpt_tos == [PATIENT]
+        assert welcome["From"].addresses[0].addr_spec == address
+        assert "Harbour Therapy" in str(welcome["Subject"])
+        assert "reply to this e-mail with the single word YES" in body_of(welcome)
+
+        last = str(welcome["Message-ID"])
+        subject = f"Re: {' '.join(str(welcome['Subject']).split())}"
+        for n in range(1, 6):
+            body = "YES\n\nthank you" if n == 1 else f"canary-in-{n} how are you"
+            mine = f"<in-{n}@example.org>"
+            await send_mail(
+                port,
+                address,
+                message(address, message_id=mine, body=body, subject=subject, in_reply_to=last),
+            )
+            await therapist.wait_for(room, post_with("thank you" if n == 1 else f"canary-in-{n}"))
+            await therapist.send_text(room, f"canary-out-{n} noted")
+            await relay.wait(1 + n, timeout=30)
+            [answer] = mails_with(relay, f"canary-out-{n}")
+            assert answer["In-Reply-To"] == mine
+            assert last in answer["References"].split()
+            assert answer["Subject"] == subject
+            last = str(answer["Message-ID"])
+        [agreed] = await sent_entries(app, record.pair_id, email_out.CONSENT_GIVEN_ACTION)
+        assert agreed["details"]["via"] == "email"
+        assert len(relay.messages) == 6
+    finally:
+        await app.stop()

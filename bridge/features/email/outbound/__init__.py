@@ -52,7 +52,7 @@ class OutboundMail:
         self.practice_name = practice_name
 
     def terms_context(self) -> dict[str, Any]:
-        return {"practice_name": self.practice_name}
+        return email_commands.terms_context(self.practice_name)
 
     def terms_digest(self) -> str:
         """The SHA-256 of the practice's text on e-mail, exactly as it is shown."""
@@ -156,7 +156,8 @@ async def install_outbound(app: Host) -> OutboundMail | None:
         clock=app.service.clock,
         inbound_domain=domain,
         practice_name=cfg.practice.name,
-        terms_context=lambda: {"practice_name": cfg.practice.name},
+        terms_context=lambda: email_commands.terms_context(cfg.practice.name),
+        crisis_line=cfg.practice.crisis_line,
         dkim=_dkim(cfg, domain),
     )
     feature = OutboundMail(

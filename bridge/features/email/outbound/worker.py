@@ -82,6 +82,7 @@ class OutboundWorker:
         inbound_domain: str,
         practice_name: str,
         terms_context: Callable[[], dict[str, Any]],
+        crisis_line: str | None = None,
         dkim: Dkim | None = None,
         poll_seconds: float = 30.0,
     ) -> None:
@@ -94,6 +95,7 @@ class OutboundWorker:
         self.domain = inbound_domain
         self.practice_name = practice_name
         self.terms_context = terms_context
+        self.crisis_line = crisis_line
         self.dkim = dkim
         self.poll_seconds = poll_seconds
         self.sent = 0
@@ -191,7 +193,7 @@ class OutboundWorker:
             if not record.patient_email:
                 raise _GiveUp(OutmailStatus.WITHHELD, "no_address")
             consent = await outmail.get_consent(self.db, row.pair_id)
-            if row.kind == email_out.CONSENT:
+            if row.kind in email_out.ASKING_KINDS:
                 if consent is None or consent.state != email_out.ASKED:
                     raise _GiveUp(OutmailStatus.WITHHELD, "not_asked")
             elif consent is None or not email_out.may_send(
@@ -267,10 +269,12 @@ class OutboundWorker:
         assert record.patient_email is not None
         base: dict[str, Any] = {"practice_name": self.practice_name}
         address = f"pair-{record.email_token}@{self.domain}"
-        if row.kind == email_out.CONSENT:
-            context = {**base, **self.terms_context()}
-            text = self.renderer.page("email/email_consent.txt.j2", context).strip()
-            subject = self.renderer.page("email/email_consent.subject.txt.j2", context).strip()
+        if row.kind in email_out.ASKING_KINDS:
+            # The welcome of an e-mail pair asks as the consent e-mail does, and says more.
+            name = "email_welcome" if row.kind == email_out.WELCOME else "email_consent"
+            context = {**base, **self.terms_context(), "crisis_line": self.crisis_line}
+            text = self.renderer.page(f"email/{name}.txt.j2", context).strip()
+            subject = self.renderer.page(f"email/{name}.subject.txt.j2", context).strip()
             mail = OutgoingMail(
                 from_name=self.practice_name,
                 from_address=address,
