@@ -34,7 +34,7 @@ AWAIT_RECHECK_MAX_SECONDS = 900
 
 def await_recheck_seconds(looks: int) -> int:
     """Seconds until the next look at a notice its member has not been ready for `looks` times."""
-    return min(AWAIT_RECHECK_SECONDS * 2 ** min(looks, 10), AWAIT_RECHECK_MAX_SECONDS)
+    return min(AWAIT_RECHECK_SECONDS << min(looks, 10), AWAIT_RECHECK_MAX_SECONDS)
 
 
 class Sender(Protocol):

@@ -17,6 +17,31 @@ from bridge.cli.base import (
 )
 
 
+async def _warn_about_supervisor(parts: Any, supervisor: str) -> None:
+    """Say so when escalations could not reach the supervisor just named (no account, or
+    an account on another server while the practice does not federate); the therapist is
+    added all the same, and escalations to them wait and are retried until it is fixed."""
+    from bridge.provision import has_account
+
+    cfg = parts.cfg
+    server = cfg.homeserver.server_name
+    if not cfg.practice.federate and supervisor.partition(":")[2] != server:
+        print(
+            f"warning: {supervisor} is not on {server} and practice.federate is off, so no "
+            "desk room can reach them: escalations to them will wait",
+            file=sys.stderr,
+        )
+        return
+    token = cfg.synapse_admin.access_token
+    admin_token = token.get_secret_value() if token else None
+    if await has_account(parts.rest, supervisor, admin_token=admin_token) is False:
+        print(
+            f"warning: {supervisor} has no account on the homeserver: escalations to them "
+            "will wait until it exists (create it, or name another supervisor)",
+            file=sys.stderr,
+        )
+
+
 def cmd_therapist(args: argparse.Namespace) -> int:
     from bridge.store import pairs, therapists
     from bridge.store.pairs import PairStatus
@@ -30,6 +55,8 @@ def cmd_therapist(args: argparse.Namespace) -> int:
                 args.user, now(), email=args.email, supervisor=args.supervisor
             )
             print(f"{args.user}: desk room {desk}")
+            if args.supervisor:
+                await _warn_about_supervisor(parts, args.supervisor)
         elif args.therapist_cmd == "list":
             print_table(
                 ("THERAPIST", "EMAIL", "SUPERVISOR", "DESK ROOM"),

@@ -118,7 +118,12 @@ async def test_invitation_to_pair_room_end_to_end(
         "--supervisor", supervisor.user_id, *c,
     )  # fmt: skip
     assert code == 0, err
-    assert "desk room !" in out
+    assert "desk room !" in out and "warning" not in err
+    ghost = f"@ghost-{secrets.token_hex(3)}:{homeserver.server_name}"
+    code, out, err = await confidant(
+        "therapist", "add", supervisor.user_id, "--supervisor", ghost, *c
+    )  # fmt: skip
+    assert code == 0 and f"warning: {ghost} has no account on the homeserver" in err
     code, out, err = await confidant("therapist", "list", *c)
     assert code == 0 and f"{therapist.user_id}" in out and supervisor.user_id in out
 
