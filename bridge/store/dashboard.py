@@ -138,6 +138,21 @@ async def page_pairs(
     return [_pair_row(row) for row in rows]
 
 
+async def pair_by_label(ex: Executor, label: str, therapist: str | None) -> PairRow | None:
+    """The pair with this label in any status; only among `therapist`'s when given."""
+    sql = (
+        "SELECT p.pair_id, p.label, p.therapist_id, p.policy, p.status, p.consent_state, "
+        f"p.created_at, CASE WHEN {_JOINED} THEN 1 ELSE 0 END AS joined, "
+        f"CASE WHEN {_OPEN} THEN 1 ELSE 0 END AS waiting FROM pairs p WHERE p.label = ?"
+    )
+    args: list[SqlParam] = [label.strip().upper()]
+    if therapist is not None:
+        sql += " AND p.therapist_id = ?"
+        args.append(therapist)
+    row = await ex.fetchrow(sql, *args)
+    return None if row is None else _pair_row(row)
+
+
 def _queue_where(f: PairFilter) -> tuple[str, list[SqlParam]]:
     # The queue is open clocks: the state filter does not narrow it further.
     where, args = _where(PairFilter(f.therapist, f.policy, None, f.label), 0)
@@ -186,9 +201,11 @@ async def flag_counts(ex: Executor, therapist: str | None) -> tuple[int, int]:
 
 
 async def therapist_ids(ex: Executor) -> list[str]:
-    """Therapists with a live pair, for the filter (the pairs' therapist index)."""
+    """The practice's therapists: those registered (with a desk room or not) and those with a
+    live pair, for the filters and for whom a pair or an absence may be handed to."""
     rows = await ex.fetch(
-        "SELECT DISTINCT therapist_id FROM pairs WHERE status <> 'removed' ORDER BY therapist_id"
+        "SELECT user_id AS therapist_id FROM therapists UNION "
+        "SELECT therapist_id FROM pairs WHERE status <> 'removed' ORDER BY therapist_id"
     )
     return [text(row, "therapist_id") for row in rows]
 

@@ -207,14 +207,7 @@ async def pair_page(request: web.Request) -> web.StreamResponse:
     viewer = await require_viewer(request)
     d = deps(request)
     label = request.match_info["label"]
-    rows = await dashboard.page_pairs(
-        d.db,
-        PairFilter(therapist=viewer.therapist, label=label),
-        to_ms(d.clock()),
-        offset=0,
-        limit=1,
-    )
-    row = rows[0] if rows and rows[0].label == label.upper() else None
+    row = await dashboard.pair_by_label(d.db, label, viewer.therapist)
     if row is None:
         return page(request, "notfound", {"what": "pair"}, viewer=viewer, status=404)
     ids = await dashboard.therapist_ids(d.db)

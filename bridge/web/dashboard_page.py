@@ -23,9 +23,13 @@ from bridge.web.deps import deps
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 )
+#: A list that keeps itself current runs one script of this server's (no inline script,
+#: nothing from elsewhere) and fetches its own page.
+LIVE_POLICY = CONTENT_SECURITY_POLICY + "; script-src 'self'; connect-src 'self'"
+LIVE_SCRIPT = "/dashboard/static/live.js"
 ADMIN = "admin"
-#: How often a page that lists what changes (queue, pairs) reloads itself, in seconds.
-REFRESH_SECONDS = 60
+#: How often a list that changes (queue, pairs) is fetched again, in seconds.
+REFRESH_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +52,13 @@ def cookie_digest(cookie: str) -> str:
     return hashlib.sha256(cookie.encode()).hexdigest()
 
 
-def harden(response: web.StreamResponse) -> None:
+def harden(response: web.StreamResponse, *, live: bool = False) -> None:
     """No caching, no framing, no sniffing, no referrer, nothing loaded from elsewhere."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
-    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["Content-Security-Policy"] = LIVE_POLICY if live else CONTENT_SECURITY_POLICY
 
 
 async def current_viewer(request: web.Request) -> Viewer | None:
@@ -93,12 +97,13 @@ def page(
             "csrf_token": csrf,
             "viewer": viewer,
             "refresh_seconds": REFRESH_SECONDS if refresh else None,
+            "live_script": LIVE_SCRIPT,
             "here": request.path_qs,
             **context,
         },
     )
     response = web.Response(text=html, content_type="text/html", status=status)
-    harden(response)
+    harden(response, live=refresh)
     if CSRF_COOKIE not in request.cookies:
         set_cookie(request, response, CSRF_COOKIE, csrf)
     return response

@@ -23,7 +23,9 @@ from bridge.store.base import to_ms
 from bridge.web.auth import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, csrf_ok, set_cookie
 from bridge.web.dashboard_page import (
     ADMIN,
+    LIVE_SCRIPT,
     cookie_digest,
+    harden,
     page,
     require_viewer,
     see_other,
@@ -130,6 +132,15 @@ async def logout_everywhere(request: web.Request) -> web.StreamResponse:
     await _audit(request, dashboard_commands.signed_out_everywhere(viewer.who, ended))
     response = see_other("/dashboard/login")
     response.del_cookie(SESSION_COOKIE, path="/dashboard")
+    return response
+
+
+@routes.get(LIVE_SCRIPT)
+async def live_script(request: web.Request) -> web.Response:
+    """The one script of the dashboard: keeps the queue and the pairs list current."""
+    text = deps(request).render_page("admin/live.js.j2", {})
+    response = web.Response(text=text, content_type="text/javascript")
+    harden(response)
     return response
 
 

@@ -101,8 +101,14 @@ async def trends(request: web.Request) -> web.StreamResponse:
     d = deps(request)
     cfg, tz, now = d.parts.cfg, d.practice_tz, d.clock()
     first, last = week_range(dict(request.query), now.astimezone(tz).date())
-    ids: list[str] = []
-    whole = await sla_report(d.db, cfg, _midnight(first, tz), _midnight(last, tz), now)
+
+    async def report(start: date, end: date) -> list[TherapistStats]:
+        a, b = _midnight(start, tz), _midnight(end, tz)
+        return await d.reports.rows(
+            (a, b, "therapist"), now, lambda: sla_report(d.db, cfg, a, b, now)
+        )
+
+    whole = await report(first, last)
     ids = [r.therapist_id for r in whole if r.therapist_id != ALL]
     key = viewer.therapist or request.query.get("therapist") or ALL
     if key != ALL and key not in ids:
@@ -112,7 +118,7 @@ async def trends(request: web.Request) -> web.StreamResponse:
     start = first
     while start < last:
         end = start + timedelta(days=7)
-        rows = await sla_report(d.db, cfg, _midnight(start, tz), _midnight(end, tz), now)
+        rows = await report(start, end)
         weeks.append(Week(start, next((r for r in rows if r.therapist_id == key), None)))
         start = end
     name = "the practice" if key == ALL else names[key]

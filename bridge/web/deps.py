@@ -22,6 +22,7 @@ from bridge.parts import Parts
 from bridge.ports import InvitationDesk, VoiceUploads
 from bridge.provision import PairManager
 from bridge.store.base import Database
+from bridge.web.dashboard_cache import ReportCache
 
 
 class SyncReading(Protocol):
@@ -115,6 +116,8 @@ class WebDeps:
     invoke: Callable[[Invoke], Awaitable[None]] | None = None
     #: Appends one audit entry the core built, in a transaction of its own.
     record_audit: Callable[[AppendAudit], Awaitable[None]] | None = None
+    #: The SLA report's rows the trends page read lately.
+    reports: ReportCache = field(default_factory=ReportCache)
 
 
 DEPS_KEY = web.AppKey("deps", WebDeps)

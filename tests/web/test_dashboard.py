@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from pathlib import Path
 
 import aiohttp
@@ -301,6 +302,22 @@ async def test_a_therapist_signs_in_from_the_desk_room(dashboard, tmp_path: Path
     ]
 
 
+AXE = Path(__file__).with_name("a11y") / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def _axe_serious(driver) -> list[str]:  # type: ignore[no-untyped-def]
+    """The serious and critical axe-core violations of the page shown (none without axe)."""
+    if not AXE.exists():
+        return []
+    # WebDriver's scripts run outside the page's Content-Security-Policy.
+    driver.execute_script(AXE.read_text())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations));"
+    )
+    return [f"{v['id']}: {v['help']}" for v in result if v.get("impact") in ("serious", "critical")]
+
+
 def _admin_acts(base_url: str, profile: Path) -> dict[str, object]:
     """Sign in with the token, read a chart, mark the therapist away through the form."""
     from selenium.webdriver.common.by import By
@@ -314,15 +331,21 @@ def _admin_acts(base_url: str, profile: Path) -> dict[str, object]:
         wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(TOKEN)
         driver.find_element(By.ID, "login-button").click()
         wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        violations = {}
+        for path in ("/dashboard", "/dashboard/pairs", "/dashboard/invitations"):
+            driver.get(f"{base_url}{path}")
+            wait.until(ec.presence_of_element_located((By.ID, "content")))
+            violations[path] = _axe_serious(driver)
         driver.get(f"{base_url}/dashboard/trends")
         svg = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#chart-met svg")))
         chart = svg.get_attribute("outerHTML")
+        violations["/dashboard/trends"] = _axe_serious(driver)
         driver.get(f"{base_url}/dashboard")
         # The form's own field (a date picker) is filled the way a script would.
         driver.execute_script("document.getElementById('away-until').value = '2035-01-08T09:00'")
         driver.find_element(By.ID, "away-submit").click()
         wait.until(ec.url_contains("done=away"))
-        return {"chart": chart, "url": driver.current_url}
+        return {"chart": chart, "url": driver.current_url, "violations": violations}
     finally:
         driver.quit()
 
@@ -333,6 +356,13 @@ async def test_the_admin_marks_a_therapist_away_from_the_dashboard(dashboard, tm
     app, server, _record, therapist = dashboard
     seen = await asyncio.to_thread(_admin_acts, server.base_url, tmp_path / "chromium-admin")
     assert 'data-name="met"' in str(seen["chart"])
+    # axe-core in the page (tests/web/a11y, `npm ci` there): no serious violation.
+    assert seen["violations"] == {
+        "/dashboard": [],
+        "/dashboard/pairs": [],
+        "/dashboard/invitations": [],
+        "/dashboard/trends": [],
+    }
 
     async def away_stored():
         row = await therapists.get(app.parts.db, therapist.user_id)
@@ -345,3 +375,117 @@ async def test_the_admin_marks_a_therapist_away_from_the_dashboard(dashboard, tm
         )
     assert [r["actor"] for r in rows] == ["dashboard:admin"]
     assert therapist.user_id in rows[0]["details"]
+
+
+def _admin_hands_over(base_url: str, label: str, colleague: str, profile: Path) -> dict[str, str]:
+    """Reassign the pair to a colleague through its page, then close it (typing its label)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver = _driver(profile)
+    try:
+        wait = WebDriverWait(driver, 30)
+        driver.get(f"{base_url}/dashboard/login")
+        wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(TOKEN)
+        driver.find_element(By.ID, "login-button").click()
+        wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        driver.get(f"{base_url}/dashboard/pairs?q={label}")
+        wait.until(ec.element_to_be_clickable((By.LINK_TEXT, label))).click()
+        Select(
+            wait.until(ec.presence_of_element_located((By.ID, "reassign-therapist")))
+        ).select_by_value(colleague)
+        driver.find_element(By.ID, "reassign-submit").click()
+        reassigned = wait.until(ec.presence_of_element_located((By.ID, "pair-therapist"))).text
+        driver.find_element(By.ID, "close-confirm").send_keys(label)
+        driver.find_element(By.ID, "close-submit").click()
+        wait.until(ec.url_contains("done=closed"))
+        status = driver.find_element(By.ID, "pair-status").text
+        return {"reassigned": reassigned, "status": status}
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+async def test_the_admin_reassigns_and_closes_a_pair(dashboard, make_nio_user, tmp_path: Path):
+    pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
+    app, server, record, _therapist = dashboard
+    colleague = await make_nio_user("dashcolleague")
+    await app.parts.pairs.ensure_therapist(colleague.user_id, app.service.clock())
+    seen = await asyncio.to_thread(
+        _admin_hands_over, server.base_url, record.label, colleague.user_id, tmp_path / "chr"
+    )
+    # No display name set: Synapse's default is the localpart.
+    assert seen["reassigned"] in (colleague.user_id, colleague.user_id[1:].split(":")[0])
+    assert seen["status"].startswith("removed")
+    async with app.parts.db.transaction() as tx:
+        rows = await tx.fetch(
+            "SELECT action, actor FROM audit_entries WHERE pair_id = ? "
+            "AND action IN ('pair.reassigned', 'pair.removed') ORDER BY seq",
+            record.pair_id,
+        )
+    assert [(r["action"], r["actor"]) for r in rows] == [
+        ("pair.reassigned", "dashboard:admin"),
+        ("pair.removed", "dashboard:admin"),
+    ]
+
+
+def _watch_queue(base_url: str, reply, profile: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Sign in, scroll, let the therapist reply, and see the queue empty without a reload."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = _driver(profile)
+    try:
+        wait = WebDriverWait(driver, 30)
+        driver.get(f"{base_url}/dashboard/login")
+        wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(TOKEN)
+        driver.find_element(By.ID, "login-button").click()
+        wait.until(ec.presence_of_element_located((By.ID, "queue")))
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 500, "deviceScaleFactor": 1, "mobile": True},
+        )
+        driver.find_element(By.ID, "filter-label").send_keys("typed")
+        driver.execute_script("window.scrollTo(0, 200); window.__samePage = true;")
+        scrolled = driver.execute_script("return window.scrollY")
+        reply()
+        emptied = False
+        for _ in range(30):
+            # What the page's own timer does every REFRESH_SECONDS, asked for at once.
+            driver.execute_async_script(
+                "const done = arguments[arguments.length - 1];"
+                "window.confidantLive().then(done, () => done(false));"
+            )
+            if driver.find_elements(By.CSS_SELECTOR, "#queue-live #queue") == []:
+                emptied = True
+                break
+            time.sleep(1)
+        return {
+            "emptied": emptied,
+            "same_page": driver.execute_script("return window.__samePage === true"),
+            "scroll": (scrolled, driver.execute_script("return window.scrollY")),
+            "typed": driver.find_element(By.ID, "filter-label").get_attribute("value"),
+        }
+    finally:
+        driver.quit()
+
+
+@needs_chromium
+async def test_the_queue_keeps_itself_current_without_losing_the_place(dashboard, tmp_path: Path):
+    pytest.importorskip("selenium", reason="needs selenium (the dev extras)")
+    _app, server, record, therapist = dashboard
+    loop = asyncio.get_running_loop()
+
+    def reply() -> None:
+        sent = asyncio.run_coroutine_threadsafe(
+            therapist.send_text(record.room_id, "a reply nobody should see"), loop
+        )
+        sent.result(timeout=30)
+
+    seen = await asyncio.to_thread(_watch_queue, server.base_url, reply, tmp_path / "chr")
+    assert seen["emptied"] and seen["same_page"]
+    scrolled, after = seen["scroll"]  # type: ignore[misc]
+    assert scrolled > 0 and after == scrolled
+    assert seen["typed"] == "typed"

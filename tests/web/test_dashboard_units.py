@@ -166,3 +166,33 @@ def test_bar_chart_bars_have_the_known_heights() -> None:
     heights = [float(h) for h in re.findall(r'<rect[^>]*height="([\d.]+)"><title>', svg)]
     assert heights == [0.0, 96.0]
     assert 'data-values="0 2"' in svg
+
+
+async def test_report_rows_are_kept_longer_for_past_weeks() -> None:
+    from bridge.web.dashboard_cache import PAST_FOR, PRESENT_FOR, ReportCache
+
+    ticks = [0.0]
+    cache = ReportCache(clock=lambda: ticks[0])
+    calls: list[str] = []
+
+    def compute(name: str):  # type: ignore[no-untyped-def]
+        async def run() -> list:  # type: ignore[type-arg]
+            calls.append(name)
+            return []
+
+        return run
+
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    past = (now - timedelta(days=14), now - timedelta(days=7), "therapist")
+    present = (now - timedelta(days=7), now + timedelta(days=1), "therapist")
+    for _ in range(2):
+        await cache.rows(past, now, compute("past"))
+        await cache.rows(present, now, compute("present"))
+    assert calls == ["past", "present"]
+    ticks[0] = PRESENT_FOR + 1
+    await cache.rows(past, now, compute("past"))
+    await cache.rows(present, now, compute("present"))
+    assert calls == ["past", "present", "present"]
+    ticks[0] = PAST_FOR + 1
+    await cache.rows(past, now, compute("past"))
+    assert calls[-1] == "past"
