@@ -2,14 +2,17 @@
 
 One chain covers the practice. `append` runs inside the caller's transaction (the service
 writes state, audit and outbox together) and serialises appenders on the chain head
-(`bridge.store.audit.lock_head`). Content is sealed with the entry's seq and content hash as
+(`bridge.store.audit.lock_head`); `record`, for entries with nothing else to write, commits
+concurrent callers' entries together in one transaction (group commit), in the order they
+came. Content is sealed with the entry's seq and content hash as
 associated data, so a sealed blob cannot be moved to another entry unnoticed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +54,29 @@ def _ms(now: datetime | int) -> int:
     return now if isinstance(now, int) else to_ms(now)
 
 
+#: At most this many waiting entries are committed in one group.
+MAX_GROUP = 500
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An entry `record` is waiting to commit, and the future its caller awaits."""
+
+    record: AppendAudit | Mapping[str, Any]
+    now: datetime | int
+    role: str | None
+    done: asyncio.Future[int]
+
+
+def _answer(waiting: _Pending, outcome: int | Exception) -> None:
+    if waiting.done.done():
+        return  # the caller gave up waiting; its entry is committed all the same
+    if isinstance(outcome, Exception):
+        waiting.done.set_exception(outcome)
+    else:
+        waiting.done.set_result(outcome)
+
+
 @dataclass(frozen=True, slots=True)
 class PurgeResult:
     """How many sealed contents and media blobs a purge deleted."""
@@ -76,6 +102,9 @@ class AuditLog:
         self.sealer = sealer
         self.signing_key = load_signing_key(signing_key)
         self.checkpoint_every = checkpoint_every
+        # Entries `record` was given, waiting for the writer task to commit them together.
+        self._waiting: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def append(
         self,
@@ -92,61 +121,92 @@ class AuditLog:
         `role`). The role comes from `role`, else the record, else `details["role"]`.
         Content bytes are hashed into the entry and stored sealed apart from it.
         """
-        fields = _fields(record)
-        details = dict(fields.get("details") or {})
-        if role is None:
-            role = fields.get("role") or (
-                details["role"] if isinstance(details.get("role"), str) else None
-            )
-        content: bytes | None = fields.get("content")
-        ts = _ms(now)
+        (seq,) = await self._append_all(tx, [(record, now, role)])
+        return seq
 
+    async def _append_all(
+        self,
+        tx: Executor,
+        items: Sequence[tuple[AppendAudit | Mapping[str, Any], datetime | int, str | None]],
+    ) -> list[int]:
+        """Append `items` in order inside `tx`: the head is locked once, each pair's previous
+        entry is read once, and the rows go in together (flushed at each periodic checkpoint,
+        which signs the head as it is after its entry)."""
         head = await audit_store.lock_head(tx)
-        seq = head.seq + 1
+        seq = head.seq
         prev = head.head_hash if head.head_hash is not None else GENESIS_HASH
-        pair_id = fields.get("pair_id")
-        pair_prev = await audit_store.pair_head(tx, pair_id)
-        content_sha = sha256_hex(content) if content is not None else None
-        entry = make_entry(
-            seq=seq,
-            ts=ts,
-            pair_id=pair_id,
-            pair_prev=pair_prev,
-            actor=str(fields["actor"]),
-            role=role,
-            action=str(fields["action"]),
-            event_id=fields.get("event_id"),
-            outcome=str(fields.get("outcome") or "ok"),
-            content_sha256=content_sha,
-            details=details,
-        )
-        digest = entry_hash(prev, entry, check=False)
-        await audit_store.insert(
-            tx,
-            audit_store.AuditRow(
-                seq=seq,
-                v=entry["v"],
+        pair_heads: dict[str | None, bytes | None] = {}
+        rows: list[audit_store.AuditRow] = []
+        contents: list[tuple[int, int, str, bytes]] = []
+        seqs: list[int] = []
+
+        async def flush() -> None:
+            if rows:
+                await audit_store.insert_many(tx, rows)
+            if contents:
+                await audit_store.insert_contents(tx, contents)
+            rows.clear()
+            contents.clear()
+            await audit_store.set_head(tx, seq, prev)
+
+        for record, now, role in items:
+            fields = _fields(record)
+            details = dict(fields.get("details") or {})
+            if role is None:
+                role = fields.get("role") or (
+                    details["role"] if isinstance(details.get("role"), str) else None
+                )
+            content: bytes | None = fields.get("content")
+            ts = _ms(now)
+            pair_id = fields.get("pair_id")
+            if pair_id not in pair_heads:
+                pair_heads[pair_id] = await audit_store.pair_head(tx, pair_id)
+            content_sha = sha256_hex(content) if content is not None else None
+            entry = make_entry(
+                seq=seq + 1,
                 ts=ts,
                 pair_id=pair_id,
-                pair_prev=entry["pair_prev"],
-                actor=entry["actor"],
+                pair_prev=pair_heads[pair_id],
+                actor=str(fields["actor"]),
                 role=role,
-                action=entry["action"],
-                event_id=entry["event_id"],
-                outcome=entry["outcome"],
+                action=str(fields["action"]),
+                event_id=fields.get("event_id"),
+                outcome=str(fields.get("outcome") or "ok"),
                 content_sha256=content_sha,
-                details=canonical_json(entry["details"], check=False).decode("utf-8"),
-                prev_hash=prev,
-                entry_hash=digest,
-            ),
-        )
-        if content is not None and content_sha is not None:
-            blob = self.sealer.seal(content, content_aad(seq, content_sha))
-            await audit_store.insert_content(tx, seq, ts, self.sealer.current_key_id, blob)
-        await audit_store.set_head(tx, seq, digest)
-        if seq % self.checkpoint_every == 0:
-            await write_checkpoint(tx, self.signing_key, ts, "periodic")
-        return seq
+                details=details,
+            )
+            seq += 1
+            digest = entry_hash(prev, entry, check=False)
+            rows.append(
+                audit_store.AuditRow(
+                    seq=seq,
+                    v=entry["v"],
+                    ts=ts,
+                    pair_id=pair_id,
+                    pair_prev=entry["pair_prev"],
+                    actor=entry["actor"],
+                    role=role,
+                    action=entry["action"],
+                    event_id=entry["event_id"],
+                    outcome=entry["outcome"],
+                    content_sha256=content_sha,
+                    details=canonical_json(entry["details"], check=False).decode("utf-8"),
+                    prev_hash=prev,
+                    entry_hash=digest,
+                )
+            )
+            if content is not None and content_sha is not None:
+                blob = self.sealer.seal(content, content_aad(seq, content_sha))
+                contents.append((seq, ts, self.sealer.current_key_id, blob))
+            pair_heads[pair_id] = digest
+            prev = digest
+            seqs.append(seq)
+            if seq % self.checkpoint_every == 0:
+                await flush()
+                await write_checkpoint(tx, self.signing_key, ts, "periodic")
+        if rows:
+            await flush()
+        return seqs
 
     async def record(
         self,
@@ -155,9 +215,59 @@ class AuditLog:
         *,
         role: str | None = None,
     ) -> int:
-        """Append one entry in a transaction of its own (for callers with nothing else to write)."""
-        async with self.db.transaction() as tx:
-            return await self.append(tx, record, now, role=role)
+        """Append one entry in a transaction of its own (for callers with nothing else to
+        write) and return its seq once it is committed.
+
+        Concurrent calls are committed together (group commit): one writer task takes every
+        entry waiting, appends them in the order they came in one transaction, and answers
+        each caller when that transaction has committed. The chain's order is the commit
+        order, as with `append`.
+        """
+        pending = _Pending(record, now, role, asyncio.get_running_loop().create_future())
+        self._waiting.append(pending)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting(), name="audit-writer")
+        return await pending.done
+
+    async def _write_waiting(self) -> None:
+        """Commit what is waiting, batch after batch, until nothing is."""
+        while self._waiting:
+            batch = [p for p in self._waiting[:MAX_GROUP] if not p.done.cancelled()]
+            del self._waiting[:MAX_GROUP]
+            if not batch:
+                continue
+            try:
+                await self._commit(batch)
+            except BaseException as exc:
+                # The writer itself was stopped (the loop is closing): nobody may wait forever.
+                for waiting in (*batch, *self._waiting):
+                    if not waiting.done.done():
+                        waiting.done.set_exception(exc)
+                self._waiting.clear()
+                raise
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            async with self.db.transaction() as tx:
+                seqs = await self._append_all(tx, [(p.record, p.now, p.role) for p in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                _answer(batch[0], exc)
+                return
+            # One bad entry must not fail the others: each alone, in a transaction of its own.
+            for waiting in batch:
+                try:
+                    async with self.db.transaction() as tx:
+                        (seq,) = await self._append_all(
+                            tx, [(waiting.record, waiting.now, waiting.role)]
+                        )
+                except Exception as alone:
+                    _answer(waiting, alone)
+                else:
+                    _answer(waiting, seq)
+            return
+        for waiting, seq in zip(batch, seqs, strict=True):
+            _answer(waiting, seq)
 
     async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str:
         """Keep media bytes sealed and return their hex SHA-256 (the `media_ref` in content).

@@ -199,6 +199,46 @@ async def insert(tx: Executor, row: AuditRow) -> None:
     )
 
 
+async def insert_many(tx: Executor, rows: Sequence[AuditRow]) -> None:
+    """Write several entries at once (a group commit), in the order given."""
+    if len(rows) == 1:
+        await insert(tx, rows[0])
+        return
+    await tx.executemany(
+        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                row.seq,
+                row.v,
+                row.ts,
+                row.pair_id,
+                row.pair_prev,
+                row.actor,
+                row.role,
+                row.action,
+                row.event_id,
+                row.outcome,
+                row.content_sha256,
+                row.details,
+                row.prev_hash,
+                row.entry_hash,
+            )
+            for row in rows
+        ],
+    )
+
+
+async def insert_contents(tx: Executor, contents: Sequence[tuple[int, int, str, bytes]]) -> None:
+    """Keep the sealed contents `(seq, ts, key_id, sealed)` of several entries at once."""
+    if len(contents) == 1:
+        await insert_content(tx, *contents[0])
+        return
+    await tx.executemany(
+        "INSERT INTO audit_content (seq, ts, key_id, sealed) VALUES (?, ?, ?, ?)", contents
+    )
+
+
 async def insert_content(tx: Executor, seq: int, ts: int, key_id: str, sealed: bytes) -> None:
     """Keep the sealed content of entry `seq`."""
     await tx.execute(
