@@ -28,6 +28,8 @@ ACTOR = "confidant:email"
 #: Mail kinds (`outbound_emails.kind`).
 REPLY = "reply"
 CORRECTION = "correction"
+#: A file, image, audio, video or voice message, attached to the mail as it came.
+ATTACHMENT = "attachment"
 CONSENT = "consent"
 #: The welcome of an e-mail pair: the practice's text on e-mail, answered with YES.
 WELCOME = "welcome"
@@ -48,6 +50,11 @@ CONSENT_REVOKED_ACTION = "email.consent_revoked"
 #: What the sealed content of an "email.sent" entry is (`message_content`'s msgtype).
 SENT_MSGTYPE = "email_out"
 SENT_FILENAME = "sent.eml"
+
+#: Room messages whose file goes as the mail's attachment.
+ATTACHED_KINDS = frozenset({Kind.IMAGE, Kind.FILE, Kind.AUDIO, Kind.VOICE, Kind.VIDEO})
+#: The largest attachment sent by e-mail; common relays refuse mail over 25 MB.
+MAX_ATTACHMENT_BYTES = 15 * 1024 * 1024
 
 _WORDS = re.compile(r"[^\w\s]", re.UNICODE)
 #: First lines of a reply that agree to e-mail (a reply to the consent e-mail only).
@@ -85,7 +92,8 @@ def message_id_for(key: str, domain: str) -> str:
 def outbound_kind(ev: RoomEvent) -> str | None:
     """What mail a pair-room event becomes, or None when it stays in the room.
 
-    Only the therapist's own messages written in the room; an edit becomes a correction.
+    Only the therapist's own messages written in the room; an edit becomes a correction,
+    a file or voice message a mail with it attached.
     """
     if ev.channel != MATRIX or ev.role is not Role.THERAPIST or ev.command:
         return None
@@ -93,6 +101,8 @@ def outbound_kind(ev: RoomEvent) -> str | None:
         return REPLY
     if ev.kind is Kind.EDIT and ev.relates_to:
         return CORRECTION
+    if ev.kind in ATTACHED_KINDS:
+        return ATTACHMENT
     return None
 
 

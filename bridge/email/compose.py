@@ -10,7 +10,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any
@@ -21,6 +21,7 @@ from bridge.email.convert import plain_to_html
 from bridge.email.sanitize import sanitize_html
 
 __all__ = [
+    "MailAttachment",
     "MatrixText",
     "OutgoingMail",
     "compose",
@@ -66,6 +67,15 @@ def matrix_text(content: dict[str, Any]) -> MatrixText:
 
 
 @dataclass(frozen=True, slots=True)
+class MailAttachment:
+    """A file sent with the mail, as it was posted in the room."""
+
+    filename: str
+    mimetype: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMail:
     """Everything one mail says, decided by the caller."""
 
@@ -80,6 +90,7 @@ class OutgoingMail:
     references: Sequence[str] = ()
     #: Set on mail no person wrote (the consent e-mail): auto-responders leave it alone.
     auto_submitted: bool = False
+    attachments: Sequence[MailAttachment] = ()
 
 
 def compose(mail: OutgoingMail) -> EmailMessage:
@@ -107,6 +118,13 @@ def compose(mail: OutgoingMail) -> EmailMessage:
         f"{body_html}\n</body></html>\n"
     )
     msg.add_alternative(document, subtype="html")
+    for attachment in mail.attachments:
+        maintype, _, subtype = attachment.mimetype.partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(
+            attachment.data, maintype=maintype, subtype=subtype, filename=attachment.filename
+        )
     return msg
 
 

@@ -61,6 +61,10 @@ def event(
         (event(role=Role.PATIENT), None),
         (event(channel="email"), None),
         (event(kind=Kind.REACTION), None),
+        (event(kind=Kind.FILE), email_out.ATTACHMENT),
+        (event(kind=Kind.VOICE), email_out.ATTACHMENT),
+        (event(kind=Kind.IMAGE), email_out.ATTACHMENT),
+        (event(role=Role.PATIENT, kind=Kind.FILE), None),
     ],
 )
 def test_only_the_therapists_own_messages_go_out(ev: RoomEvent, expected: str | None) -> None:

@@ -6,8 +6,10 @@ a mail queued while the relay is down leaves once after a restart, and never twi
 from __future__ import annotations
 
 import base64
+import io
 import json
 import logging
+import os
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from nio import UploadResponse
 
 from bridge.app import App
 from bridge.core import email_out
@@ -74,6 +77,27 @@ def config(
         outbound_email=outbound(relay_port),
     )
     return load_config_dict(overrides, tmp_path)
+
+
+async def send_file(
+    sender: NioUser, room: str, data: bytes, mimetype: str, name: str, *, m_type: str
+) -> str:
+    """Post `data` as an encrypted attachment, as a client does (a voice message for audio)."""
+    upload, keys = await sender.client.upload(
+        lambda *_: io.BytesIO(data), encrypt=True, filesize=len(data)
+    )
+    assert isinstance(upload, UploadResponse) and keys is not None, upload
+    content: dict[str, Any] = {
+        "msgtype": m_type,
+        "body": name,
+        "info": {"mimetype": mimetype, "size": len(data)},
+        "file": {**keys, "url": upload.content_uri},
+    }
+    if m_type == "m.audio":
+        content["org.matrix.msc3245.voice"] = {}
+    else:
+        content["filename"] = name
+    return await sender.send(room, "m.room.message", content)
 
 
 async def email_pair(app: App, make_nio_user: Any) -> tuple[NioUser, NioUser, Any, str]:
@@ -241,7 +265,23 @@ async def test_consent_then_threaded_replies_both_ways_then_revoked(
             second["References"].split()
         )
 
-        # 7. She stops it in the room: nothing more leaves, and the stop is audited.
+        # 7. A file and a voice message go as attachments, byte for byte.
+        report = b"%PDF-1.4 canary-file " + os.urandom(2048)
+        voice = b"OggS" + os.urandom(4096)
+        await send_file(therapist, room, report, "application/pdf", "plan.pdf", m_type="m.file")
+        await relay.wait(5, timeout=30)
+        await send_file(therapist, room, voice, "audio/ogg", "Voice message", m_type="m.audio")
+        await relay.wait(6, timeout=30)
+        file_mail, voice_mail = relay.messages[4], relay.messages[5]
+        [pdf] = list(file_mail.iter_attachments())
+        assert pdf.get_filename() == "plan.pdf" and pdf.get_content() == report
+        assert "A file from your therapist is attached: plan.pdf" in body_of(file_mail)
+        [ogg] = list(voice_mail.iter_attachments())
+        assert ogg.get_content_type() == "audio/ogg" and ogg.get_content() == voice
+        assert "voice message" in body_of(voice_mail)
+        assert voice_mail["In-Reply-To"] == "<back-1@example.org>"
+
+        # 8. She stops it in the room: nothing more leaves, and the stop is audited.
         await patient.send_text(room, "!email off")
         await patient.wait_for(room, notice_containing("E-mail is off"), timeout=20)
         await therapist.send_text(room, "canary-after-off")
@@ -251,7 +291,8 @@ async def test_consent_then_threaded_replies_both_ways_then_revoked(
         assert revoked["details"] == {"via": "room"}
         assert mails_with(relay, "canary-after-off") == []
         assert mails_with(relay, "canary-before-consent") == []
-        assert len(relay.messages) == 4  # the ask, two replies and the correction
+        # The ask, two replies, the correction, the file and the voice message.
+        assert len(relay.messages) == 6
 
         # No content and no address in the logs.
         logged = "\n".join(str(r.__dict__) for r in caplog.records)

@@ -153,6 +153,7 @@ async def install_outbound(app: Host) -> OutboundMail | None:
         audit=app.parts.audit,
         renderer=app.parts.renderer,
         mailer=mailer,
+        downloader=app.bot,
         clock=app.service.clock,
         inbound_domain=domain,
         practice_name=cfg.practice.name,

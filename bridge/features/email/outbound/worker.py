@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from bridge.adapters.mailer import Mailer, MailError
 from bridge.adapters.render import Renderer
@@ -29,6 +29,7 @@ from bridge.audit.log import AuditLog
 from bridge.core import email_out
 from bridge.email import inbox
 from bridge.email.compose import (
+    MailAttachment,
     OutgoingMail,
     compose,
     dkim_sign,
@@ -51,6 +52,12 @@ log = logging.getLogger(__name__)
 #: How long a worker holds a mail while the relay takes it (the relay's timeout is 30 s);
 #: after a crash in the middle of a send, the mail is sent again once this has passed.
 LEASE_MS = 60_000
+
+
+class Downloader(Protocol):
+    """Encrypted media download (`MatrixBot.download_decrypted`)."""
+
+    async def download_decrypted(self, file_obj: dict[str, Any]) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +85,7 @@ class OutboundWorker:
         audit: AuditLog,
         renderer: Renderer,
         mailer: Mailer,
+        downloader: Downloader,
         clock: Callable[[], datetime],
         inbound_domain: str,
         practice_name: str,
@@ -91,6 +99,7 @@ class OutboundWorker:
         self.audit = audit
         self.renderer = renderer
         self.mailer = mailer
+        self.downloader = downloader
         self.clock = clock
         self.domain = inbound_domain
         self.practice_name = practice_name
@@ -293,6 +302,13 @@ class OutboundWorker:
         last = await outmail.last_inbound(self.db, record.pair_id)
         in_reply_to = last.message_id if last is not None else None
         text, html = said.text, said.html
+        attachments: tuple[MailAttachment, ...] = ()
+        if row.kind == email_out.ATTACHMENT:
+            attached = await self._attachment(content)
+            attachments = (attached,)
+            context = {**base, "filename": attached.filename, "voice": _is_voice(content)}
+            text = self.renderer.page("email/attachment.txt.j2", context).strip()
+            html = None
         if row.kind == email_out.CORRECTION:
             intro = self.renderer.page("email/correction.txt.j2", base).strip()
             original = _edited_event(content)
@@ -316,8 +332,33 @@ class OutboundWorker:
             html=f"{body_html}\n{footer_html(footer)}",
             in_reply_to=in_reply_to,
             references=references,
+            attachments=attachments,
         )
         return mail, text
+
+    async def _attachment(self, content: dict[str, Any]) -> MailAttachment:
+        """The room message's file, decrypted, as it was posted."""
+        file_obj = content.get("file")
+        if not isinstance(file_obj, dict) or not isinstance(file_obj.get("url"), str):
+            # Pair rooms are encrypted: a file that is not is not one a member posted there.
+            raise _GiveUp(OutmailStatus.FAILED, "no_encrypted_file")
+        info = content.get("info")
+        info = info if isinstance(info, dict) else {}
+        size = info.get("size")
+        if isinstance(size, int) and size > email_out.MAX_ATTACHMENT_BYTES:
+            raise _GiveUp(OutmailStatus.WITHHELD, "too_large")
+        try:
+            data = await self.downloader.download_decrypted(file_obj)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise _GiveUp(OutmailStatus.FAILED, "undecryptable_file") from exc
+        except Exception as exc:
+            # The homeserver is out of reach: try again later, as for the relay.
+            raise MailError(f"the attachment could not be fetched: {type(exc).__name__}") from exc
+        if len(data) > email_out.MAX_ATTACHMENT_BYTES:
+            raise _GiveUp(OutmailStatus.WITHHELD, "too_large")
+        mimetype = str(info.get("mimetype") or file_obj.get("mimetype") or "")
+        filename = str(content.get("filename") or content.get("body") or "attachment")
+        return MailAttachment(filename[:200], mimetype or "application/octet-stream", data)
 
     async def _subject(self, last: outmail.LastInbound | None, base: dict[str, Any]) -> str:
         """Her latest subject after "Re: ", so her client threads it; else the template's."""
@@ -342,6 +383,10 @@ class OutboundWorker:
             return None
         value = json.loads(raw)
         return value if isinstance(value, dict) else None
+
+
+def _is_voice(content: dict[str, Any]) -> bool:
+    return "org.matrix.msc3245.voice" in content
 
 
 def _edited_event(content: dict[str, Any]) -> str | None:
