@@ -38,9 +38,8 @@ def make_sealer(cfg: Config) -> Sealer:
 
 def reply_window(policy: Policy) -> ReplyWindow:
     """How `policy`'s reply time reads in the bot's texts."""
-    return ReplyWindow(
-        human_duration(policy.window.total_seconds()), policy.window_clock == "working"
-    )
+    seconds = policy.window.total_seconds()
+    return ReplyWindow(human_duration(seconds), policy.window_clock == "working", seconds)
 
 
 def practice_facts(cfg: Config, bot_user_id: str, policy: Policy | None = None) -> PracticeFacts:
@@ -120,7 +119,7 @@ async def open_parts(
         await rest.close()
         await db.close()
         raise
-    renderer = Renderer(templates_dir, overrides=cfg.templates_dir)
+    renderer = Renderer(templates_dir, overrides=cfg.templates_dir, language=cfg.practice.language)
     audit = AuditLog(
         db,
         sealer,

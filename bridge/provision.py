@@ -42,6 +42,8 @@ class ReplyWindow:
 
     text: str | None
     working_time: bool = True
+    #: The same span in seconds, which each language's texts write their own way.
+    seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -476,6 +478,7 @@ class PairManager:
                 "therapist_name": display_name(record.therapist_id),
                 "practice_name": self.facts.practice_name,
                 "reply_window": window.text,
+                "reply_window_seconds": window.seconds,
                 "working_time": window.working_time,
                 "crisis_line": self.facts.crisis_line,
                 "email_address": email_address,

@@ -13,6 +13,7 @@ from bridge.core import (
     dashboard_commands,
     desk_commands,
     email_commands,
+    language_commands,
     sessions,
     sla_commands,
     video_commands,
@@ -21,7 +22,8 @@ from bridge.core.commands import CommandRegistry
 
 
 def build_commands() -> CommandRegistry:
-    """`!help`, the desk's `!export`, the SLA's, consent's, sessions', video's and `!email`."""
+    """`!help`, the desk's `!export`, the SLA's, consent's, sessions', video's, `!email` and
+    `!language`."""
     return CommandRegistry(
         [
             *commands.COMMANDS,
@@ -32,5 +34,6 @@ def build_commands() -> CommandRegistry:
             *video_commands.COMMANDS,
             *dashboard_commands.COMMANDS,
             *email_commands.COMMANDS,
+            *language_commands.COMMANDS,
         ]
     )

@@ -55,29 +55,17 @@ def on_patient_join(
     desk_room_id: str | None,
     consent_context: dict[str, Any],
     consent_sha256: str,
+    language: str | None = None,
 ) -> list[Effect]:
     """Ask for consent when the patient joins a pair whose consent is pending.
 
-    The txn ids are fixed per pair, so joining again never posts the text twice.
+    The txn ids are fixed per pair, so joining again never posts the text twice. The text
+    is posted in `language` (the patient's), the one its digest was taken of.
     """
     if consent_state != PENDING or not is_patient_join(pair, ev):
         return []
     effects: list[Effect] = [
-        SendMessage(
-            room_id=pair.room_id,
-            template=CONSENT_TEMPLATE,
-            context=consent_context,
-            txn_id=f"consent.{pair.pair_id}",
-            pair_id=pair.pair_id,
-            await_member=pair.patient_id,
-        ),
-        AppendAudit(
-            pair_id=pair.pair_id,
-            action="consent.requested",
-            actor=ev.sender,
-            details={"consent_sha256": consent_sha256},
-            event_id=ev.event_id,
-        ),
+        *_ask(pair, ev, consent_context, consent_sha256, language, f"consent.{pair.pair_id}"),
     ]
     if desk_room_id:
         effects.append(
@@ -93,6 +81,55 @@ def on_patient_join(
     return effects
 
 
+def _ask(
+    pair: Pair,
+    ev: RoomEvent,
+    context: dict[str, Any],
+    sha256: str,
+    language: str | None,
+    txn_id: str,
+    reason: str | None = None,
+) -> list[Effect]:
+    details: dict[str, Any] = {"consent_sha256": sha256}
+    if language is not None:
+        details["language"] = language
+    if reason is not None:
+        details["reason"] = reason
+    return [
+        SendMessage(
+            room_id=pair.room_id,
+            template=CONSENT_TEMPLATE,
+            context=context,
+            txn_id=txn_id,
+            pair_id=pair.pair_id,
+            await_member=pair.patient_id,
+            language=language,
+        ),
+        AppendAudit(
+            pair_id=pair.pair_id,
+            action="consent.requested",
+            actor=ev.sender,
+            details=details,
+            event_id=ev.event_id,
+        ),
+    ]
+
+
+def ask_again_in(
+    pair: Pair,
+    ev: RoomEvent,
+    language: str,
+    *,
+    consent_context: dict[str, Any],
+    consent_sha256: str,
+) -> list[Effect]:
+    """The patient chose another language and the practice asks consent again in it
+    (`practice.reconsent_on_language_change`): the text in that language, with its own
+    digest; the state is pending again until she accepts it."""
+    txn_id = f"consent.{pair.pair_id}.{language}.{ev.event_id}"
+    return _ask(pair, ev, consent_context, consent_sha256, language, txn_id, "language_changed")
+
+
 def accept_applies(consent_state: str, ev: RoomEvent) -> bool:
     """Whether this event turns pending consent into accepted consent."""
     return consent_state == PENDING and is_accept(ev)
@@ -103,6 +140,7 @@ class ConsentFacts:
     """What `!accept` needs: the pair's consent state and the digest of its consent text."""
 
     state: str
+    #: The digest of the text as the patient was shown it, in her language.
     sha256: str
 
 

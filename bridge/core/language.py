@@ -14,7 +14,7 @@ LANGUAGES = ("en", "de", "es")
 DEFAULT_LANGUAGE = "en"
 
 #: How each language names itself, for answers and listings.
-NATIVE_NAMES = {"en": "English", "de": "Deutsch", "es": "Español"}
+NATIVE_NAMES = {"en": "English", "de": "Deutsch", "es": "español"}
 
 
 def parse_language(text: str | None) -> str | None:

@@ -17,9 +17,10 @@ from bridge.adapters.render import Renderer
 from bridge.config import Config
 from bridge.core import consent as core
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import Effect, Pair, RoomEvent
+from bridge.core.language_commands import chosen_language
+from bridge.core.model import Effect, Pair, Role, RoomEvent
 from bridge.provision import display_name
-from bridge.store import pairs
+from bridge.store import languages, pairs
 from bridge.store.base import Executor
 from bridge.store.pairs import PairStatus
 
@@ -54,7 +55,10 @@ class ConsentRuntime:
             "email_enabled": facts.inbound_domain is not None,
             "video_enabled": cfg.jitsi.domain is not None,
             "retention": _human_days(retention.days) if retention is not None else None,
+            "retention_days": retention.days if retention is not None else None,
         }
+        self.practice_language = cfg.practice.language
+        self.reconsent = cfg.practice.reconsent_on_language_change
 
     def context(self, pair: Pair) -> dict[str, Any]:
         """What the consent template of this pair is rendered with: its own policy's window."""
@@ -62,14 +66,35 @@ class ConsentRuntime:
         return {
             **self._base,
             "reply_window": window.text,
+            "reply_window_seconds": window.seconds,
             "working_time": window.working_time,
             "therapist_name": display_name(pair.therapist_id),
         }
 
-    def text_and_digest(self, pair: Pair) -> tuple[dict[str, Any], str]:
-        """The template context and the SHA-256 of the exact text it renders to."""
+    def text_and_digest(self, pair: Pair, language: str) -> tuple[dict[str, Any], str]:
+        """The template context and the SHA-256 of the exact text it renders to in
+        `language`: each language's text has its own digest."""
         context = self.context(pair)
-        return context, core.text_digest(self.renderer.text(core.CONSENT_TEMPLATE, context))
+        text = self.renderer.text(core.CONSENT_TEMPLATE, context, language)
+        return context, core.text_digest(text)
+
+    async def patient_language(self, tx: Executor, pair: Pair) -> str:
+        """The language the patient reads the pair room in."""
+        own = await languages.of_user(tx, pair.patient_id)
+        return self.renderer.language_of(own or self.practice_language)
+
+    async def _ask_again(self, tx: Executor, pair: Pair, ev: RoomEvent, state: str) -> list[Effect]:
+        """`!language CODE` from the patient: ask again in that language when the practice
+        says so and she had accepted the text in another one."""
+        chosen = chosen_language(ev.command) if ev.role is Role.PATIENT else None
+        if chosen is None or not self.reconsent or state != core.ACCEPTED:
+            return []
+        if chosen == await self.patient_language(tx, pair):
+            return []
+        await pairs.set_consent(tx, pair.pair_id, core.PENDING)
+        context, digest = self.text_and_digest(pair, chosen)
+        log.info("consent asked again", extra={"pair_id": pair.pair_id, "language": chosen})
+        return core.ask_again_in(pair, ev, chosen, consent_context=context, consent_sha256=digest)
 
     @hooks.pair_hook
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
@@ -78,18 +103,22 @@ class ConsentRuntime:
             return []
         joined = core.is_patient_join(pair, ev)
         accepting = core.is_accept(ev)
-        if not joined and not accepting:
+        relanguage = chosen_language(ev.command) is not None
+        if not joined and not accepting and not relanguage:
             return []
         record = await pairs.get(tx, pair.pair_id)
         if record is None:
             return []
         state = record.consent_state
+        if relanguage:
+            return await self._ask_again(tx, pair, ev, state)
         if accepting:
             if core.accept_applies(state, ev):
                 await pairs.set_consent(tx, pair.pair_id, core.ACCEPTED)
                 log.info("consent accepted", extra={"pair_id": pair.pair_id})
             return []
-        context, digest = self.text_and_digest(pair)
+        language = await self.patient_language(tx, pair)
+        context, digest = self.text_and_digest(pair, language)
         return core.on_patient_join(
             pair,
             ev,
@@ -97,6 +126,7 @@ class ConsentRuntime:
             desk_room_id=self.service.desk_of(pair.therapist_id),
             consent_context=context,
             consent_sha256=digest,
+            language=language,
         )
 
     @hooks.facts
@@ -107,7 +137,7 @@ class ConsentRuntime:
         record = await pairs.get(tx, ctx.pair.pair_id)
         if record is None:
             return None
-        _, digest = self.text_and_digest(ctx.pair)
+        _, digest = self.text_and_digest(ctx.pair, await self.patient_language(tx, ctx.pair))
         return core.ConsentFacts(record.consent_state, digest)
 
 

@@ -9,6 +9,7 @@ from bridge.features.dashboard import install_dashboard
 from bridge.features.email import install_email
 from bridge.features.export import install_export
 from bridge.features.http import install_http
+from bridge.features.language import install_language
 from bridge.features.mailer import install_mailer
 from bridge.features.onboarding import install_onboarding
 from bridge.features.selfcheck import install_selfcheck
@@ -28,6 +29,7 @@ ALL: list[Installer] = [
     install_unread_notice,
     install_sla_feature,
     install_consent,
+    install_language,
     install_onboarding,
     install_export,
     install_email,

@@ -137,6 +137,11 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "room_kind": "pair",
         }
     ],
+    "messages/language_current.txt.j2": [
+        {"language": "de", "name": "Deutsch", "choices": "en (English), de (Deutsch)"}
+    ],
+    "messages/language_set.txt.j2": [{"language": "es", "name": "español"}],
+    "messages/language_usage.txt.j2": [{"choices": "en (English), de (Deutsch)"}],
     "messages/outsider_alert.txt.j2": [
         {"user": "@eve:practice", "pair_label": "7F3A", "room_id": "!pair:practice"}
     ],
@@ -359,6 +364,11 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "patient_emailed": emailed,
         }
         for again, emailed in ((False, True), (True, False))
+    ],
+    "email/email_welcome.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
+    "email/email_welcome.txt.j2": [
+        {"practice_name": "Praxis Sonnenweg", "crisis_line": "+49 800 111 0 111"},
+        {"practice_name": "Praxis Sonnenweg", "crisis_line": None},
     ],
     "email/default.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "email/invitation.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
