@@ -60,6 +60,7 @@ def practice_facts(cfg: Config, bot_user_id: str, policy: Policy | None = None) 
         video_enabled=cfg.jitsi.domain is not None,
         reply_windows={name: reply_window(p) for name, p in cfg.policies.items()},
         room_version=cfg.pairs.room_version,
+        email_replies=cfg.smtp.enabled and cfg.smtp.replies.enabled and cfg.outbound_email.enabled,
     )
 
 

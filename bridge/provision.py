@@ -63,6 +63,8 @@ class PracticeFacts:
     reply_windows: Mapping[str, ReplyWindow] = field(default_factory=dict)
     #: The room version new rooms get (`pairs.room_version`); None: the homeserver's default.
     room_version: str | None = None
+    #: Answers by e-mail are on (`smtp.replies`): an e-mail pair's welcome can go out.
+    email_replies: bool = False
 
     def window_of(self, policy: str) -> ReplyWindow:
         """The reply window the texts of a pair on `policy` quote (the default's if unknown)."""
@@ -349,10 +351,10 @@ class PairManager:
         (the room holds the therapist and the bot), and her welcome goes by e-mail.
         """
         if patient is None:
-            if not patient_email or not self.facts.inbound_domain:
+            if not patient_email or not self.facts.inbound_domain or not self.facts.email_replies:
                 raise PairError(
-                    "a pair without --patient needs --patient-email and inbound e-mail "
-                    "(smtp.enabled with smtp.inbound_domain, and smtp.replies.enabled)"
+                    "a pair without --patient needs --patient-email and answers by e-mail "
+                    "(smtp.enabled, smtp.replies.enabled and outbound_email.enabled)"
                 )
             patient = email_out.email_patient_id(patient_email)
         email_only = email_out.is_email_patient(patient)

@@ -19,6 +19,7 @@ from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.email_commands import EmailChannelFacts, transition
 from bridge.core.model import MATRIX, AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
 from bridge.email.compose import OutgoingMail, compose, dkim_sign, mail_bytes, matrix_text
+from bridge.provision import PairError, PairManager, PracticeFacts, pair_room_body
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 PAIR = Pair("p1", "@pat:hs", "@doc:hs", "!room:hs", label="7F3A")
@@ -268,3 +269,38 @@ def test_compose_threads_and_dkim_verifies() -> None:
     assert plain is not None and html is not None
     assert "See you Tuesday" in plain.get_content()
     assert "See you Tuesday" in html.get_content()
+
+
+# ---------------------------------------------------------------- e-mail pairs
+
+
+def test_an_email_pairs_room_invites_only_the_therapist() -> None:
+    patient = email_out.email_patient_id("Pat@Example.org")
+    assert email_out.is_email_patient(patient) and "pat" not in patient
+    assert patient == email_out.email_patient_id("pat@example.org")
+    body = pair_room_body(
+        bot="@bot:hs", patient=patient, therapist="@doc:hs", name="n", pair_id="p1", federate=False
+    )
+    assert body["invite"] == ["@doc:hs"]
+
+
+@pytest.mark.parametrize(
+    ("domain", "replies", "email"),
+    [(None, True, "pat@example.org"), ("in.example.net", False, "pat@example.org"),
+     ("in.example.net", True, None)],
+)  # fmt: skip
+async def test_an_email_pair_needs_an_address_and_answers_by_email(
+    domain: str | None, replies: bool, email: str | None
+) -> None:
+    facts = PracticeFacts(
+        bot_user_id="@bot:hs",
+        practice_name="H",
+        crisis_line=None,
+        federate=False,
+        inbound_domain=domain,
+        email_replies=replies,
+    )
+    # Refused before anything is touched: no database, homeserver or audit is needed.
+    manager = PairManager(None, None, None, None, None, facts)  # type: ignore[arg-type]
+    with pytest.raises(PairError, match=r"smtp\.replies\.enabled"):
+        await manager.add_pair(None, "@doc:hs", NOW, patient_email=email)
