@@ -1,8 +1,10 @@
 """/dashboard/trends: reply times, share met and breaches per week, drawn as SVG.
 
 The numbers are `confidant sla report`'s: the SLA feature's `sla_report` is called once per
-week of the range (weeks start on Monday at midnight, practice time) and once for the whole
-range (the table per therapist), so a chart can never disagree with the report. The admin
+week of the range (weeks start on Monday at midnight, practice time) and, when asked
+(`?table=therapists`), once for the whole range (the table per therapist), so a chart can
+never disagree with the report. Each call reads its period's clocks: the whole-range table
+is not drawn unasked, as it doubles the reading. The admin
 sees the practice or one therapist; a therapist signed in from the desk room sees their own.
 """
 
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from bridge.core.sla_report import ALL, TherapistStats
 from bridge.features.sla import sla_report
+from bridge.store import dashboard
 from bridge.web.dashboard_page import page, require_viewer
 from bridge.web.dashboard_svg import Series, bar_chart, line_chart
 from bridge.web.deps import deps
@@ -108,8 +112,9 @@ async def trends(request: web.Request) -> web.StreamResponse:
             (a, b, "therapist"), now, lambda: sla_report(d.db, cfg, a, b, now)
         )
 
-    whole = await report(first, last)
-    ids = [r.therapist_id for r in whole if r.therapist_id != ALL]
+    with_table = request.query.get("table") == "therapists"
+    whole = await report(first, last) if with_table else []
+    ids = [viewer.who] if viewer.therapist else await dashboard.therapist_ids(d.db)
     key = viewer.therapist or request.query.get("therapist") or ALL
     if key != ALL and key not in ids:
         ids.append(key)
@@ -141,6 +146,16 @@ async def trends(request: web.Request) -> web.StreamResponse:
                 for r in table
             ],
             "therapists": [{"id": i, "name": names[i]} for i in ids],
+            "with_table": with_table,
+            "table_link": "?"
+            + urlencode(
+                {
+                    "from": first.isoformat(),
+                    "to": (last - timedelta(days=1)).isoformat(),
+                    "therapist": "" if key == ALL else key,
+                    "table": "therapists",
+                }
+            ),
             "hours": _hours,
         },
         viewer=viewer,

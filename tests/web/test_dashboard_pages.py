@@ -49,6 +49,25 @@ def _clock(pair_id: str, therapist: str, event: str, opened: datetime, **kw: Any
     )
 
 
+class FakeDesk:
+    """The onboarding feature's invitation desk as the dashboard calls it (its own use
+    cases, with their audit entries, have their tests in tests/features/test_onboarding.py)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def mail_on(self) -> bool:
+        return True
+
+    async def resend(self, invitation_id: str) -> Any:
+        self.calls.append(("resend", invitation_id))
+
+    async def revoke(self, invitation_id: str) -> Any:
+        if invitation_id == "GONE":
+            raise LookupError("no invitation GONE")
+        self.calls.append(("revoke", invitation_id))
+
+
 @pytest.fixture
 async def practice(tmp_path: Path) -> Any:
     cfg = minimal_config(
@@ -121,6 +140,7 @@ async def practice(tmp_path: Path) -> Any:
             AppendAudit(ids[name], "room.membership", f"@p-{name}:localhost", {}), NOW
         )
     deps = offline_deps(parts, lambda: NOW)
+    desk = FakeDesk()
     recorded: list[AppendAudit] = []
     invoked: list[Any] = []
 
@@ -133,10 +153,11 @@ async def practice(tmp_path: Path) -> Any:
 
     from dataclasses import replace
 
-    deps = replace(deps, record_audit=record, invoke=invoke)
+    deps = replace(deps, record_audit=record, invoke=invoke, invitations=desk)
     async with TestClient(
         TestServer(build_web_app(deps)), cookie_jar=aiohttp.CookieJar(unsafe=True)
     ) as client:
+        client.desk = desk  # type: ignore[attr-defined]
         yield client, parts, labels, recorded, invoked
     await parts.close()
 
@@ -275,3 +296,77 @@ async def test_the_trends_chart_carries_the_report_numbers(practice: Any) -> Non
     assert 'data-values=" 50 "' in met
     breaches = html.split('id="chart-breaches"', 1)[1].split("</svg>", 1)[0]
     assert 'data-values="0 1 0"' in breaches
+
+
+async def test_invitation_actions_are_the_admins_and_need_the_csrf_token(practice: Any) -> None:
+    client, parts, _labels, _rec, _inv = practice
+    desk = client.desk
+    token = "therapist-link-token"
+    await dashboard.add_link(
+        parts.db, link_digest(token), BOB, to_ms(NOW), to_ms(NOW + timedelta(minutes=5))
+    )
+    await client.get(f"/dashboard/link/{token}")
+    await client.post(f"/dashboard/link/{token}", data={"csrf_token": _csrf(client)})
+    # A therapist may not revoke.
+    resp = await client.post(
+        "/dashboard/invitations/AB12/revoke", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.status == 403 and desk.calls == []
+    await client.post("/dashboard/logout", data={"csrf_token": _csrf(client)})
+    await _admin(client)
+    resp = await client.post("/dashboard/invitations/AB12/revoke", data={})
+    assert resp.status == 403 and desk.calls == []
+    resp = await client.post(
+        "/dashboard/invitations/AB12/resend", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.status == 200 and resp.url.query.get("done") == "resent"
+    resp = await client.post(
+        "/dashboard/invitations/AB12/revoke", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.url.query.get("done") == "revoked"
+    assert desk.calls == [("resend", "AB12"), ("revoke", "AB12")]
+    resp = await client.post(
+        "/dashboard/invitations/GONE/revoke", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.status == 409 and "no invitation GONE" in await resp.text()
+
+
+async def test_the_range_table_per_therapist_is_the_reports(practice: Any) -> None:
+    client, _parts, _labels, _rec, _inv = practice
+    await _admin(client)
+    plain = await (await client.get("/dashboard/trends?from=2026-11-16&to=2026-11-30")).text()
+    assert 'id="table-link"' in plain
+    html = await (
+        await client.get("/dashboard/trends?from=2026-11-16&to=2026-11-30&table=therapists")
+    ).text()
+    table = html.split('id="by-therapist"', 1)[1]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", table))
+    # Bob: two replies, 2 h and 6 h; one late. The practice's row says the same.
+    assert "The practice 2 4.0 6.0 50% 1" in text
+    assert f"{BOB} 2 4.0 6.0 50% 1" in text
+
+
+async def test_paging_through_a_practice(tmp_path: Path) -> None:
+    from bench.dashboard import seed
+
+    parts = await open_parts(minimal_config(data_dir=str(tmp_path / "data")), defer_login=True)
+    try:
+        await seed(parts, 120, NOW)
+        app = build_web_app(offline_deps(parts, lambda: NOW))
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with TestClient(TestServer(app), cookie_jar=jar) as client:
+            await _admin(client)
+            seen: list[str] = []
+            path: str | None = "/dashboard/pairs"
+            while path is not None:
+                html = await (await client.get(path)).text()
+                seen += [r.split()[0] for r in _rows(html, "pair-table")]
+                found = re.search(r'href="([^"]+)" id="page-next"', html)
+                path = "/dashboard/pairs" + found.group(1).replace("&amp;", "&") if found else None
+            assert len(seen) == len(set(seen)) == 120 and seen == sorted(seen)
+            assert "Page 3 of 3 (120 in all)" in html
+            # The queue pages too: 24 of the 120 wait, 25 a page.
+            html = await (await client.get("/dashboard")).text()
+            assert len(_rows(html, "queue")) == 24 and 'id="page-next"' not in html
+    finally:
+        await parts.close()
