@@ -3,10 +3,12 @@
 Input comes from outside (voicemail systems, e-mail attachments), so ffmpeg only gets to
 use the demuxers of the formats we accept and the local file protocol: a playlist or
 concat file posing as audio cannot make it read other files or the network. This is also
-why decoding and encoding call ffmpeg directly rather than through pydub's
-`from_file`/`export`, which cannot pass input options and leave plaintext temporary files
-in the shared temp directory when ffmpeg fails. pydub holds the decoded audio for the
-duration and waveform. Temporary files live in a private directory removed on return.
+why conversion calls ffmpeg directly rather than through pydub's `from_file`/`export`,
+which cannot pass input options and leave plaintext temporary files in the shared temp
+directory when ffmpeg fails. One ffmpeg process decodes the input once and writes both the
+Ogg Opus file and the raw PCM that pydub measures for the duration and waveform: a second
+process reading the PCM back in cost a quarter of the conversion's time. Temporary files
+live in a private directory removed on return.
 """
 
 from __future__ import annotations
@@ -150,8 +152,16 @@ def _input_failure(stderr: bytes) -> AudioError:
     return _unreadable()
 
 
-def _decode(path: Path, limits: VoiceLimits) -> bytes:
-    """Decode the first audio stream to raw mono 48 kHz 16-bit PCM, at most just over the limit."""
+def _transcode(path: Path, ogg_path: Path, limits: VoiceLimits) -> bytes:
+    """Convert the first audio stream to Ogg Opus at `ogg_path`; return the same audio as PCM.
+
+    One decode, one resample to mono 48 kHz 16-bit, split between the VoIP-tuned Opus
+    encoder and raw PCM on stdout (what the waveform and duration are measured on), so the
+    voice message and its facts come from the very same samples.
+    """
+    # One second past the limit is enough to know a recording is too long, and keeps the
+    # memory used by a huge input bounded; the encode of a refused one is thrown away.
+    until = str(limits.max_seconds + 1)
     argv = [
         _tool("ffmpeg"),
         "-nostdin",
@@ -164,49 +174,13 @@ def _decode(path: Path, limits: VoiceLimits) -> bytes:
         ALLOWED_DEMUXERS,
         "-i",
         str(path),
+        "-filter_complex",
+        f"[0:a:0]aformat=sample_fmts=s16:sample_rates={SAMPLE_RATE}:channel_layouts=mono,"
+        "asplit=2[voice][pcm]",
         "-map",
-        "0:a:0",
-        "-vn",
-        "-sn",
-        "-dn",
-        # One second past the limit is enough to know a recording is too long,
-        # and keeps the memory used by a huge input bounded.
+        "[voice]",
         "-t",
-        str(limits.max_seconds + 1),
-        "-ac",
-        str(CHANNELS),
-        "-ar",
-        str(SAMPLE_RATE),
-        "-f",
-        "s16le",
-        "-acodec",
-        "pcm_s16le",
-        "pipe:1",
-    ]
-    result = _run(argv, stdin=None, timeout=limits.timeout_seconds)
-    if result.returncode != 0:
-        log.info("audio decode failed", extra={"rc": result.returncode})
-        raise _input_failure(result.stderr)
-    if len(result.stdout) < SAMPLE_WIDTH:
-        raise _unreadable()
-    return result.stdout
-
-
-def _encode(pcm: bytes, limits: VoiceLimits) -> bytes:
-    """Encode raw mono 48 kHz PCM to Ogg Opus tuned for speech, pipe in and pipe out."""
-    argv = [
-        _tool("ffmpeg"),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-f",
-        "s16le",
-        "-ar",
-        str(SAMPLE_RATE),
-        "-ac",
-        str(CHANNELS),
-        "-i",
-        "pipe:0",
+        until,
         "-map_metadata",
         "-1",
         "-c:a",
@@ -221,12 +195,23 @@ def _encode(pcm: bytes, limits: VoiceLimits) -> bytes:
         "20",
         "-f",
         "ogg",
+        str(ogg_path),
+        "-map",
+        "[pcm]",
+        "-t",
+        until,
+        "-f",
+        "s16le",
+        "-c:a",
+        "pcm_s16le",
         "pipe:1",
     ]
-    result = _run(argv, stdin=pcm, timeout=limits.timeout_seconds)
-    if result.returncode != 0 or not result.stdout:
-        log.warning("opus encode failed", extra={"rc": result.returncode})
-        raise AudioError("failed", "The audio could not be converted; please try again later.")
+    result = _run(argv, stdin=None, timeout=limits.timeout_seconds)
+    if result.returncode != 0:
+        log.info("audio conversion failed", extra={"rc": result.returncode})
+        raise _input_failure(result.stderr)
+    if len(result.stdout) < SAMPLE_WIDTH:
+        raise _unreadable()
     return result.stdout
 
 
@@ -252,6 +237,7 @@ def convert_to_voice(
     """Convert audio (wav, mp3, m4a/aac, amr, ogg, webm, flac) to an Ogg Opus voice message.
 
     Mono, 48 kHz, VoIP-tuned Opus; duration from the decoded audio; a 100-point waveform.
+    One ffmpeg process does the whole conversion.
     Blocking and CPU-bound: from async code use `convert_to_voice_async`.
     Raises AudioError with a one-line message for the user.
     """
@@ -266,7 +252,9 @@ def convert_to_voice(
     with tempfile.TemporaryDirectory(prefix="confidant-audio-") as workdir:
         path = Path(workdir) / ("input" + _suffix(filename_hint))
         path.write_bytes(data)
-        pcm = _decode(path, limits)
+        ogg_path = Path(workdir) / "voice.ogg"
+        pcm = _transcode(path, ogg_path, limits)
+        ogg = ogg_path.read_bytes() if ogg_path.exists() else b""
     audio = AudioSegment(
         data=pcm, sample_width=SAMPLE_WIDTH, frame_rate=SAMPLE_RATE, channels=CHANNELS
     )
@@ -277,7 +265,9 @@ def convert_to_voice(
             f"The recording is too long: the limit is {_minutes_seconds(limits.max_seconds)}; "
             "please send a shorter one.",
         )
-    ogg = _encode(pcm, limits)
+    if not ogg:
+        log.warning("opus encode gave nothing")
+        raise AudioError("failed", "The audio could not be converted; please try again later.")
     return VoiceClip(
         ogg=ogg,
         duration_ms=duration_ms,
