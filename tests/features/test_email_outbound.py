@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import os
+import signal
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from nio import UploadResponse
 from bridge.app import App
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
+from bridge.store import open_database
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.features.test_email_bridge import (
@@ -35,6 +37,9 @@ from tests.features.test_email_bridge import (
     message,
     post_with,
     send_mail,
+    start_bridge_process,
+    tail,
+    wait_listening,
 )
 from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
@@ -421,3 +426,69 @@ async def test_email_pair_from_welcome_to_five_mails_each_way(
         assert len(relay.messages) == 6
     finally:
         await app.stop()
+
+
+async def test_killed_between_commit_and_send_mails_once_after_restart(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path
+):
+    bot = make_user("bot")
+    smtp_port, closed = free_port(), free_port()
+
+    def write_config(relay_port: int) -> Any:
+        """The config, also written to tmp_path/config.yaml for the bridge process."""
+        overrides = bridge_config_dict(
+            homeserver,
+            bot.user_id,
+            bot.password,
+            tmp_path / "data",
+            smtp={**SMTP, "port": smtp_port, "replies": {"enabled": True}},
+            outbound_email=outbound(relay_port),
+        )
+        return load_config_dict(overrides, tmp_path)
+
+    cfg = write_config(closed)  # the relay is down
+    config_file = tmp_path / "config.yaml"
+    features, _ = email_features(port=0)
+    app = await start_app(cfg, features=features)
+    try:
+        patient, therapist, record, _ = await email_pair(app, make_nio_user)
+        await patient.send_text(record.room_id, "!email on")
+        await patient.wait_for(record.room_id, notice_containing("agreement is recorded"), 20)
+    finally:
+        await app.stop()
+
+    log_file = tmp_path / "bridge.log"
+    proc = start_bridge_process(config_file, "relay", log_file)
+    try:
+        await wait_listening(smtp_port, proc, log_file)
+        event_id = await therapist.send_text(record.room_id, "canary-killed-1")
+        db = await open_database(cfg.database_url)
+        try:
+
+            async def committed_not_sent() -> bool:
+                row = await db.fetchrow(
+                    "SELECT status, attempts FROM outbound_emails WHERE event_id = ?", event_id
+                )
+                return row is not None and row["status"] == "pending" and row["attempts"] >= 1
+
+            await wait_until(committed_not_sent, timeout=60, what="the mail queued, not sent")
+        finally:
+            await db.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    relay = await smtp_sink()
+    write_config(relay.port)
+    proc = start_bridge_process(config_file, "relay", log_file)
+    try:
+        await wait_listening(smtp_port, proc, log_file)
+        await relay.wait(1, timeout=60)
+        await therapist.send_text(record.room_id, "canary-killed-2")
+        await relay.wait(2, timeout=60)
+        assert len(mails_with(relay, "canary-killed-1")) == 1
+        assert len(mails_with(relay, "canary-killed-2")) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0, tail(log_file)
+    assert len(relay.messages) == 2
