@@ -10,12 +10,13 @@ the line rather than drawing zero. Text is escaped; colours keep a 4.5:1 contras
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT = 640, 240
-_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 12, 12, 36
+WIDTH, HEIGHT = 640, 254
+#: The legend sits in the top margin, above the plot, so a line at the top never hides it.
+_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 12, 26, 36
 #: Dark enough on white for text and lines (WCAG AA for graphics and text).
 COLOURS = ("#1d4e89", "#a4161a", "#2d6a4f", "#6a4c93")
 
@@ -42,7 +43,14 @@ def nice_max(value: float) -> float:
     return 10 * power  # pragma: no cover - the loop always returns
 
 
-def _frame(title: str, desc: str, y_max: float, unit: str, labels: Sequence[str]) -> list[str]:
+def _frame(
+    title: str,
+    desc: str,
+    y_max: float,
+    unit: str,
+    labels: Sequence[str],
+    x: Callable[[int, int], float],
+) -> list[str]:
     plot_h = HEIGHT - _TOP - _BOTTOM
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -63,7 +71,7 @@ def _frame(title: str, desc: str, y_max: float, unit: str, labels: Sequence[str]
     for i, label in enumerate(labels):
         if i % step == 0:
             parts.append(
-                f'<text x="{_x(i, len(labels)):.1f}" y="{HEIGHT - 14}" '
+                f'<text x="{x(i, len(labels)):.1f}" y="{HEIGHT - 14}" '
                 f'text-anchor="middle">{escape(label)}</text>'
             )
     parts.append("</g>")
@@ -75,6 +83,12 @@ def _x(index: int, count: int) -> float:
     if count <= 1:
         return _LEFT + plot_w / 2
     return _LEFT + plot_w * index / (count - 1)
+
+
+def _band(index: int, count: int) -> float:
+    """The middle of the index-th of `count` equal bands (bars stay inside the axes)."""
+    plot_w = WIDTH - _LEFT - _RIGHT
+    return _LEFT + plot_w * (index + 0.5) / max(1, count)
 
 
 def _y(value: float, y_max: float) -> float:
@@ -97,7 +111,7 @@ def line_chart(
         f"{s.name}: " + ", ".join("none" if v is None else _fmt(v) + unit for v in s.values)
         for s in series
     )
-    parts = _frame(title, desc, top, unit, labels)
+    parts = _frame(title, desc, top, unit, labels, _x)
     for n, s in enumerate(series):
         colour = COLOURS[n % len(COLOURS)]
         segments: list[list[str]] = [[]]
@@ -138,9 +152,9 @@ def bar_chart(
     desc = f"{series.name}: " + ", ".join(
         "none" if v is None else _fmt(v) + unit for v in series.values
     )
-    parts = _frame(title, desc, top, unit, labels)
+    parts = _frame(title, desc, top, unit, labels, _band)
     plot_w = WIDTH - _LEFT - _RIGHT
-    width = max(4.0, plot_w / max(1, len(labels)) * 0.6)
+    width = max(2.0, plot_w / max(1, len(labels)) * 0.6)
     data = " ".join("" if v is None else _fmt(v) for v in series.values)
     parts.append(
         f'<g class="series" data-name="{escape(series.name)}" data-values="{data}" '
@@ -150,7 +164,7 @@ def bar_chart(
     for i, v in enumerate(series.values):
         if v is None:
             continue
-        x, y = _x(i, len(labels)), _y(v, top)
+        x, y = _band(i, len(labels)), _y(v, top)
         parts.append(
             f'<rect x="{x - width / 2:.1f}" y="{y:.1f}" width="{width:.1f}" '
             f'height="{base - y:.1f}"><title>{escape(labels[i])}: {_fmt(v)}{escape(unit)}'
@@ -166,8 +180,8 @@ def _legend(series: Sequence[Series]) -> str:
         x = _LEFT + 8 + n * 120
         colour = COLOURS[n % len(COLOURS)]
         items.append(
-            f'<rect x="{x}" y="{_TOP}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{x + 14}" y="{_TOP + 9}" font-size="11" fill="#333">'
+            f'<rect x="{x}" y="2" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{x + 14}" y="11" font-size="11" fill="#333">'
             f"{escape(s.name)}</text>"
         )
     return "<g>" + "".join(items) + "</g>"

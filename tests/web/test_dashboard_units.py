@@ -144,8 +144,8 @@ def test_line_chart_draws_the_known_points() -> None:
     )
     assert svg.startswith("<svg") and svg.endswith("</svg>")
     assert 'data-values="1 2 4"' in svg
-    # Plot area: x 48..628, y 12..204 (192 px high): 1 h of 4 is 48 px above the axis.
-    assert _points(svg) == [[(48.0, 156.0), (338.0, 108.0), (628.0, 12.0)]]
+    # Plot area: x 48..628, y 26..218 (192 px high): 1 h of 4 is 48 px above the axis.
+    assert _points(svg) == [[(48.0, 170.0), (338.0, 122.0), (628.0, 26.0)]]
     assert "<title>w3: 4 h</title>" in svg
 
 
@@ -196,3 +196,12 @@ async def test_report_rows_are_kept_longer_for_past_weeks() -> None:
     ticks[0] = PAST_FOR + 1
     await cache.rows(past, now, compute("past"))
     assert calls[-1] == "past"
+
+
+def test_bars_stay_between_the_axes() -> None:
+    svg = bar_chart("b", [f"w{i}" for i in range(12)], Series("s", [3.0] * 12))
+    xs = [float(x) for x in re.findall(r'<rect x="([\d.]+)" y=', svg)]
+    widths = [float(w) for w in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"', svg)]
+    assert (
+        len(xs) == 12 and min(xs) > 48 and max(x + w for x, w in zip(xs, widths, strict=True)) < 628
+    )
