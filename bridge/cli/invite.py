@@ -16,6 +16,7 @@ from bridge.cli.base import (
     setup_logging_for,
     with_config,
 )
+from bridge.core.language import LANGUAGES, parse_language
 
 
 def _when(ms: int | None) -> str:
@@ -55,6 +56,13 @@ def cmd_invite(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    language = parse_language(args.language) if getattr(args, "language", None) else None
+    if getattr(args, "language", None) and language is None:
+        print(
+            f"{args.language!r} is not a language of the texts; use one of {', '.join(LANGUAGES)}",
+            file=sys.stderr,
+        )
+        return 2
 
     async def work(parts: Any) -> int:
         onboarding = Onboarding(parts, build_mailer(cfg, parts.renderer), actor="admin")
@@ -68,6 +76,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
                     name=args.name,
                     policy=args.policy,
                     valid_for=parse_duration(args.valid_for),
+                    language=language,
                 )
                 if invited.email_error is not None:
                     print(_stored(invited.email_error), file=sys.stderr)
@@ -132,6 +141,11 @@ def register(sub: Any) -> None:
     p.add_argument("--name", help="how the e-mail greets the patient")
     p.add_argument("--policy", default="default", help="the pair's reply-time policy")
     p.add_argument("--valid-for", default="7d", help="how long the code works (default 7d)")
+    p.add_argument(
+        "--language",
+        help=f"the language of the e-mail and of the patient's texts ({', '.join(LANGUAGES)}; "
+        "default: the practice's)",
+    )
     isub = p.add_subparsers(dest="invite_cmd", required=False)
     isub.add_parser("list", help="list invitations", parents=[LATE_CONFIG])
     for name, text in (

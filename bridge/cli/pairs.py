@@ -16,6 +16,7 @@ from bridge.cli.base import (
     setup_logging_for,
     with_config,
 )
+from bridge.cli.language import add_language_argument, print_or_set_language
 
 
 def _pair_dict(record: Any, cfg: Any) -> dict[str, Any]:
@@ -128,6 +129,10 @@ def cmd_pair(args: argparse.Namespace) -> int:
             elif args.pair_cmd == "reassign":
                 record = await parts.pairs.reassign(args.pair, args.therapist, now())
                 _print_pair(record, cfg, args.json)
+            elif args.pair_cmd == "language":
+                return await print_or_set_language(
+                    parts, args, await parts.pairs.resolve(args.pair)
+                )
         except PairError as err:
             print(str(err), file=sys.stderr)
             return 1
@@ -159,4 +164,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("pair")
     p.add_argument("--therapist", required=True)
+    p = psub.add_parser(
+        "language",
+        help="show or set the language the patient's texts are written in",
+        parents=[LATE_CONFIG],
+    )
+    p.add_argument("pair")
+    add_language_argument(p)
     pair.set_defaults(func=cmd_pair)

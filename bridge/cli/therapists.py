@@ -1,4 +1,5 @@
-"""`confidant therapist add|list|remove`: therapists and their desk rooms."""
+"""`confidant therapist add|list|remove|language`: therapists, their desk rooms and the
+language their desk is written in."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from bridge.cli.base import (
     setup_logging_for,
     with_config,
 )
+from bridge.cli.language import add_language_argument, print_or_set_language
 
 
 async def _warn_about_supervisor(parts: Any, supervisor: str) -> None:
@@ -80,6 +82,8 @@ def cmd_therapist(args: argparse.Namespace) -> int:
                 return 1
             await therapists.remove(parts.db, args.user)
             print(f"{args.user}: removed")
+        elif args.therapist_cmd == "language":
+            return await print_or_set_language(parts, args)
         return 0
 
     return run_with_parts(cfg, work)
@@ -98,4 +102,11 @@ def register(sub: Any) -> None:
     tsub.add_parser("list", help="list therapists", parents=[LATE_CONFIG])
     p = tsub.add_parser("remove", help="remove a therapist without pairs", parents=[LATE_CONFIG])
     p.add_argument("user")
+    p = tsub.add_parser(
+        "language",
+        help="show or set the language the therapist's desk is written in",
+        parents=[LATE_CONFIG],
+    )
+    p.add_argument("user")
+    add_language_argument(p)
     th.set_defaults(func=cmd_therapist)

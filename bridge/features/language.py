@@ -9,6 +9,7 @@ consent feature, which sees the same command in the pair room.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bridge import hooks
@@ -21,6 +22,8 @@ from bridge.store.base import Executor, to_ms
 
 if TYPE_CHECKING:
     from bridge.host import Host
+    from bridge.parts import Parts
+    from bridge.store.pairs import PairRecord
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,39 @@ class LanguageChoice:
             await service.apply_durable(tx, effects, now)
         await service.apply_after(effects)
         log.info("language changed", extra={"language": code, "pair_id": effect.pair_id})
+
+
+async def set_language_of(
+    parts: Parts,
+    user_id: str,
+    language: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    pair_id: str | None = None,
+) -> str:
+    """Set (or, with None, clear) a person's language from the CLI or the admin API, audited;
+    the language their texts are now written in."""
+    async with parts.db.transaction() as tx:
+        await languages.set_language(tx, user_id, language, now=to_ms(now))
+        details = {"language": language or "practice", "user": user_id}
+        await parts.audit.append(tx, AppendAudit(pair_id, "language.changed", actor, details), now)
+    return language or parts.cfg.practice.language
+
+
+async def set_patient_language(
+    parts: Parts, pair: PairRecord, language: str | None, *, actor: str, now: datetime
+) -> str:
+    """The language of a pair's patient (hers in every pair she is in)."""
+    return await set_language_of(
+        parts, pair.patient_id, language, actor=actor, now=now, pair_id=pair.pair_id
+    )
+
+
+async def language_of(parts: Parts, user_id: str) -> tuple[str, bool]:
+    """A person's language and whether it is their own (else the practice's)."""
+    own = await languages.of_user(parts.db, user_id)
+    return (own or parts.cfg.practice.language), own is not None
 
 
 async def install_language(app: Host) -> None:

@@ -26,7 +26,7 @@ from bridge.features.onboarding.synapse_admin import SynapseAdminApi
 from bridge.features.onboarding.throttle import next_send
 from bridge.ports import DEFAULT_VALIDITY, Invited, OnboardingError, ResendLimited
 from bridge.provision import PairError
-from bridge.store import invitations, pairs, therapists
+from bridge.store import invitations, languages, pairs, therapists
 from bridge.store.base import to_ms
 from bridge.store.invitations import InvitationRecord, InvitationStatus
 
@@ -114,10 +114,13 @@ class Onboarding:
         name: str | None = None,
         policy: str = "default",
         valid_for: timedelta = DEFAULT_VALIDITY,
+        language: str | None = None,
     ) -> InvitationRecord:
         """Make the token and store the invitation (audited), without e-mailing it.
 
-        Raises OnboardingError (AdminUnavailable) with what to do instead.
+        `language` is the invitation e-mail's and, once her account appears, the patient's
+        (until she picks another); None: the practice's. Raises OnboardingError
+        (AdminUnavailable) with what to do instead.
         """
         if policy not in self.cfg.policies:
             known = ", ".join(sorted(self.cfg.policies))
@@ -150,6 +153,8 @@ class Onboarding:
                 policy=policy,
                 prior_accounts=prior,
             )
+            if language is not None:
+                await languages.set_invitation_language(tx, record.invitation_id, language)
             await self.parts.audit.append(
                 tx,
                 invitation_created(record.invitation_id, self.actor, therapist, to_ms(expires_at)),
@@ -174,6 +179,9 @@ class Onboarding:
             "server_name": self.cfg.homeserver.server_name,
             "code": record.token,
             "expires_at": f"{expires:%d %B %Y, %H:%M} ({self.cfg.practice.timezone})",
+            # What the template writes in the e-mail's language.
+            "expires_at_local": expires.isoformat(),
+            "timezone": self.cfg.practice.timezone,
             "crisis_line": self.cfg.practice.crisis_line or "",
             "reminder": reminder,
         }
@@ -189,7 +197,10 @@ class Onboarding:
             raise OnboardingError(f"invitation {record.invitation_id} is {record.status.value}")
         await self._claim_send(record, to_ms(now))
         effect = SendEmail(
-            record.email, "invitation", self.email_context(record, reminder=record.sent_count > 0)
+            record.email,
+            "invitation",
+            self.email_context(record, reminder=record.sent_count > 0),
+            language=await languages.of_invitation(self.db, record.invitation_id),
         )
         await self.mailer.send(effect)
         async with self.db.transaction() as tx:
@@ -412,6 +423,7 @@ async def invite_patient(
     name: str | None = None,
     policy: str = "default",
     valid_for: timedelta = DEFAULT_VALIDITY,
+    language: str | None = None,
 ) -> Invited:
     """Invite a patient, as `confidant invite` and POST /api/v1/invitations do.
 
@@ -421,7 +433,7 @@ async def invite_patient(
     """
     await refuse_unless_codes_work(onboarding)
     record = await onboarding.create(
-        email, therapist, now, name=name, policy=policy, valid_for=valid_for
+        email, therapist, now, name=name, policy=policy, valid_for=valid_for, language=language
     )
     if onboarding.mailer is None:
         return Invited(await onboarding.get(record.invitation_id), email_sent=False)
