@@ -370,3 +370,23 @@ async def test_paging_through_a_practice(tmp_path: Path) -> None:
             assert len(_rows(html, "queue")) == 24 and 'id="page-next"' not in html
     finally:
         await parts.close()
+
+
+async def test_an_expired_session_signs_in_again(practice: Any) -> None:
+    from bridge.web.auth import SESSION_COOKIE
+    from bridge.web.dashboard_page import cookie_digest
+
+    client, parts, _labels, _rec, _inv = practice
+    fresh = "a-fresh-session-cookie"
+    await dashboard.add_session(
+        parts.db, cookie_digest(fresh), BOB, to_ms(NOW), to_ms(NOW + timedelta(hours=1))
+    )
+    client.session.cookie_jar.update_cookies({SESSION_COOKIE: fresh})
+    assert (await client.get("/dashboard", allow_redirects=False)).status == 200
+    cookie = "an-old-session-cookie"
+    await dashboard.add_session(
+        parts.db, cookie_digest(cookie), BOB, to_ms(NOW - timedelta(hours=9)), to_ms(NOW)
+    )
+    client.session.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
+    resp = await client.get("/dashboard", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
