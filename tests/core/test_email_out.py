@@ -18,6 +18,7 @@ from bridge.core.command_set import build_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.email_commands import EmailChannelFacts, transition
 from bridge.core.model import MATRIX, AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
+from bridge.email.autoreply import is_automatic
 from bridge.email.compose import OutgoingMail, compose, dkim_sign, mail_bytes, matrix_text
 from bridge.provision import PairError, PairManager, PracticeFacts, pair_room_body
 
@@ -304,3 +305,28 @@ async def test_an_email_pair_needs_an_address_and_answers_by_email(
     manager = PairManager(None, None, None, None, None, facts)  # type: ignore[arg-type]
     with pytest.raises(PairError, match=r"smtp\.replies\.enabled"):
         await manager.add_pair(None, "@doc:hs", NOW, patient_email=email)
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ("Auto-Submitted: auto-replied", True),
+        ("Auto-Submitted: auto-generated (vacation)", True),
+        ("Auto-Submitted: no", False),
+        ("Auto-Submitted: No (a person)", False),
+        ("X-Autoreply: yes", True),
+        ("X-Autorespond: vacation", True),
+        ("Precedence: bulk", True),
+        ("Precedence: auto_reply", True),
+        ("Precedence: first-class", False),
+        ("X-Auto-Response-Suppress: All", False),
+        ("", False),
+    ],
+)
+def test_automatic_mail_is_recognised(headers: str, expected: bool) -> None:
+    raw = (
+        "From: Pat <pat@example.org>\r\nTo: pair-x@in.example.net\r\n"
+        + (headers + "\r\n" if headers else "")
+        + "Subject: hi\r\n\r\nbody\r\n"
+    ).encode()
+    assert is_automatic(raw) is expected

@@ -24,7 +24,7 @@ from nio import UploadResponse
 from bridge.app import App
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
-from bridge.store import open_database
+from bridge.store import clocks, open_database
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.features.test_email_bridge import (
@@ -423,6 +423,23 @@ async def test_email_pair_from_welcome_to_five_mails_each_way(
             last = str(answer["Message-ID"])
         [agreed] = await sent_entries(app, record.pair_id, email_out.CONSENT_GIVEN_ACTION)
         assert agreed["details"]["via"] == "email"
+        assert await clocks.get_open(app.parts.db, record.pair_id) is None  # all answered
+
+        # Her out-of-office answer is shown, but it is not her writing: no clock, no answer.
+        ooo = message(
+            address,
+            message_id="<ooo-1@example.org>",
+            body="canary-ooo I am away until Monday",
+            subject=f"Auto: {subject}",
+            in_reply_to=last,
+        ).replace(b"\r\nMessage-ID:", b"\r\nAuto-Submitted: auto-replied\r\nMessage-ID:", 1)
+        await send_mail(port, address, ooo)
+        await therapist.wait_for(room, post_with("canary-ooo"))
+        relayed = await sent_entries(app, record.pair_id, "relay.email")
+        assert [e["details"]["automatic"] for e in relayed] == [False] * 5 + [True]
+        assert relayed[-1]["details"]["kind"] == "other"
+        await settle(app, holder["email"])
+        assert await clocks.get_open(app.parts.db, record.pair_id) is None
         assert len(relay.messages) == 6
     finally:
         await app.stop()

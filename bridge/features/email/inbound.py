@@ -31,11 +31,15 @@ def inbound_message(
     converted: ConvertedEmail,
     post: dict[str, Any],
     attachments: Sequence[InboundAttachment],
+    *,
+    automatic: bool = False,
 ) -> InboundMessage:
     """The e-mail `item` to the pair's `address` as one inbound message of its patient.
 
     Only the pair's patient address gets through the listener, so the sender is the
     patient; the message's time is its acceptance, its txn id the inbox's `relay_txn_id`.
+    An `automatic` mail (an auto-reply from her address) is posted too, but as something
+    other than her writing: it opens no reply clock.
     """
     return InboundMessage(
         channel=CHANNEL,
@@ -43,7 +47,7 @@ def inbound_message(
         role=Role.PATIENT,
         origin_ts=from_ms(item.received_at),
         content_sha256=sha256_hex(raw),
-        kind=Kind.EMAIL,
+        kind=Kind.OTHER if automatic else Kind.EMAIL,
         txn_id=inbox.relay_txn_id(item.id),
         post=post,
         original=Media(ORIGINAL_FILENAME, ORIGINAL_MIMETYPE, raw),
@@ -52,6 +56,7 @@ def inbound_message(
             "email_id": item.id,
             "auth": item.auth_method,
             "dropped_attachments": converted.dropped_attachments,
+            "automatic": automatic,
         },
         record={
             "subject": converted.subject,

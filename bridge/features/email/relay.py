@@ -32,6 +32,7 @@ from bridge.core import inbound as core
 from bridge.core.inbound import InboundAttachment, InboundMessage, Media, attachment_txn_id
 from bridge.core.model import AppendAudit
 from bridge.email import inbox
+from bridge.email.autoreply import is_automatic
 from bridge.email.convert import (
     ConvertLimits,
     EmailAttachment,
@@ -212,6 +213,7 @@ class EmailRelay:
         except _Permanent as failure:
             await self._give_up(item, failure.reason)
             return False
+        automatic = is_automatic(raw)
         address = f"pair-{record.email_token}@{self.inbound_domain}"
         attachments = [await self._upload(att) for att in converted.attachments]
         # The post answers the relayed e-mail this one replies to, once that one is posted.
@@ -219,13 +221,18 @@ class EmailRelay:
             self.db, item.pair_id, converted.in_reply_to, converted.references
         )
         post = email_post_content(converted, self.template_env, reply_to_event_id=target)
-        message = inbound_message(item, address, raw, converted, post, attachments)
+        message = inbound_message(
+            item, address, raw, converted, post, attachments, automatic=automatic
+        )
 
         async def claim(tx: Executor, now: datetime) -> bool:
             if not await inbox.mark_relayed(tx, item.id, message.txn_id, to_ms(now)):
                 return False
             # YES to the consent e-mail, or STOP: the e-mail channel's consent, with the
-            # relay, in one transaction (the mail itself is posted as any other).
+            # relay, in one transaction (the mail itself is posted as any other). An
+            # auto-reply says nothing for her.
+            if automatic:
+                return True
             await answer_by_email(
                 tx,
                 self.audit,
@@ -250,6 +257,7 @@ class EmailRelay:
                     "attachments": len(attachments),
                     "voice": sum(a.voice for a in attachments),
                     "reply": target is not None,
+                    "automatic": automatic,
                 },
             )
         return queued
