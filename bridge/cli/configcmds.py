@@ -68,6 +68,16 @@ async def policies_in_use(cfg: Any) -> Counter[str] | None:
         await db.close()
 
 
+def override_problems(cfg: Any) -> list[str]:
+    """The practice's template overrides that would fail in some language."""
+    from bridge.adapters.render import Renderer
+    from bridge.adapters.template_check import template_problems
+
+    if cfg.templates_dir is None:
+        return []
+    return template_problems(Renderer(overrides=cfg.templates_dir, language=cfg.practice.language))
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
     from bridge.config.usage import escalation_warnings, policy_warnings
@@ -81,6 +91,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"{args.file}: no such file", file=sys.stderr)
         return 2
+    broken = override_problems(cfg)
+    for line in broken:
+        print(f"{args.file}: templates_dir: {line}", file=sys.stderr)
+    if broken:
+        return 1
     warnings = policy_warnings(cfg, asyncio.run(policies_in_use(cfg)))
     warnings += escalation_warnings(cfg, asyncio.run(therapists_without_supervisor(cfg)))
     for problem in warnings:
