@@ -17,6 +17,7 @@ from babel.messages.pofile import write_po
 
 from bridge.adapters.i18n import catalogue_path, read_catalogue, shipped_messages
 from bridge.adapters.render import Renderer, default_templates_dir
+from bridge.audit.export import label_messages
 from bridge.core.language import DEFAULT_LANGUAGE, LANGUAGES
 
 
@@ -39,7 +40,7 @@ def new_catalogue(language: str | None = None) -> Catalog:
 def template_catalogue(root: Path) -> Catalog:
     """Every msgid the shipped texts use, with where it comes from."""
     catalog = new_catalogue()
-    for message in shipped_messages(Renderer(root).env, root):
+    for message in shipped_messages(Renderer(root).env, root, label_messages()):
         catalog.add(message.msgid, locations=[(message.where, message.line)], flags=message.flags)
     return catalog
 

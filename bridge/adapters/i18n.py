@@ -58,6 +58,19 @@ def translations(roots: Iterable[Path], language: str) -> gettext.NullTranslatio
     return merged if merged is not None else gettext.NullTranslations()
 
 
+def prepare_environment(
+    env: jinja2.Environment, roots: Iterable[Path], language: str
+) -> jinja2.Environment:
+    """Give an environment (with jinja2's i18n extension) a language: its translations, its
+    date, time and duration filters, and `language` for `<html lang>`."""
+    # The i18n extension adds this method to the environment; jinja2's stubs do not know it.
+    gettext_ext: Any = env
+    gettext_ext.install_gettext_translations(translations(roots, language), newstyle=True)
+    env.filters.update(Formats(language).filters())
+    env.globals["language"] = language
+    return env
+
+
 def _as_datetime(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value
@@ -199,16 +212,19 @@ def command_messages() -> list[Message]:
         for role in Role
         for cmd in registry.available(room_kind, role)
     }
-    return [Message(cmd.summary, f"!{name}", 0) for name, cmd in sorted(found.items())]
+    return [Message(cmd.summary, f"!{name}", 1) for name, cmd in sorted(found.items())]
 
 
-def shipped_messages(env: jinja2.Environment, root: Path) -> list[Message]:
-    """Every text of the shipped templates under `root` and of the commands."""
+def shipped_messages(
+    env: jinja2.Environment, root: Path, extra: Iterable[Message] = ()
+) -> list[Message]:
+    """Every text of the shipped templates under `root`, of the commands, and `extra` (texts
+    that code hands a template to translate, like the transcript's entry labels)."""
     messages = []
     for name in template_names(root):
         source = (root / name).read_text(encoding="utf-8")
         messages.extend(template_messages(env, name, source))
-    return [*messages, *command_messages()]
+    return [*messages, *command_messages(), *extra]
 
 
 def missing_translations(

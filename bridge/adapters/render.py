@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from bridge.adapters.i18n import Formats, translations
+from bridge.adapters.i18n import prepare_environment
 from bridge.core.language import DEFAULT_LANGUAGE, parse_language
 
 _HERE = Path(__file__).resolve()
@@ -84,14 +84,7 @@ class Renderer:
         )
         # A language's own override directory holds templates; catalogues sit beside them.
         catalogue_roots = search if self.overrides is None else search[1:]
-        # The i18n extension adds this method to the environment; jinja2's stubs do not know it.
-        gettext_ext: Any = env
-        gettext_ext.install_gettext_translations(
-            translations(catalogue_roots, language), newstyle=True
-        )
-        env.filters.update(Formats(language).filters())
-        env.globals["language"] = language
-        return env
+        return prepare_environment(env, catalogue_roots, language)
 
     def text(self, name: str, context: dict[str, Any], language: str | None = None) -> str:
         template = self.environment(language).get_template(f"messages/{name}.txt.j2")

@@ -57,6 +57,7 @@ import nh3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from bridge.adapters.i18n import Message, prepare_environment
 from bridge.audit.checkpoint import load_signing_key, write_checkpoint
 from bridge.audit.log import AuditLog, open_content
 from bridge.core.audit import (
@@ -67,6 +68,7 @@ from bridge.core.audit import (
     public_key_bytes,
     sha256_hex,
 )
+from bridge.core.language import DEFAULT_LANGUAGE
 from bridge.sealing import Sealer, SealError
 from bridge.store import audit as audit_store
 from bridge.store.audit import AuditRow
@@ -118,6 +120,15 @@ _KIND_LABEL = {
     "audit": "Audit",
 }
 
+#: Who an entry's actor is, as the transcript shows it (translated there).
+ROLE_LABELS = ("patient", "therapist", "bot", "outsider", "supervisor")
+
+
+def label_messages() -> list[Message]:
+    """The entry labels and roles the transcript translates (`_(it.label)`, `_(it.role)`)."""
+    return [Message(text, TEMPLATE_NAME, 1) for text in (*_KIND_LABEL.values(), *ROLE_LABELS)]
+
+
 _ALLOWED_TAGS = {
     "a", "b", "blockquote", "br", "code", "del", "em", "h1", "h2", "h3", "h4", "h5", "h6",
     "hr", "i", "li", "ol", "p", "pre", "s", "span", "strong", "sub", "sup", "table", "tbody",
@@ -154,6 +165,7 @@ async def export_pair(
     tz: str = "UTC",
     title: str | None = None,
     audit_log: AuditLog | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> ExportResult:
     """Write the transcript of `pair_id` for [start, end) to `out_path` as a zip.
 
@@ -251,7 +263,9 @@ async def export_pair(
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    prepare_environment(env, [Path(templates_dir)], language)
     files["transcript.html"] = (
         env.get_template(TEMPLATE_NAME)
         .render(

@@ -58,6 +58,8 @@ async def export_transcript(
         actor=actor,
         tz=cfg.practice.timezone,
         audit_log=parts.audit,
+        # The transcript is the practice's record: in the practice's language.
+        language=cfg.practice.language,
     )
 
 

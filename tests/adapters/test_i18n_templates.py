@@ -42,7 +42,9 @@ def test_each_template_renders_in_each_language(name: str, language: str) -> Non
 
 @pytest.mark.parametrize("language", [code for code in LANGUAGES if code != "en"])
 def test_every_text_has_a_translation_that_can_ship(language: str) -> None:
-    messages = shipped_messages(RENDERER.env, ROOT)
+    from bridge.audit.export import label_messages
+
+    messages = shipped_messages(RENDERER.env, ROOT, label_messages())
     assert len(messages) > 100
     missing = missing_translations(messages, [ROOT], language)
     assert [m.msgid for m in missing] == [], (
@@ -101,3 +103,72 @@ def test_help_explains_the_same_commands_in_the_readers_language() -> None:
     assert german.startswith("Befehle, die Sie hier verwenden können:")
     for cmd in available:
         assert f"!{cmd.name}" in german and cmd.summary not in german
+
+
+def test_the_transcript_in_the_practices_language() -> None:
+    from pathlib import Path
+
+    from bridge.adapters.i18n import prepare_environment
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROOT)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],
+    )
+    prepare_environment(env, [Path(ROOT)], "de")
+    item = {
+        "kind": "voice",
+        "role": "patient",
+        "seq": 3,
+        "time": "2026-12-01 07:31",
+        "actor": "@greta:hs",
+        "label": "Voice message",
+        "outcome": "ok",
+        "email": None,
+        "relates_seq": None,
+        "relates_to": None,
+        "status": "purged",
+        "html": None,
+        "text": None,
+        "media": {
+            "path": None,
+            "category": "audio",
+            "filename": "note.ogg",
+            "mimetype": "audio/ogg",
+            "size": 2048,
+            "duration_s": 4,
+        },
+        "attachments": [],
+        "link": None,
+        "edited_by": [],
+        "redacted_by": 5,
+        "notes": [],
+    }
+    html = env.get_template("transcript.html.j2").render(
+        title="Transcript 7F3A",
+        pair_id="p1",
+        period_from=None,
+        period_to=None,
+        created="2026-12-01 08:00",
+        timezone="Europe/Berlin",
+        items=[item],
+        head_hash="ab" * 32,
+        chain_count=7,
+        key_id="k1",
+    )
+    assert '<html lang="de">' in html
+    for german in (
+        "Zeitraum",
+        "Beginn – Export",
+        "Sprachnachricht",
+        "(Patient/in)",
+        "Datei nicht aufbewahrt",
+        "2048 Byte",
+        "Hash des Eintrags bleibt erhalten",
+        'Aus dem Raum entfernt durch <a href="#e5">#5</a>',
+        "Kopf der Audit-Kette nach 7 Einträgen",
+    ):
+        assert german in html, german
