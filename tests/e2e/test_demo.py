@@ -1,14 +1,18 @@
 """`confidant demo` end to end, as a user runs it: its own Synapse, logins that work,
-state reused on a second run, and nothing left running after Ctrl-C."""
+every channel it prints working (mail in over real SMTP, the dashboard with the printed
+token, the sample voice note, `!video`), state reused on a second run, and nothing left
+running after Ctrl-C."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import os
 import queue
 import re
+import shlex
 import signal
 import stat
 import subprocess
@@ -24,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import RoomMessageNotice
+from nio import Event, RoomEncryptedAudio, RoomMessageNotice, RoomMessageText
 
 from bridge.config import load_config
-from dev.demo import READY
+from bridge.web.auth import CSRF_COOKIE, CSRF_FIELD
+from dev.demo import BOT, JITSI_DOMAIN, READY, SERVER_NAME, VOICE_POSTED
 from tests.support.nio_user import NioUser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +45,15 @@ RUN_TIMEOUT_S = 240.0
 _URL = re.compile(r"^Homeserver URL: (http://127\.0\.0\.1:\d+)", re.M)
 _LOGIN = re.compile(r"^\s+(therapist|patient)\s+user (@\S+)\s+password (\S+)$", re.M)
 _ROOM = re.compile(r"^Pair room: (\S+)\s+\((created now|already there)\)$", re.M)
+_CHANNELS = ("Chat", "E-mail", "Dashboard", "Voice", "Video")
+_ADDRESS = re.compile(r"^  E-mail +The pair's address is (pair-\w+@\S+);", re.M)
+_MAIL = re.compile(r"^ +(\S+ -m dev\.mail_as_patient .+)$", re.M)
+_DASHBOARD = re.compile(
+    r"^  Dashboard +(http://127\.0\.0\.1:\d+/dashboard) +admin token: (\S+)$", re.M
+)
+_VIDEO = re.compile(r"^  Video +Send !video in the pair room", re.M)
+
+BOT_ID = f"@{BOT}:{SERVER_NAME}"
 
 
 @dataclass(frozen=True)
@@ -50,13 +64,35 @@ class Printed:
     logins: dict[str, tuple[str, str]]
     room_id: str
     created: bool
+    #: The pair's e-mail address and the one-line command that mails it as the patient.
+    address: str
+    mail_command: str
+    dashboard: str
+    admin_token: str
 
 
 def parse(stdout: str) -> Printed:
     url, room = _URL.search(stdout), _ROOM.search(stdout)
-    assert url and room, stdout
+    address, mail, dashboard = (
+        _ADDRESS.search(stdout),
+        _MAIL.search(stdout),
+        _DASHBOARD.search(stdout),
+    )
+    assert url and room and address and mail and dashboard and _VIDEO.search(stdout), stdout
+    # One entry per channel, in the block that says what to try.
+    for channel in _CHANNELS:
+        assert re.search(rf"^  {channel} +\S", stdout, re.M), (channel, stdout)
     logins = {who: (user_id, password) for who, user_id, password in _LOGIN.findall(stdout)}
-    return Printed(url.group(1), logins, room.group(1), room.group(2) == "created now")
+    return Printed(
+        url.group(1),
+        logins,
+        room.group(1),
+        room.group(2) == "created now",
+        address.group(1),
+        mail.group(1),
+        dashboard.group(1),
+        dashboard.group(2),
+    )
 
 
 def demo_command(demo_dir: Path, *extra: str) -> list[str]:
@@ -161,6 +197,16 @@ def test_setup_only_prints_logins_and_a_second_run_reuses_them(demo_dir: Path) -
     assert cfg.data_dir == demo_dir / "data"
     assert cfg.sqlite_path == demo_dir / "data" / "confidant.db"
     assert f"confidant pair -c {demo_dir / 'config.yaml'} list" in first.stdout
+    # Every channel on, on loopback; the admin token is printed, the config has its hash.
+    assert cfg.smtp.enabled and cfg.smtp.host == "127.0.0.1"
+    assert printed.address.endswith(f"@{cfg.smtp.inbound_domain}")
+    assert cfg.http.enabled and cfg.http.host == "127.0.0.1"
+    assert printed.dashboard == f"http://127.0.0.1:{cfg.http.port}/dashboard"
+    assert cfg.http.token_ok(printed.admin_token)
+    assert printed.admin_token not in (demo_dir / "config.yaml").read_text()
+    assert printed.admin_token not in secrets_file.read_text()
+    assert printed.admin_token not in first.stderr
+    assert cfg.jitsi.domain == JITSI_DOMAIN and cfg.jitsi.jwt is None
     assert not answers(printed.url), "Synapse still answers after --setup-only"
 
     second = subprocess.run(
@@ -176,6 +222,8 @@ def test_setup_only_prints_logins_and_a_second_run_reuses_them(demo_dir: Path) -
     assert not again.created
     assert again.logins == printed.logins
     assert again.room_id == printed.room_id
+    assert again.address == printed.address
+    assert again.admin_token != printed.admin_token
     # The same keys, so the bridge's sealed state and crypto store stay readable.
     cfg_again = load_config(demo_dir / "config.yaml")
     assert cfg_again.bot.pickle_key == cfg.bot.pickle_key
@@ -189,20 +237,86 @@ def _read_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-async def _patient_reads_welcome(
-    url: str, user_id: str, password: str, room_id: str, store: Path
-) -> str:
-    patient = await NioUser.create(url, user_id, password, store, auto_join=True)
+def _from_bot(kind: type[Event], text: str = "") -> Any:
+    return lambda e: isinstance(e, kind) and e.sender == BOT_ID and text in getattr(e, "body", "")
+
+
+async def _mail_as_patient(command: str, *extra: str) -> tuple[int, str]:
+    """Run the printed command (and extra options) from where the demo runs; (rc, output)."""
+    proc = await asyncio.create_subprocess_exec(
+        *shlex.split(command),
+        *extra,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=demo_env(),
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
+
+
+async def _patient_tries_each_channel(printed: Printed, store: Path) -> str:
+    """Log in as the printed patient, read the welcome, then the voice note, mail and `!video`.
+
+    Returns the welcome's text.
+    """
+    user_id, password = printed.logins["patient"]
+    room = printed.room_id
+    patient = await NioUser.create(printed.url, user_id, password, store, auto_join=True)
     try:
-        event = await patient.wait_for(
-            room_id,
-            lambda e: isinstance(e, RoomMessageNotice) and e.sender == "@confidant:localhost",
-            timeout=60,
+        # The welcome and the consent text come in either order.
+        welcome = await patient.wait_for(room, _from_bot(RoomMessageNotice, "Welcome"), timeout=60)
+        assert isinstance(welcome, RoomMessageNotice)
+
+        # The sample voice note waits for her device, so this one can read it.
+        voice = await patient.wait_for(room, _from_bot(RoomEncryptedAudio), timeout=30)
+        assert isinstance(voice, RoomEncryptedAudio)
+        assert voice.source["content"].get("org.matrix.msc3245.voice") is not None
+
+        # Mail in with the printed command: real SMTP into the bridge, out in the pair room.
+        rc, out = await _mail_as_patient(printed.mail_command)
+        assert rc == 0, out
+        text = shlex.split(printed.mail_command)[-1]
+        await patient.wait_for(room, _from_bot(RoomMessageText, text), timeout=30)
+        # Only the pair's patient may write to it.
+        rc, out = await _mail_as_patient(printed.mail_command, "--from", "someone@example.net")
+        assert rc == 1 and "550 5.7.1" in out, out
+
+        await patient.send_text(room, "!video")
+        link = await patient.wait_for(
+            room, _from_bot(RoomMessageNotice, f"https://{JITSI_DOMAIN}/"), timeout=30
         )
-        assert isinstance(event, RoomMessageNotice)
-        return str(event.body)
+        assert isinstance(link, RoomMessageNotice)
+        return str(welcome.body)
     finally:
         await patient.close()
+
+
+def _dashboard_sign_in(dashboard: str, token: str) -> tuple[int, str, str]:
+    """Sign in to the dashboard's form with `token` as a browser would; (status, URL, page)."""
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with browser.open(f"{dashboard}/login", timeout=30) as form:
+        assert form.status == 200
+    [csrf] = [cookie.value for cookie in jar if cookie.name == CSRF_COOKIE]
+    body = urllib.parse.urlencode({"token": token, CSRF_FIELD: csrf or ""}).encode()
+    try:
+        with browser.open(f"{dashboard}/login", data=body, timeout=30) as page:
+            return page.status, page.geturl(), page.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.geturl(), err.read().decode()
+
+
+def _check_dashboard(printed: Printed) -> None:
+    status, url, page = _dashboard_sign_in(printed.dashboard, printed.admin_token)
+    assert (status, url) == (200, printed.dashboard), (status, url)
+    assert "Demo Practice" in page
+    status, _url, _page = _dashboard_sign_in(printed.dashboard, "not-" + printed.admin_token)
+    assert status == 401
+    # The admin API takes the same token as a bearer token.
+    api = printed.dashboard.removesuffix("/dashboard") + "/api/v1/pairs"
+    status, pairs = call(api, "GET", "", token=printed.admin_token)
+    assert status == 200 and printed.room_id in json.dumps(pairs)
+    assert call(api, "GET", "")[0] == 401
 
 
 def test_running_demo_lets_the_patient_in_and_stops_cleanly_on_ctrl_c(
@@ -233,15 +347,12 @@ def test_running_demo_lets_the_patient_in_and_stops_cleanly_on_ctrl_c(
         printed = parse(output)
         [synapse_pid] = synapse_pids(demo_dir / "synapse")
 
+        _check_dashboard(printed)
+
         # The patient logs in with the printed password, as a Matrix client with E2EE
         # would (a new device), joins, and reads the bot's welcome: it waited for her device.
-        user_id, password = printed.logins["patient"]
         (tmp_path / "patient").mkdir()
-        welcome = asyncio.run(
-            _patient_reads_welcome(
-                printed.url, user_id, password, printed.room_id, tmp_path / "patient"
-            )
-        )
+        welcome = asyncio.run(_patient_tries_each_channel(printed, tmp_path / "patient"))
         assert "Welcome" in welcome
 
         proc.send_signal(signal.SIGINT)
@@ -249,6 +360,8 @@ def test_running_demo_lets_the_patient_in_and_stops_cleanly_on_ctrl_c(
         rest = ""
         while (line := lines.get(timeout=10)) is not None:
             rest += line
+        assert VOICE_POSTED in rest
+        assert printed.admin_token not in stderr_path.read_text()
         assert "Stopped the bridge and Synapse." in rest
         assert not pid_alive(synapse_pid)
         assert synapse_pids(demo_dir / "synapse") == []
