@@ -319,6 +319,10 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
         },
         {**_WELCOME, "working_time": False},
     ],
+    "email/attachment.txt.j2": [
+        {"practice_name": "Praxis Sonnenweg", "filename": "Übung.pdf", "voice": False},
+        {"practice_name": "Praxis Sonnenweg", "filename": "voice.ogg", "voice": True},
+    ],
     "email/correction.txt.j2": [{}],
     "email/email_consent.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "email/email_consent.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
