@@ -1,9 +1,12 @@
-"""/api/v1/pairs: list, create (idempotent), show, reassign and close pairs."""
+"""/api/v1/pairs: list, create (idempotent), show, change (the patient's language),
+reassign and close pairs."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from bridge.core.language import LANGUAGES, parse_language
+from bridge.features.language import language_of, set_patient_language
 from bridge.store import clocks, pairs
 from bridge.store.pairs import PairStatus
 from bridge.web import API
@@ -64,6 +67,26 @@ async def show_pair(request: web.Request) -> web.Response:
             "pair": pair_json(record),
             "open_clock": clock_json(clock, record.label, d.clock()) if clock else None,
         }
+    )
+
+
+@routes.patch(f"{API}/pairs/{{ref}}")
+async def change_pair(request: web.Request) -> web.Response:
+    """Set the language the patient's texts are written in (null: the practice's)."""
+    d = deps(request)
+    body = await json_body(request)
+    usage = f'give {{"language": one of {", ".join(LANGUAGES)}, or null for the practice\'s}}'
+    if set(body) != {"language"}:
+        raise ApiError("bad_request", f"only the language can be changed here: {usage}")
+    value = body["language"]
+    language = parse_language(value) if isinstance(value, str) else None
+    if value is not None and language is None:
+        raise ApiError("bad_request", f"{value!r} is not a language of the texts: {usage}")
+    record = await d.pairs.resolve(request.match_info["ref"])
+    await set_patient_language(d.parts, record, language, actor="api", now=d.clock())
+    current, own = await language_of(d.parts, record.patient_id)
+    return web.json_response(
+        {"pair": pair_json(record), "language": current, "language_is_own": own}
     )
 
 
