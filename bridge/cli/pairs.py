@@ -74,6 +74,27 @@ async def missing_account(parts: Any, args: argparse.Namespace) -> str | None:
     return None
 
 
+async def put_key(parts: Any, args: argparse.Namespace, record: Any) -> int:
+    """`pair key PAIR FILE`: the patient's OpenPGP public key on file, its fingerprint shown."""
+    import asyncio
+    from pathlib import Path
+
+    from bridge.email.openpgp import KeyProblem
+    from bridge.features.email.outbound.keys import put_patient_key
+
+    try:
+        data = await asyncio.to_thread(Path(args.file).read_bytes)
+        key = await put_patient_key(
+            parts.db, parts.sealer, parts.audit, record.pair_id, data, now()
+        )
+    except (KeyProblem, OSError) as err:
+        print(f"{args.file}: {err}", file=sys.stderr)
+        return 1
+    # Read it out to the patient: she compares it with her own before anything is sent.
+    print(f"fingerprint: {key.spaced}")
+    return 0
+
+
 def cmd_pair(args: argparse.Namespace) -> int:
     from bridge.provision import PairError
     from bridge.store import pairs
@@ -133,6 +154,8 @@ def cmd_pair(args: argparse.Namespace) -> int:
                 return await print_or_set_language(
                     parts, args, await parts.pairs.resolve(args.pair)
                 )
+            elif args.pair_cmd == "key":
+                return await put_key(parts, args, await parts.pairs.resolve(args.pair))
         except PairError as err:
             print(str(err), file=sys.stderr)
             return 1
@@ -171,4 +194,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("pair")
     add_language_argument(p)
+    p = psub.add_parser(
+        "key",
+        help="put the patient's OpenPGP public key on file: mail to her is encrypted to it",
+        parents=[LATE_CONFIG],
+    )
+    p.add_argument("pair", help="pair id, label or room id")
+    p.add_argument("file", help="the public key, armored or binary")
     pair.set_defaults(func=cmd_pair)

@@ -46,6 +46,7 @@ FAILED_ACTION = "email.failed"
 CONSENT_ASKED_ACTION = "email.consent_asked"
 CONSENT_GIVEN_ACTION = "email.consent_given"
 CONSENT_REVOKED_ACTION = "email.consent_revoked"
+KEY_ADDED_ACTION = "email.key_added"
 
 #: What the sealed content of an "email.sent" entry is (`message_content`'s msgtype).
 SENT_MSGTYPE = "email_out"
@@ -147,17 +148,20 @@ def sent(
     body: str,
     subject: str,
     media_ref: str,
-    encrypted: bool = False,
+    key_fingerprint: str | None = None,
 ) -> AppendAudit:
-    """The mail left through the relay; the text and the mail as sent are sealed."""
+    """The mail left through the relay (encrypted to `key_fingerprint` when one is given);
+    the text and the mail as sent are sealed."""
     details: dict[str, Any] = {
         "kind": kind,
         "recipient_sha256": address_digest(recipient),
         "message_id": message_id,
         "bytes": size,
         "text_bytes": text_bytes,
-        "encrypted": encrypted,
+        "encrypted": key_fingerprint is not None,
     }
+    if key_fingerprint is not None:
+        details["key_fingerprint"] = key_fingerprint
     if in_reply_to:
         details["in_reply_to"] = in_reply_to
     content = message_content(
@@ -222,3 +226,8 @@ def consent_given(
 
 def consent_revoked(pair_id: str, actor: str, *, via: str, event_id: str | None) -> AppendAudit:
     return AppendAudit(pair_id, CONSENT_REVOKED_ACTION, actor, {"via": via}, event_id=event_id)
+
+
+def key_added(pair_id: str, actor: str, fingerprint: str) -> AppendAudit:
+    """The patient's OpenPGP public key is on file: mail to her is encrypted to it."""
+    return AppendAudit(pair_id, KEY_ADDED_ACTION, actor, {"fingerprint": fingerprint})

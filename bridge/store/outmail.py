@@ -9,10 +9,10 @@ states only; what a mail says is sealed in the audit.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from bridge.store.base import Executor, Row
-from bridge.store.rows import integer, integer_or_none, text, text_or_none, to_int_or_none
+from bridge.store.base import ContentSealer, Executor, Row
+from bridge.store.rows import blob, integer, integer_or_none, text, text_or_none, to_int_or_none
 
 #: Longest last_error kept; enough for an error class or a reason code.
 MAX_ERROR_LENGTH = 200
@@ -248,3 +248,46 @@ async def set_consent(
 async def pending_count(ex: Executor) -> int:
     value = await ex.fetchval("SELECT COUNT(*) FROM outbound_emails WHERE status = 'pending'")
     return to_int_or_none(value) or 0
+
+
+# ---------------------------------------------------------------- OpenPGP keys
+
+
+def _key_aad(pair_id: str) -> bytes:
+    # Bound to the pair: a sealed key moved to another pair's row does not open.
+    return b"confidant/patient_key/" + pair_id.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientKey:
+    fingerprint: str
+    cert: bytes = field(repr=False)
+    added_at: int = 0
+
+
+async def set_key(
+    ex: Executor, sealer: ContentSealer, pair_id: str, fingerprint: str, cert: bytes, now: int
+) -> None:
+    """Keep the patient's public key (replacing one kept before)."""
+    await ex.execute(
+        "INSERT INTO patient_keys (pair_id, fingerprint, cert, added_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (pair_id) DO UPDATE SET fingerprint = excluded.fingerprint, "
+        "cert = excluded.cert, added_at = excluded.added_at",
+        pair_id,
+        fingerprint,
+        sealer.seal(cert, _key_aad(pair_id)),
+        now,
+    )
+
+
+async def get_key(ex: Executor, sealer: ContentSealer, pair_id: str) -> PatientKey | None:
+    row = await ex.fetchrow(
+        "SELECT fingerprint, cert, added_at FROM patient_keys WHERE pair_id = ?", pair_id
+    )
+    if row is None:
+        return None
+    return PatientKey(
+        text(row, "fingerprint"),
+        sealer.open(blob(row, "cert"), _key_aad(pair_id)),
+        integer(row, "added_at"),
+    )

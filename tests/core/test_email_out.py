@@ -9,6 +9,7 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import dkim
+import pysequoia
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -20,6 +21,7 @@ from bridge.core.email_commands import EmailChannelFacts, transition
 from bridge.core.model import MATRIX, AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
 from bridge.email.autoreply import is_automatic
 from bridge.email.compose import OutgoingMail, compose, dkim_sign, mail_bytes, matrix_text
+from bridge.email.openpgp import KeyProblem, encrypt_mime, read_public_key
 from bridge.provision import PairError, PairManager, PracticeFacts, pair_room_body
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -330,3 +332,40 @@ def test_automatic_mail_is_recognised(headers: str, expected: bool) -> None:
         + "Subject: hi\r\n\r\nbody\r\n"
     ).encode()
     assert is_automatic(raw) is expected
+
+
+# ---------------------------------------------------------------- OpenPGP
+
+
+def test_a_public_key_is_read_and_a_secret_or_broken_one_refused() -> None:
+    cert = pysequoia.Cert.generate("Pat <pat@example.org>")
+    key = read_public_key(str(cert).encode())
+    assert key.fingerprint == str(cert.fingerprint).lower()
+    assert key.spaced.replace(" ", "").lower() == key.fingerprint
+    with pytest.raises(KeyProblem, match="secret key"):
+        read_public_key(str(cert.secrets).encode())
+    with pytest.raises(KeyProblem, match="not an OpenPGP public key"):
+        read_public_key(b"-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nnonsense\n")
+
+
+def test_encrypt_mime_hides_the_body_and_keeps_the_routing_headers() -> None:
+    cert = pysequoia.Cert.generate("Pat <pat@example.org>")
+    mail = OutgoingMail(
+        from_name="H",
+        from_address="pair-abc@in.example.net",
+        to="pat@example.org",
+        subject="Re: Thursday",
+        message_id="<out.1@in.example.net>",
+        text="canary-secret",
+        in_reply_to="<m1@example.org>",
+    )
+    raw = encrypt_mime(compose(mail), read_public_key(str(cert).encode()))
+    assert b"canary-secret" not in raw
+    outer = message_from_bytes(raw, policy=policy.default)
+    assert outer["In-Reply-To"] == "<m1@example.org>" and outer["To"] == "pat@example.org"
+    _, body = list(outer.iter_parts())
+    plain = pysequoia.decrypt(body.get_payload(decode=True), decryptor=cert.secrets.decryptor())
+    inner = message_from_bytes(plain.bytes, policy=policy.default)
+    assert isinstance(inner, EmailMessage)
+    text = inner.get_body(("plain",))
+    assert text is not None and "canary-secret" in text.get_content()

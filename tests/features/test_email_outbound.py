@@ -5,12 +5,15 @@ a mail queued while the relay is down leaves once after a restart, and never twi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import logging
 import os
 import signal
+import subprocess
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from nio import UploadResponse
 
 from bridge.app import App
+from bridge.cli import main
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
 from bridge.store import clocks, open_database
@@ -509,3 +513,79 @@ async def test_killed_between_commit_and_send_mails_once_after_restart(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, tail(log_file)
     assert len(relay.messages) == 2
+
+
+def gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
+    """GnuPG, an OpenPGP implementation independent of the one under test."""
+    done = subprocess.run(
+        ["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback",
+         "--passphrase", "", *args],
+        input=data,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    return done.stdout
+
+
+async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path, capsys
+):
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg(home, "--quick-gen-key", f"Pat <{PATIENT}>", "default", "default", "never")
+    public = gpg(home, "--armor", "--export", PATIENT)
+    colons = gpg(home, "--with-colons", "--fingerprint", PATIENT).decode()
+    fingerprint = next(line.split(":")[9] for line in colons.splitlines() if line.startswith("fpr"))
+    key_file = tmp_path / "pat.asc"
+    key_file.write_bytes(public)
+
+    bot = make_user("bot")
+    relay = await smtp_sink()
+    cfg = config(homeserver, bot, tmp_path, relay.port)
+    features, _ = email_features(port=0)
+    app = await start_app(cfg, features=features)
+    try:
+        patient, therapist, record, _ = await email_pair(app, make_nio_user)
+        await patient.send_text(record.room_id, "!email on")
+        await patient.wait_for(record.room_id, notice_containing("agreement is recorded"), 20)
+
+        # The practice puts her key on file and reads the fingerprint out to her.
+        config_file = str(tmp_path / "config.yaml")
+        refused = await asyncio.to_thread(
+            main, ["pair", "key", record.label, str(config_file), "-c", config_file]
+        )
+        assert refused == 1 and "not an OpenPGP public key" in capsys.readouterr().err
+        args = ["pair", "key", record.label, str(key_file), "-c", config_file]
+        assert await asyncio.to_thread(main, args) == 0
+        shown = capsys.readouterr().out
+        assert shown.strip() == "fingerprint: " + " ".join(
+            fingerprint[i : i + 4] for i in range(0, len(fingerprint), 4)
+        )
+
+        await therapist.send_text(record.room_id, "canary-pgp-1 see you Friday")
+        (mail,) = await relay.wait(1, timeout=30)
+        raw = relay.envelopes[0].original_content
+        assert b"canary-pgp" not in raw
+        assert mail.get_content_type() == "multipart/encrypted"
+        assert mail.get_param("protocol") == "application/pgp-encrypted"
+        version, body = list(mail.iter_parts())
+        assert version.get_content_type() == "application/pgp-encrypted"
+        assert b"Version: 1" in version.get_payload(decode=True)
+        inner = message_from_bytes(
+            gpg(home, "--decrypt", data=body.get_payload(decode=True)), policy=policy.default
+        )
+        assert isinstance(inner, EmailMessage)
+        assert "canary-pgp-1 see you Friday" in body_of(inner)
+        assert mail["In-Reply-To"] is None and mail["Message-ID"]
+
+        async def audited() -> list[dict[str, Any]]:
+            return await sent_entries(app, record.pair_id, email_out.SENT_ACTION)
+
+        [sent] = await wait_until(audited, what="the encrypted mail audited")
+        assert sent["details"]["encrypted"] is True
+        assert sent["details"]["key_fingerprint"] == fingerprint.lower()
+        [added] = await sent_entries(app, record.pair_id, email_out.KEY_ADDED_ACTION)
+        assert added["details"] == {"fingerprint": fingerprint.lower()}
+    finally:
+        await app.stop()

@@ -36,3 +36,12 @@ CREATE TABLE email_consent (
     ask_message_id TEXT,                -- the consent e-mail's Message-ID: a reply answers it
     changed_at BIGINT NOT NULL
 );
+
+-- The patient's OpenPGP public key: mail to her is encrypted to it (PGP/MIME). The key
+-- itself is sealed (its user ids name her); the fingerprint is what people compare.
+CREATE TABLE patient_keys (
+    pair_id TEXT PRIMARY KEY REFERENCES pairs (pair_id),
+    fingerprint TEXT NOT NULL,
+    cert BLOB NOT NULL,                 -- sealed, bound to the pair id
+    added_at BIGINT NOT NULL
+);

@@ -38,6 +38,7 @@ from bridge.email.compose import (
     matrix_text,
 )
 from bridge.email.convert import plain_to_html
+from bridge.email.openpgp import PublicKey, encrypt_mime
 from bridge.email.parse import MalformedEmail, parse_message
 from bridge.outbox import BACKOFF
 from bridge.sealing import Sealer, SealError
@@ -215,7 +216,12 @@ class OutboundWorker:
             return False
         if not await outmail.claim(self.db, row.event_id, to_ms(self.clock()), LEASE_MS):
             return False
-        raw = mail_bytes(compose(mail))
+        key = await outmail.get_key(self.db, self.sealer, row.pair_id)
+        if key is not None:
+            # Her key is on file: the body leaves encrypted to it, whatever kind of mail.
+            raw = encrypt_mime(compose(mail), PublicKey(key.fingerprint, key.cert))
+        else:
+            raw = mail_bytes(compose(mail))
         if self.dkim is not None:
             raw = dkim_sign(
                 raw,
@@ -243,6 +249,7 @@ class OutboundWorker:
                 body=body,
                 subject=mail.subject,
                 media_ref=media_ref,
+                key_fingerprint=None if key is None else key.fingerprint,
             )
             await self.audit.append(tx, entry, now)
         self._attempts.pop(row.event_id, None)
@@ -250,7 +257,12 @@ class OutboundWorker:
         self.sent += 1
         log.info(
             "outbound e-mail sent",
-            extra={"pair_id": row.pair_id, "kind": row.kind, "bytes": len(raw)},
+            extra={
+                "pair_id": row.pair_id,
+                "kind": row.kind,
+                "bytes": len(raw),
+                "encrypted": key is not None,
+            },
         )
         return True
 
