@@ -15,7 +15,8 @@ cost the bot what invited-only rooms cost it; the intake benchmark measures join
    `IDLE_S` seconds of doing nothing (sync long-polls, the scheduler). Then cold start: a new
    data directory (new device, new crypto store, empty database) for the same account.
 3. The first sync's size: an initial `/sync` of the bot's account, straight to the homeserver,
-   bytes and seconds; the raw figure the starts compare with.
+   bytes and seconds; the raw figure the starts compare with. And the same with the filter
+   and `full_state` the bot's own first sync uses (`SYNC_FILTER`).
 
 Nothing is asserted about timings. `python -m bench scale` puts the rows in the common table;
 `python -m bench.scale` runs only this one.
@@ -24,11 +25,13 @@ Nothing is asserted about timings. `python -m bench scale` puts the rows in the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import secrets
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,6 +40,7 @@ from pathlib import Path
 from bench._process import BridgeProcess, cpu_s, rss_kib, write_config
 from bench.baseline import temporary_homeserver
 from bench.table import Row, format_table
+from bridge.adapters.matrix.client import SYNC_FILTER
 from bridge.adapters.matrix.rest import MatrixRest
 from bridge.app import App
 from bridge.provision import display_name, pair_room_body
@@ -93,9 +97,17 @@ async def _overlapped(count: int, step: Callable[[int], Awaitable[object]]) -> l
     return sorted(finished)
 
 
-def _initial_sync(hs: DevHomeserver, token: str) -> tuple[int, float]:
-    """An initial /sync of the account (no filter, as the bot's first sync): bytes, seconds."""
-    req = urllib.request.Request(f"{hs.url}/_matrix/client/v3/sync?timeout=0")
+def _initial_sync(hs: DevHomeserver, token: str, *, as_bot: bool = False) -> tuple[int, float]:
+    """An initial /sync of the account: bytes, seconds.
+
+    Without a filter (what a plain client gets), or `as_bot`: with the filter and full
+    state of the bot's own first sync.
+    """
+    query = {"timeout": "0"}
+    if as_bot:
+        query |= {"full_state": "true", "filter": json.dumps(SYNC_FILTER)}
+    url = f"{hs.url}/_matrix/client/v3/sync?{urllib.parse.urlencode(query)}"
+    req = urllib.request.Request(url)
     req.add_header("Authorization", f"Bearer {token}")
     started = time.perf_counter()
     with urllib.request.urlopen(req, timeout=SYNC_TIMEOUT_S) as resp:
@@ -190,6 +202,7 @@ async def measure(scale: int) -> list[Row]:
 
             rooms = scale + THERAPISTS
             sync_bytes, sync_s = await asyncio.to_thread(_initial_sync, hs, bot_token)
+            bot_bytes, bot_s = await asyncio.to_thread(_initial_sync, hs, bot_token, as_bot=True)
 
             config = write_config(hs, bot_id, bot_password, provision_dir)
             warm = BridgeProcess(config, workdir / "warm.log")
@@ -210,6 +223,13 @@ async def measure(scale: int) -> list[Row]:
 
     rows += [
         Row(f"scale first sync, {rooms:,} rooms (raw /sync)", sync_bytes / 1024 / 1024, "MiB"),
+        Row(
+            f"scale bot's first sync (its filter), {rooms:,} rooms (raw /sync)",
+            bot_bytes / 1024 / 1024,
+            "MiB",
+            sync_bytes / 1024 / 1024,
+        ),
+        Row(f"scale bot's first sync (its filter) time, {rooms:,} rooms", bot_s, "s", sync_s),
         Row(f"scale cold start to ready, {rooms:,} rooms", cold_s, "s", sync_s),
         Row(f"scale warm restart to ready, {rooms:,} rooms", warm_s, "s", sync_s),
         Row(f"scale bridge RSS after warm restart, {rooms:,} rooms", warm_rss / 1024, "MiB"),

@@ -141,6 +141,22 @@ SYNC_TOKEN_KEY = "matrix.sync_token"
 #: The most to-device messages Synapse returns in one sync.
 TO_DEVICE_BATCH = 100
 
+#: What the bot's sync asks for: every timeline event (the audit sees them all), room
+#: state in full, read receipts, to-device messages and device lists; not what nothing
+#: here reads: presence, typing, and account data (push rules, tags, read markers).
+#: Members are not lazy-loaded: nio shares room keys with the members it knows from sync
+#: (invited ones included, which `joined_members` never lists), and `member_ready` and
+#: `_require_members_known` read the same list, so every member event must arrive.
+SYNC_FILTER: dict[str, Any] = {
+    "presence": {"not_types": ["*"]},
+    "account_data": {"not_types": ["*"]},
+    "room": {
+        "timeline": {"limit": 100},
+        "ephemeral": {"types": ["m.receipt"]},
+        "account_data": {"not_types": ["*"]},
+    },
+}
+
 
 class MatrixBot:
     """Owns the nio client; everything else talks to Matrix through these methods."""
@@ -237,7 +253,7 @@ class MatrixBot:
             timeout=0 if first else timeout_ms,
             since=token,
             full_state=first or None,
-            sync_filter={"room": {"timeline": {"limit": 100}}},
+            sync_filter=SYNC_FILTER,
         )
         if isinstance(resp, SyncError):
             raise RuntimeError(f"sync error {resp.status_code}")
@@ -542,11 +558,14 @@ class MatrixBot:
         if room is None or user_id not in room.users or user_id in room.invited_users:
             return False
         assert self.client.olm is not None
-        self.client.olm.users_for_key_query.add(user_id)
         async with self._send_lock:
-            resp = await self.client.keys_query()
-        if not isinstance(resp, KeysQueryResponse):
-            return False
+            # Asked under the lock: the sync loop's own query may have fetched this very
+            # list while we waited, and nio refuses a query with nothing left to ask.
+            self.client.olm.users_for_key_query.add(user_id)
+            if self.client.should_query_keys:
+                resp = await self.client.keys_query()
+                if not isinstance(resp, KeysQueryResponse):
+                    return False
         return any(True for _ in self.client.device_store.active_user_devices(user_id))
 
     async def reachable(self) -> bool:
