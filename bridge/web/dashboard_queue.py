@@ -40,6 +40,8 @@ class QueueItem:
     #: "09:00" (or "Mon 09:00") when the next step waits for opening hours, else "".
     held_until: str
     escalation_waiting: bool
+    #: When the escalation reached a supervisor (the clock is still open); "" before.
+    escalated_at: str
     paused: bool
     never_joined: bool
     consent_pending: bool
@@ -71,6 +73,13 @@ def next_step(clock: Clock) -> Step | None:
         if clock.step_at(step) is not None and step.value not in clock.steps_done:
             return step
     return None
+
+
+def _escalated_at(clock: Clock, cal: WorkingCalendar, now: datetime) -> str:
+    at = clock.step_at(Step.ESCALATION)
+    if at is None or Step.ESCALATION.value not in clock.steps_done:
+        return ""
+    return local_time(at, cal, now)
 
 
 def queue_item(
@@ -112,6 +121,7 @@ def queue_item(
         next_at=next_at,
         held_until=held,
         escalation_waiting=waiting,
+        escalated_at=_escalated_at(clock, cal, now),
         paused=clock.is_paused,
         never_joined=not joined,
         consent_pending=consent_state == "pending",

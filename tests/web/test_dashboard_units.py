@@ -118,6 +118,13 @@ def test_paused_clock_has_no_next_time() -> None:
     assert item.paused and item.next_at == ""
 
 
+def test_an_open_escalated_clock_says_so() -> None:
+    clock = _clock(NOON - timedelta(hours=3), frozenset({"heads_up", "due", "escalation"}))
+    item = queue_item(clock, POLICY, CAL, NOON, label="A", therapist="T")
+    assert item.escalated_at == "11:00" and not item.escalation_waiting and item.next_step == ""
+    assert item.overdue_by == "3 h 00 min"
+
+
 def test_next_step_skips_done_and_unscheduled_steps() -> None:
     clock = _clock(NOON, frozenset({"heads_up", "due", "escalation"}))
     assert next_step(clock) is None
