@@ -23,6 +23,8 @@ class EmailReplies(Section):
     dkim_selector: str | None = None
     #: The DKIM private key (PEM, RSA) that signs every mail; null sends unsigned.
     dkim_key: ConfigPath | None = None
+    #: Nothing leaves in clear: a patient without an OpenPGP key on file gets no mail.
+    require_encryption: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailReplies:

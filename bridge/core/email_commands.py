@@ -40,6 +40,16 @@ class EmailChannelFacts:
     domain: str
     #: What the consent text is rendered with.
     context: dict[str, Any] = field(default_factory=dict)
+    #: The fingerprint of her OpenPGP key on file, shown so she can compare it with hers.
+    key_fingerprint: str | None = None
+
+
+def spaced(fingerprint: str | None) -> str:
+    """A fingerprint in groups of four capitals, as people compare them ("" for none)."""
+    if not fingerprint:
+        return ""
+    upper = fingerprint.upper()
+    return " ".join(upper[i : i + 4] for i in range(0, len(upper), 4))
 
 
 def action_of(args: list[str]) -> str:
@@ -82,7 +92,12 @@ def email_command(ctx: CommandContext, args: list[str]) -> list[Effect]:
             reply(
                 ctx,
                 CONSENT_TEMPLATE,
-                {**facts.context, "state": state or "", "has_address": bool(facts.address)},
+                {
+                    **facts.context,
+                    "state": state or "",
+                    "has_address": bool(facts.address),
+                    "key_fingerprint": spaced(facts.key_fingerprint),
+                },
             )
         ]
     new = transition(ctx.role, action, facts)

@@ -291,3 +291,9 @@ async def get_key(ex: Executor, sealer: ContentSealer, pair_id: str) -> PatientK
         sealer.open(blob(row, "cert"), _key_aad(pair_id)),
         integer(row, "added_at"),
     )
+
+
+async def key_fingerprint(ex: Executor, pair_id: str) -> str | None:
+    """The fingerprint of the patient's key on file (stored in clear: it names no one)."""
+    value = await ex.fetchval("SELECT fingerprint FROM patient_keys WHERE pair_id = ?", pair_id)
+    return None if value is None else str(value)

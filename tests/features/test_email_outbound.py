@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import dkim
+import pysequoia
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -28,6 +29,7 @@ from bridge.app import App
 from bridge.cli import main
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
+from bridge.features.email.outbound.keys import put_patient_key
 from bridge.store import clocks, open_database
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
@@ -587,5 +589,56 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
         assert sent["details"]["key_fingerprint"] == fingerprint.lower()
         [added] = await sent_entries(app, record.pair_id, email_out.KEY_ADDED_ACTION)
         assert added["details"] == {"fingerprint": fingerprint.lower()}
+    finally:
+        await app.stop()
+
+
+async def test_required_encryption_sends_nothing_in_clear(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path
+):
+    bot = make_user("bot")
+    relay = await smtp_sink()
+    overrides = bridge_config_dict(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        smtp={**SMTP, "replies": {"enabled": True, "require_encryption": True}},
+        outbound_email=outbound(relay.port),
+    )
+    features, holder = email_features(port=0)
+    app = await start_app(load_config_dict(overrides, tmp_path), features=features)
+    try:
+        patient, therapist, record, _ = await email_pair(app, make_nio_user)
+        room = record.room_id
+        await patient.send_text(room, "!email on")
+        await patient.wait_for(room, notice_containing("agreement is recorded"), 20)
+        first = await therapist.send_text(room, "canary-clear-1")
+        await therapist.wait_for(room, post_with("canary-clear-1"), timeout=20)
+
+        async def withheld() -> list[dict[str, Any]]:
+            return await sent_entries(app, record.pair_id, email_out.WITHHELD_ACTION)
+
+        [entry] = await wait_until(withheld, what="the mail withheld")
+        assert entry["event_id"] == first and entry["details"]["reason"] == "no_key"
+        assert relay.messages == []
+
+        cert = pysequoia.Cert.generate(f"Pat <{PATIENT}>")
+        key = await put_patient_key(
+            app.parts.db,
+            app.parts.sealer,
+            app.parts.audit,
+            record.pair_id,
+            str(cert).encode(),
+            app.service.clock(),
+        )
+        await patient.send_text(room, "!email")
+        await patient.wait_for(room, notice_containing(key.spaced), timeout=20)
+        await therapist.send_text(room, "canary-clear-2")
+        (mail,) = await relay.wait(1, timeout=30)
+        assert mail.get_content_type() == "multipart/encrypted"
+        assert b"canary-clear" not in relay.envelopes[0].original_content
+        await settle(app, holder["email"])
+        assert len(relay.messages) == 1
     finally:
         await app.stop()

@@ -68,6 +68,7 @@ class OutboundMail:
             text_sha256=self.terms_digest(),
             domain=self.domain,
             context=self.terms_context(),
+            key_fingerprint=await outmail.key_fingerprint(tx, pair_id),
         )
 
     @hooks.facts
@@ -160,6 +161,7 @@ async def install_outbound(app: Host) -> OutboundMail | None:
         terms_context=lambda: email_commands.terms_context(cfg.practice.name),
         crisis_line=cfg.practice.crisis_line,
         dkim=_dkim(cfg, domain),
+        require_encryption=cfg.smtp.replies.require_encryption,
     )
     feature = OutboundMail(
         renderer=app.parts.renderer,

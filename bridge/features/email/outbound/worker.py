@@ -93,6 +93,7 @@ class OutboundWorker:
         terms_context: Callable[[], dict[str, Any]],
         crisis_line: str | None = None,
         dkim: Dkim | None = None,
+        require_encryption: bool = False,
         poll_seconds: float = 30.0,
     ) -> None:
         self.db = db
@@ -107,6 +108,7 @@ class OutboundWorker:
         self.terms_context = terms_context
         self.crisis_line = crisis_line
         self.dkim = dkim
+        self.require_encryption = require_encryption
         self.poll_seconds = poll_seconds
         self.sent = 0
         self.retries = 0
@@ -217,6 +219,9 @@ class OutboundWorker:
         if not await outmail.claim(self.db, row.event_id, to_ms(self.clock()), LEASE_MS):
             return False
         key = await outmail.get_key(self.db, self.sealer, row.pair_id)
+        if key is None and self.require_encryption:
+            await self._give_up(row, OutmailStatus.WITHHELD, "no_key")
+            return False
         if key is not None:
             # Her key is on file: the body leaves encrypted to it, whatever kind of mail.
             raw = encrypt_mime(compose(mail), PublicKey(key.fingerprint, key.cert))
