@@ -24,6 +24,7 @@ deps: $(STAMP)
 	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(BIN)/python -c 'from dev.devhs import ensure_synapse; ensure_synapse()'
 	cd tests/interop && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/web/a11y && npm ci --no-audit --no-fund --loglevel=error
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
