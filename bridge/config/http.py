@@ -20,6 +20,14 @@ def _admin_token(value: Any) -> str:
     return value
 
 
+def _public_url(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise ValueError("give the address people open, e.g. https://confidant.example.org")
+    return value.rstrip("/")
+
+
 class Http(Section):
     """The admin HTTP API (and metrics)."""
 
@@ -27,6 +35,9 @@ class Http(Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=1, le=65535)
     admin_tokens: tuple[Annotated[str, PlainValidator(_admin_token)], ...] = ()
+    #: The address people open the dashboard at (behind a reverse proxy, its https URL);
+    #: unset, http://host:port. Sign-in links from `!dashboard` are built on it.
+    public_url: Annotated[str | None, PlainValidator(_public_url)] = None
 
     def token_ok(self, token: str) -> bool:
         """Tell whether a presented bearer token is one of the admin tokens."""

@@ -45,6 +45,8 @@ class DashboardLinks:
         http = self.app.cfg.http
         if not http.enabled:
             return None
+        if http.public_url is not None:
+            return http.public_url
         host = f"[{http.host}]" if ":" in http.host else http.host
         return f"http://{host}:{http.port}"
 
