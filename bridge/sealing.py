@@ -75,6 +75,12 @@ class Sealer:
                 raise ValueError(f"key {key_id!r} must be {KEY_SIZE} bytes")
             self._aead[key_id] = AESGCM(bytes(key))
         self.current_key_id = current_key_id
+        # Kept to rebuild the sealer in a worker process (`__reduce__`): the AES objects
+        # cannot be pickled, and a verifier opens content in several processes at once.
+        self._keys = {key_id: bytes(key) for key_id, key in keys.items()}
+
+    def __reduce__(self) -> tuple[type[Sealer], tuple[dict[str, bytes], str]]:
+        return (Sealer, (self._keys, self.current_key_id))
 
     @classmethod
     def from_config(cls, audit_cfg: Any) -> Sealer:

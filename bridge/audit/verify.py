@@ -13,9 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bridge.audit import fastscan
 from bridge.audit.checkpoint import load_checkpoints
 from bridge.audit.log import PURGE_ACTION, AuditLog, open_content, purge_content
 from bridge.core.audit import (
+    GENESIS_HASH,
     BreakKind,
     ChainVerifier,
     SignedCheckpoint,
@@ -84,6 +86,7 @@ async def verify(
     trusted_key: bytes | None = None,
     sealer: Sealer | None = None,
     batch_size: int = BATCH_SIZE,
+    fast: bool = True,
 ) -> VerifyResult:
     """Verify the whole chain against its hashes, stored checkpoints and `checkpoint`(s).
 
@@ -92,10 +95,18 @@ async def verify(
     chain is always verified whole: the pair's entries are part of it). With `sealer`
     every stored content is opened and compared with its entry's hash; with or without
     it, an entry that names content must have it unless a recorded purge removed it.
+
+    The whole chain is first checked range by range, in parallel (`bridge.audit.fastscan`);
+    only when that cannot prove it intact (or for one pair, or with `fast=False`) is it
+    read entry by entry, which says what broke and where.
     """
     checkpoints = await load_checkpoints(db)
     if checkpoint is not None:
         checkpoints.extend(_as_checkpoints(checkpoint))
+    if fast and pair_id is None:
+        proven = await _proven_intact(db, checkpoints, trusted_key, sealer)
+        if proven is not None:
+            return proven
     verifier = ChainVerifier(checkpoints, trusted_key=trusted_key, pair_id=pair_id)
     content = _ContentCheck(sealer, await _purges(db))
     rows = iter_rows(db, with_content=sealer is not None, with_presence=True, batch_size=batch_size)
@@ -113,6 +124,41 @@ async def verify(
             result, ok=False, broken_seq=seq, kind=kind, detail=f"sealed content: {detail}"
         )
     return dataclasses.replace(result, content_checked=content.checked)
+
+
+async def _proven_intact(
+    db: Executor,
+    checkpoints: Sequence[SignedCheckpoint],
+    trusted_key: bytes | None,
+    sealer: Sealer | None,
+) -> VerifyResult | None:
+    """The result of an intact chain, or None when the fast scan cannot prove it intact."""
+    if not all(cp.signature_valid(trusted_key) for cp in checkpoints):
+        return None
+    # Checkpoints were read first: every one of them is at or below this count.
+    count = await audit_store.max_seq(db) or 0
+    if any(cp.count > count for cp in checkpoints):
+        return None
+    marks_at = frozenset(cp.count for cp in checkpoints if cp.count > 0)
+    scans = await fastscan.scan_chain(db, count, marks_at, sealer)
+    head = fastscan.joined(scans, count)
+    if head is None:
+        return None
+    marks = {seq: digest for scan in scans for seq, digest in scan.marks.items()}
+    for cp in checkpoints:
+        if cp.checkpoint.head_hash != (GENESIS_HASH if cp.count == 0 else marks.get(cp.count)):
+            return None
+    purges = await _purges(db)
+    if not all(purges.explain(seq, ts) for scan in scans for seq, ts in scan.missing):
+        return None
+    return VerifyResult(
+        ok=True,
+        count=count,
+        head_hash=head,
+        checkpoints_verified=len(checkpoints),
+        last_checkpoint=max((cp.count for cp in checkpoints), default=None),
+        content_checked=sum(scan.content_checked for scan in scans) if sealer else 0,
+    )
 
 
 def _as_checkpoints(

@@ -10,7 +10,8 @@ transaction already holds the write lock from `BEGIN IMMEDIATE`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -445,3 +446,52 @@ async def delete_content_before(tx: Executor, cutoff_ms: int) -> int:
 async def delete_media_before(tx: Executor, cutoff_ms: int) -> int:
     """Delete sealed media older than `cutoff_ms`. Returns how many."""
     return await tx.execute("DELETE FROM audit_media WHERE ts < ?", cutoff_ms)
+
+
+# ---------------------------------------------------------------- scanning the chain fast
+
+
+def _scan_sql(with_content: bool, *, bounded: bool) -> str:
+    # The entry's columns in stored order, then the sealed content (with content) or 1/0
+    # for whether one is stored.
+    extra = "c.sealed" if with_content else "CASE WHEN c.seq IS NULL THEN 0 ELSE 1 END"
+    where = "e.seq BETWEEN ? AND ?" if bounded else "e.seq > ?"
+    return (
+        f"SELECT {_E_COLUMNS}, {extra} AS extra FROM audit_entries e"
+        f" LEFT JOIN audit_content c ON c.seq = e.seq WHERE {where} ORDER BY e.seq"
+    )
+
+
+async def sqlite_file(ex: Executor) -> str | None:
+    """The file of a SQLite database (None for PostgreSQL or an in-memory database)."""
+    if ex.dialect != "sqlite":
+        return None
+    for row in await ex.fetch("PRAGMA database_list"):
+        if row.get("name") == "main":
+            path = row.get("file")
+            return str(path) if path else None
+    return None
+
+
+def scan_sqlite(
+    path: str, first: int, last: int, *, with_content: bool, batch_size: int = 20_000
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Entries `first`..`last` of a SQLite file as plain tuples, batch by batch, read on a
+    connection of their own (read-only, so a worker process may scan while the bridge runs).
+    """
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.execute("PRAGMA query_only = ON")
+        cursor = conn.execute(_scan_sql(with_content, bounded=True), (first, last))
+        while batch := cursor.fetchmany(batch_size):
+            yield batch
+    finally:
+        conn.close()
+
+
+async def scan_after(
+    ex: Executor, after_seq: int, limit: int, *, with_content: bool
+) -> list[tuple[Any, ...]]:
+    """Up to `limit` entries after `after_seq` as plain tuples (the columns of a scan)."""
+    rows = await ex.fetch(f"{_scan_sql(with_content, bounded=False)} LIMIT {int(limit)}", after_seq)
+    return [tuple(row.values()) for row in rows]
