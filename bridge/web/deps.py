@@ -69,7 +69,7 @@ class MetricsSource:
 
 class AuditCheck(Protocol):
     async def __call__(self, pair_id: str | None, check_content: bool) -> VerifyResult:
-        """Verify the chain (and the sealed content if asked) and record the check in it."""
+        """Verify the chain (and the sealed content if asked); nothing is written to it."""
         ...
 
 
