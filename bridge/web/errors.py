@@ -34,6 +34,11 @@ ERRORS: dict[str, tuple[int, str]] = {
         422,
         "Patients and therapists need accounts on the practice's homeserver; detail says which.",
     ),
+    "no_account": (
+        422,
+        "That account does not exist on the homeserver; invite a patient by e-mail instead "
+        "(POST /api/v1/invitations); detail says which.",
+    ),
     "unknown_policy": (400, "No policy of that name; see /api/v1/policies."),
     "conflict": (409, "The pair is not in a state that allows this."),
     "too_large": (413, "The upload is larger than the bridge accepts."),

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from bridge.core.language import LANGUAGES, parse_language
 from bridge.features.language import language_of, set_patient_language
+from bridge.provision import has_account
 from bridge.store import clocks, pairs
 from bridge.store.pairs import PairStatus
 from bridge.web import API
@@ -49,6 +50,15 @@ async def create_pair(request: web.Request) -> web.Response:
     )
     therapist = local_user_id(body, "therapist", server, federate)
     policy = policy_name(body, d.policies)
+    # As `confidant pair add`: no room and no invitation for an account that does not exist.
+    token = cfg.synapse_admin.access_token
+    admin_token = token.get_secret_value() if token else None
+    for role, user_id in (("therapist", therapist), ("patient", patient)):
+        if (
+            user_id is not None
+            and await has_account(d.pairs.rest, user_id, admin_token=admin_token) is False
+        ):
+            raise ApiError("no_account", f"{role} {user_id} has no account on the homeserver")
     record, created = await d.pairs.add_pair(
         patient, therapist, d.clock(), policy=policy, patient_email=email, actor="api"
     )

@@ -19,7 +19,7 @@ from bridge.core.model import AppendAudit
 from bridge.core.sla import Clock, ClockState
 from bridge.features.http import http_installer, install_http
 from bridge.features.voice import install_voice
-from bridge.store import clocks
+from bridge.store import clocks, pairs
 from bridge.web.openapi import OPENAPI
 from bridge.web.server import HttpServer
 from tests.features.test_pair_rooms import wait_until
@@ -386,6 +386,19 @@ async def test_a_patient_on_another_server_is_refused_with_422(api, homeserver):
     async with session.post("/api/v1/pairs", json=body, headers=_auth()) as resp:
         assert resp.status == 422
         assert (await resp.json())["detail"].startswith("therapist must be")
+
+
+async def test_an_account_the_homeserver_does_not_have_is_refused_before_any_room(api, homeserver):
+    app, _server, session = api
+    therapist = _register(homeserver, "th")
+    ghost = f"@ghost-{secrets.token_hex(3)}:{homeserver.server_name}"
+    before = len(await pairs.list_pairs(app.parts.db))
+    body = {"patient": ghost, "therapist": therapist}
+    async with session.post("/api/v1/pairs", json=body, headers=_auth()) as resp:
+        assert resp.status == 422
+        answer = await resp.json()
+    assert answer["error"] == "no_account" and ghost in answer["detail"]
+    assert len(await pairs.list_pairs(app.parts.db)) == before
 
 
 @pytest.mark.parametrize("depth", [33, 100_000])
