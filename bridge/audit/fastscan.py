@@ -65,19 +65,26 @@ class RangeScan:
         """Check the next rows of the range; False once it cannot be proven intact."""
         if not self.intact:
             return False
+        # Locals, not attributes, in the loop: it runs once per entry of the chain.
         enc = encode_basestring
         sha256 = hashlib.sha256
-        expect = self.first + self.count
+        entry_text = _ENTRY
+        missing = self.missing
+        marks = self.marks
+        count = self.count
+        checked = self.content_checked
+        expect = self.first + count
         last = self.last_hash
+        intact = True
+        reading = sealer is not None
         try:
             for row in rows:
-                seq, v, ts, pair_id, pair_prev, actor, role, action = row[:8]
-                event_id, outcome, content_sha, details, prev, digest, extra = row[8:]
-                prev, digest = bytes(prev), bytes(digest)
+                (seq, v, ts, pair_id, pair_prev, actor, role, action, event_id, outcome) = row[:10]
+                content_sha, details, prev, digest, extra = row[10:]
                 if seq != expect or (last is not None and prev != last):
-                    self.intact = False
-                    return False
-                text = _ENTRY % (
+                    intact = False
+                    break
+                text = entry_text % (
                     enc(action),
                     enc(actor),
                     "null" if content_sha is None else enc(content_sha),
@@ -91,30 +98,33 @@ class RangeScan:
                     ts,
                     v,
                 )
-                if sha256(prev + text.encode("utf-8")).digest() != digest:
-                    self.intact = False
-                    return False
-                if not (extra if isinstance(extra, int) else extra is not None):
+                if sha256(prev + text.encode()).digest() != digest:
+                    intact = False
+                    break
+                # `extra` is the sealed content (or None) when reading content, else 1/0.
+                if (extra is None) if reading else not extra:
                     if content_sha is not None:
-                        self.missing.append((seq, ts))
+                        missing.append((seq, ts))
                 elif content_sha is None:
-                    self.intact = False  # content stored for an entry that names none
-                    return False
-                elif sealer is not None and not isinstance(extra, int):
-                    open_content(sealer, seq, content_sha, bytes(extra))
-                    self.content_checked += 1
-                if self.count == 0:
+                    intact = False  # content stored for an entry that names none
+                    break
+                elif sealer is not None:
+                    open_content(sealer, seq, content_sha, extra)
+                    checked += 1
+                if count == 0:
                     self.first_prev = prev
                 if seq in marks_at:
-                    self.marks[seq] = digest
+                    marks[seq] = digest
                 last = digest
-                self.last_hash = digest
-                self.count += 1
+                count += 1
                 expect += 1
         except (SealError, TypeError, ValueError):
-            self.intact = False
-            return False
-        return True
+            intact = False
+        self.count = count
+        self.content_checked = checked
+        self.last_hash = last
+        self.intact = intact
+        return intact
 
 
 def scan_file_range(
