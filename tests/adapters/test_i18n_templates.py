@@ -172,3 +172,25 @@ def test_the_transcript_in_the_practices_language() -> None:
         "Kopf der Audit-Kette nach 7 Einträgen",
     ):
         assert german in html, german
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"), [("de", "Anmelden"), ("es", "Iniciar sesión"), ("en", "Sign in")]
+)
+def test_the_dashboards_sign_in_page_in_the_practices_language(
+    language: str, expected: str
+) -> None:
+    page = Renderer(language=language).page(
+        "admin/login.html.j2",
+        {
+            "practice_name": "Praxis Sonnenweg",
+            "live_script": "",
+            "viewer": None,
+            "error": None,
+            "csrf_token": "t",
+            "refresh_seconds": None,
+            "here": "/dashboard/login",
+        },
+    )
+    assert f'<html lang="{language}">' in page
+    assert f"<h2>{expected}</h2>" in page
