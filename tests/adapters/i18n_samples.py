@@ -342,8 +342,17 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "messages/dashboard_off.txt.j2": [{}],
     "messages/email_asked.txt.j2": [{}],
     "messages/email_consent.txt.j2": [
-        {"practice_name": "Praxis Sonnenweg", "state": state, "has_address": has_address}
-        for state, has_address in (("given", True), ("", False), ("revoked", True))
+        {
+            "practice_name": "Praxis Sonnenweg",
+            "state": state,
+            "has_address": has_address,
+            "key_fingerprint": fingerprint,
+        }
+        for state, has_address, fingerprint in (
+            ("given", True, "A1B2 C3D4 E5F6 0718 293A  4B5C 6D7E 8F90 A1B2 C3D4"),
+            ("", False, ""),
+            ("revoked", True, ""),
+        )
     ],
     "messages/email_off.txt.j2": [{}],
     "messages/email_on.txt.j2": [{}],
