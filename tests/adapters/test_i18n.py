@@ -112,3 +112,26 @@ def test_the_practice_language_is_configured_and_checked() -> None:
     with pytest.raises(ConfigError, match=r"practice\.language: .*'fr' is not a language"):
         minimal_config(practice={"language": "fr"})
     assert parse_language("ES") == "es" and parse_language("pt") is None
+
+
+def test_an_email_is_written_in_the_language_it_carries() -> None:
+    from bridge.adapters.mailer import Mailer
+    from bridge.config import OutboundEmail
+    from bridge.core.model import SendEmail
+
+    settings = OutboundEmail(enabled=True, host="127.0.0.1", from_address="care@example.org")
+    mailer = Mailer(settings, Renderer(), practice_name="Praxis Sonnenweg")
+    context = {
+        "pair_label": "7F3A",
+        "room_link": "https://matrix.to/#/!pair:hs",
+        "due_at": "2026-12-01T06:31:00Z",
+        "due_at_local": "2026-12-01T07:31:00+01:00",
+        "timezone": "Europe/Berlin",
+        "step": "reminder",
+    }
+    german = mailer.compose(SendEmail("tom@example.org", "sla_reminder_email", context, "de"))
+    assert german["Subject"] == "Praxis Sonnenweg: Ein Gespräch wartet auf Antwort"
+    assert "fällig am 1. Dezember 2026, 07:31 (Europe/Berlin)" in german.get_content()
+    english = mailer.compose(SendEmail("tom@example.org", "sla_reminder_email", context))
+    assert english["Subject"] == "Praxis Sonnenweg: a conversation is waiting for a reply"
+    assert "due 2026-12-01 07:31 (Europe/Berlin)" in english.get_content()
