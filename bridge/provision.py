@@ -237,6 +237,10 @@ class PairManager:
         self.audit = audit
         self.facts = facts
         self._creator_power: bool | None = None
+        #: Whether each room's version gives its creator unlimited power. A room's version
+        #: never changes (`m.room.create` is immutable): kept, so that the power-levels check
+        #: after each of a new room's initial state events does not fetch it every time.
+        self._room_creator_power: dict[str, bool] = {}
         #: Called once an operation's notices are committed to the outbox. The running
         #: bridge points it at its outbox worker; without one (the command line) the
         #: bridge finds the rows when it next looks.
@@ -265,13 +269,17 @@ class PairManager:
         before the homeserver's default changed keep theirs.
         """
         assert record.room_id is not None
-        create = await self.rest.get_state(record.room_id, "m.room.create")
-        version = str(create.get("room_version", "1"))
+        creator_power = self._room_creator_power.get(record.room_id)
+        if creator_power is None:
+            create = await self.rest.get_state(record.room_id, "m.room.create")
+            version = str(create.get("room_version", "1"))
+            creator_power = version.isdigit() and int(version) >= 12
+            self._room_creator_power[record.room_id] = creator_power
         return power_levels(
             self.facts.bot_user_id,
             record.therapist_id,
             read_only=record.status is PairStatus.REMOVED,
-            bot_is_creator=version.isdigit() and int(version) >= 12,
+            bot_is_creator=creator_power,
         )
 
     # ------------------------------------------------------------ desk rooms
