@@ -25,12 +25,17 @@ class EmailReplies(Section):
     dkim_key: ConfigPath | None = None
     #: Nothing leaves in clear: a patient without an OpenPGP key on file gets no mail.
     require_encryption: bool = False
+    #: The practice's OpenPGP secret key (no passphrase; keep the file private): it signs
+    #: encrypted mail to patients and opens their PGP/MIME mail to the pair addresses.
+    openpgp_key: ConfigPath | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> EmailReplies:
         if (self.dkim_selector is None) != (self.dkim_key is None):
             missing = "dkim_key" if self.dkim_key is None else "dkim_selector"
             raise FieldProblem(missing, "dkim_selector and dkim_key must be set together")
-        if self.enabled and self.dkim_key is not None and not os.access(self.dkim_key, os.R_OK):
-            raise FieldProblem("dkim_key", f"cannot read {self.dkim_key}")
+        for key in ("dkim_key", "openpgp_key"):
+            path = getattr(self, key)
+            if self.enabled and path is not None and not os.access(path, os.R_OK):
+                raise FieldProblem(key, f"cannot read {path}")
         return self

@@ -21,7 +21,14 @@ from bridge.core.email_commands import EmailChannelFacts, transition
 from bridge.core.model import MATRIX, AppendAudit, Kind, Pair, Role, RoomEvent, SendMessage
 from bridge.email.autoreply import is_automatic
 from bridge.email.compose import OutgoingMail, compose, dkim_sign, mail_bytes, matrix_text
-from bridge.email.openpgp import KeyProblem, encrypt_mime, read_public_key
+from bridge.email.openpgp import (
+    KeyProblem,
+    decrypt_mime,
+    encrypt_mime,
+    is_pgp_mime,
+    read_practice_key,
+    read_public_key,
+)
 from bridge.provision import PairError, PairManager, PracticeFacts, pair_room_body
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -369,3 +376,35 @@ def test_encrypt_mime_hides_the_body_and_keeps_the_routing_headers() -> None:
     assert isinstance(inner, EmailMessage)
     text = inner.get_body(("plain",))
     assert text is not None and "canary-secret" in text.get_content()
+
+
+def test_decrypt_mime_opens_her_mail_and_checks_her_signature() -> None:
+    practice = read_practice_key(str(pysequoia.Tsk.generate("H <care@d.example>")).encode())
+    her = pysequoia.Cert.generate("Pat <pat@example.org>")
+    her_key = read_public_key(str(her).encode())
+    inner = EmailMessage()
+    inner.set_content("canary-inbound")
+    plaintext = inner.as_bytes(policy=policy.SMTP)
+    outer = (
+        b"From: Pat <pat@example.org>\r\nSubject: Re: x\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";\r\n'
+        b' boundary="b"\r\n\r\n--b\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
+        b"Version: 1\r\n--b\r\nContent-Type: application/octet-stream\r\n\r\n%s\r\n--b--\r\n"
+    )
+    public = pysequoia.Cert.from_bytes(practice.public.armored)
+    signed = outer % pysequoia.encrypt(plaintext, recipients=[public], signer=her.secrets.signer())
+    assert is_pgp_mime(signed) and not is_pgp_mime(plaintext)
+    opened, status = decrypt_mime(signed, practice, her_key)
+    assert status == "signed"
+    message = message_from_bytes(opened, policy=policy.default)
+    assert isinstance(message, EmailMessage) and message["Subject"] == "Re: x"
+    body = message.get_body(("plain",))
+    assert body is not None and "canary-inbound" in body.get_content()
+    # Without her key on file, or unsigned: opened, not called signed.
+    assert decrypt_mime(signed, practice, None)[1] == "unsigned"
+    unsigned = outer % pysequoia.encrypt(plaintext, recipients=[public])
+    assert decrypt_mime(unsigned, practice, her_key)[1] == "unsigned"
+    # Not for the practice's key: left as it came.
+    other = pysequoia.Cert.generate("Eve <eve@example.org>")
+    foreign = outer % pysequoia.encrypt(plaintext, recipients=[other])
+    assert decrypt_mime(foreign, practice, her_key) == (foreign, "undecryptable")

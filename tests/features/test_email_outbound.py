@@ -14,7 +14,10 @@ import os
 import signal
 import subprocess
 from email import message_from_bytes, policy
+from email.encoders import encode_7or8bit
 from email.message import EmailMessage
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,9 @@ from bridge.store import clocks, open_database
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.features.test_email_bridge import (
+    AUTHSERV,
     DOMAIN,
+    PASSED,
     PATIENT,
     SMTP,
     email_features,
@@ -517,17 +522,39 @@ async def test_killed_between_commit_and_send_mails_once_after_restart(
     assert len(relay.messages) == 2
 
 
-def gpg(home: Path, *args: str, data: bytes | None = None) -> bytes:
-    """GnuPG, an OpenPGP implementation independent of the one under test."""
+def gpg(
+    home: Path, *args: str, data: bytes | None = None, status: list[bytes] | None = None
+) -> bytes:
+    """GnuPG, an OpenPGP implementation independent of the one under test; its status
+    lines go into `status` when given."""
     done = subprocess.run(
         ["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback",
-         "--passphrase", "", *args],
+         "--passphrase", "", "--trust-model", "always", "--status-fd", "2", *args],
         input=data,
         capture_output=True,
         check=True,
         timeout=60,
     )  # fmt: skip
+    if status is not None:
+        status.extend(line for line in done.stderr.splitlines() if line.startswith(b"[GNUPG:]"))
     return done.stdout
+
+
+def pgp_mime(address: str, message_id: str, ciphertext: bytes, subject: str) -> bytes:
+    """A PGP/MIME message (RFC 3156) as her mail client sends it, through the practice MTA."""
+    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted")
+    outer["From"] = f"Pat <{PATIENT}>"
+    outer["To"] = address
+    outer["Subject"] = subject
+    outer["Message-ID"] = message_id
+    outer.attach(MIMEApplication(b"Version: 1\r\n", "pgp-encrypted", _encoder=encode_7or8bit))
+    outer.attach(MIMEApplication(ciphertext, "octet-stream", _encoder=encode_7or8bit))
+    # The MTA's Received tops the message, its results right below, as it hands mail on.
+    top = (
+        f"Received: from mail.example.org (mail.example.org [192.0.2.7]) by {AUTHSERV}\r\n"
+        f"Authentication-Results: {PASSED}\r\n"
+    )
+    return top.encode() + outer.as_bytes(policy=policy.SMTP)
 
 
 async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
@@ -542,13 +569,28 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
     key_file = tmp_path / "pat.asc"
     key_file.write_bytes(public)
 
+    # The practice's own key: it signs what leaves and opens what she encrypts to it.
+    practice = pysequoia.Tsk.generate(f"Harbour Therapy <care@{DOMAIN}>")
+    practice_file = tmp_path / "practice.asc"
+    practice_file.write_text(str(practice))
+    practice_public = str(practice.extract_certificate()).encode()
+    practice_fpr = str(practice.extract_certificate().fingerprint).upper()
+    gpg(home, "--import", data=practice_public)
+
     bot = make_user("bot")
     relay = await smtp_sink()
-    cfg = config(homeserver, bot, tmp_path, relay.port)
-    features, _ = email_features(port=0)
-    app = await start_app(cfg, features=features)
+    overrides = bridge_config_dict(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        smtp={**SMTP, "replies": {"enabled": True, "openpgp_key": str(practice_file)}},
+        outbound_email=outbound(relay.port),
+    )
+    features, holder = email_features(port=0)
+    app = await start_app(load_config_dict(overrides, tmp_path), features=features)
     try:
-        patient, therapist, record, _ = await email_pair(app, make_nio_user)
+        patient, therapist, record, address = await email_pair(app, make_nio_user)
         await patient.send_text(record.room_id, "!email on")
         await patient.wait_for(record.room_id, notice_containing("agreement is recorded"), 20)
 
@@ -574,12 +616,42 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
         version, body = list(mail.iter_parts())
         assert version.get_content_type() == "application/pgp-encrypted"
         assert b"Version: 1" in version.get_payload(decode=True)
-        inner = message_from_bytes(
-            gpg(home, "--decrypt", data=body.get_payload(decode=True)), policy=policy.default
-        )
+        status: list[bytes] = []
+        opened = gpg(home, "--decrypt", data=body.get_payload(decode=True), status=status)
+        inner = message_from_bytes(opened, policy=policy.default)
         assert isinstance(inner, EmailMessage)
         assert "canary-pgp-1 see you Friday" in body_of(inner)
         assert mail["In-Reply-To"] is None and mail["Message-ID"]
+        # Signed by the practice's key, as GnuPG checks it.
+        valid = [line for line in status if line.startswith(b"[GNUPG:] VALIDSIG ")]
+        assert valid and all(line.endswith(practice_fpr.encode()) for line in valid), status
+
+        # Her answers, encrypted to the practice and signed with her key, are read in the
+        # room. pysequoia 0.1.35 checks no signature inside a compressed message (GnuPG's
+        # default): that one is opened, and recorded as unsigned.
+        port = holder["email"].listener.port
+        for n, (compress, expected) in enumerate(
+            [("none", "signed"), ("zlib", "unsigned")], start=1
+        ):
+            answer = EmailMessage()
+            answer.set_content(f"canary-pgp-in-{n} Friday suits me")
+            ciphertext = gpg(
+                home, "--armor", "--sign", "--local-user", PATIENT, "--encrypt",
+                "--compress-algo", compress, "--recipient", practice_fpr,
+                data=answer.as_bytes(policy=policy.SMTP),
+            )  # fmt: skip
+            assert b"canary-pgp-in" not in ciphertext
+            subject = f"Re: {mail['Subject']}"
+            raw = pgp_mime(address, f"<pgp-in-{n}@example.org>", ciphertext, subject)
+            await send_mail(port, address, raw)
+            wanted = post_with(f"canary-pgp-in-{n} Friday suits me")
+            await therapist.wait_for(record.room_id, wanted, 30)
+            relayed = await sent_entries(app, record.pair_id, "relay.email")
+            assert relayed[-1]["details"]["openpgp"] == expected
+            sealed = await app.parts.audit.load_content(app.parts.db, relayed[-1]["seq"])
+            ref = json.loads(sealed)["media_ref"]
+            original = await app.parts.audit.load_media(app.parts.db, ref)
+            assert original == raw  # kept as it came, encrypted
 
         async def audited() -> list[dict[str, Any]]:
             return await sent_entries(app, record.pair_id, email_out.SENT_ACTION)

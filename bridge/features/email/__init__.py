@@ -118,6 +118,8 @@ async def attach_email(
     app.on_start(feature.start_relay)
     app.on_stop(feature.stop)
     feature.outbound = await install_outbound(app)
+    if feature.outbound is not None and feature.relay is not None:
+        feature.relay.decrypt = feature.outbound.decryptor
     log.info("inbound e-mail installed", extra={"relay": run_relay})
     return feature
 

@@ -33,13 +33,15 @@ def inbound_message(
     attachments: Sequence[InboundAttachment],
     *,
     automatic: bool = False,
+    openpgp: str | None = None,
 ) -> InboundMessage:
     """The e-mail `item` to the pair's `address` as one inbound message of its patient.
 
     Only the pair's patient address gets through the listener, so the sender is the
     patient; the message's time is its acceptance, its txn id the inbox's `relay_txn_id`.
     An `automatic` mail (an auto-reply from her address) is posted too, but as something
-    other than her writing: it opens no reply clock.
+    other than her writing: it opens no reply clock. `openpgp` says what became of a PGP/MIME
+    mail (`bridge.email.openpgp`: signed, unsigned, undecryptable); `raw` is kept as it came.
     """
     return InboundMessage(
         channel=CHANNEL,
@@ -57,6 +59,7 @@ def inbound_message(
             "auth": item.auth_method,
             "dropped_attachments": converted.dropped_attachments,
             "automatic": automatic,
+            **({} if openpgp is None else {"openpgp": openpgp}),
         },
         record={
             "subject": converted.subject,

@@ -127,6 +127,9 @@ class EmailRelay:
         self.voice_limits = voice_limits
         self.convert_limits = convert_limits or ConvertLimits()
         self.poll_seconds = poll_seconds
+        #: Opens PGP/MIME mail before it is converted (answers by e-mail with a practice
+        #: key set it); returns what to convert and the OpenPGP status, None if not PGP.
+        self.decrypt: Callable[[str, bytes], Awaitable[tuple[bytes, str | None]]] | None = None
         self.relayed = 0
         self.failed = 0
         self.retries = 0
@@ -206,8 +209,11 @@ class EmailRelay:
                 raw = inbox.open_raw(self.sealer, item)
             except SealError as exc:
                 raise _Permanent("unsealable") from exc
+            readable, openpgp = raw, None
+            if self.decrypt is not None:
+                readable, openpgp = await self.decrypt(item.pair_id, raw)
             try:
-                converted = await asyncio.to_thread(convert_email, raw, self.convert_limits)
+                converted = await asyncio.to_thread(convert_email, readable, self.convert_limits)
             except MalformedEmail as exc:
                 raise _Permanent(f"malformed:{exc.reason}") from exc
         except _Permanent as failure:
@@ -222,7 +228,7 @@ class EmailRelay:
         )
         post = email_post_content(converted, self.template_env, reply_to_event_id=target)
         message = inbound_message(
-            item, address, raw, converted, post, attachments, automatic=automatic
+            item, address, raw, converted, post, attachments, automatic=automatic, openpgp=openpgp
         )
 
         async def claim(tx: Executor, now: datetime) -> bool:

@@ -22,7 +22,9 @@ from bridge.core import email_commands, email_out
 from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.consent import text_digest
 from bridge.core.model import Effect, Invoke, Pair, RoomEvent
+from bridge.email.openpgp import KeyProblem, PracticeKey, read_practice_key
 from bridge.features.email.outbound.consent import answer_by_email, apply_transition
+from bridge.features.email.outbound.keys import InboundDecryptor
 from bridge.features.email.outbound.worker import Dkim, OutboundWorker
 from bridge.store import outmail, pairs
 from bridge.store.base import Executor
@@ -44,10 +46,18 @@ class OutboundMail:
     """The pair hook, the `!email` facts and the worker's wake-up."""
 
     def __init__(
-        self, *, renderer: Renderer, worker: OutboundWorker, domain: str, practice_name: str
+        self,
+        *,
+        renderer: Renderer,
+        worker: OutboundWorker,
+        domain: str,
+        practice_name: str,
+        decryptor: InboundDecryptor | None = None,
     ) -> None:
         self.renderer = renderer
         self.worker = worker
+        #: Opens her PGP/MIME mail (with `smtp.replies.openpgp_key`), for the relay.
+        self.decryptor = decryptor
         self.domain = domain
         self.practice_name = practice_name
 
@@ -132,6 +142,16 @@ class OutboundMail:
         self.worker.kick()
 
 
+def _practice_key(cfg: Config) -> PracticeKey | None:
+    path = cfg.smtp.replies.openpgp_key
+    if path is None:
+        return None
+    try:
+        return read_practice_key(path.read_bytes())
+    except KeyProblem as err:
+        raise ValueError(f"smtp.replies.openpgp_key: {err}") from err
+
+
 def _dkim(cfg: Config, domain: str) -> Dkim | None:
     replies = cfg.smtp.replies
     if replies.dkim_selector is None or replies.dkim_key is None:
@@ -148,6 +168,7 @@ async def install_outbound(app: Host) -> OutboundMail | None:
     mailer = build_mailer(cfg, app.parts.renderer)
     if mailer is None:
         raise ValueError("smtp.replies needs outbound_email.enabled: true (the practice's relay)")
+    practice_key = _practice_key(cfg)
     worker = OutboundWorker(
         db=app.parts.db,
         sealer=app.parts.sealer,
@@ -162,12 +183,18 @@ async def install_outbound(app: Host) -> OutboundMail | None:
         crisis_line=cfg.practice.crisis_line,
         dkim=_dkim(cfg, domain),
         require_encryption=cfg.smtp.replies.require_encryption,
+        practice_key=practice_key,
     )
     feature = OutboundMail(
         renderer=app.parts.renderer,
         worker=worker,
         domain=domain,
         practice_name=cfg.practice.name,
+        decryptor=(
+            None
+            if practice_key is None
+            else InboundDecryptor(app.parts.db, app.parts.sealer, practice_key)
+        ),
     )
     app.service.install(feature)
 

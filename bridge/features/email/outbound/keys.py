@@ -1,5 +1,6 @@
 """The patient's OpenPGP public key put on file (the command line, the tests): checked,
-sealed, audited with its fingerprint; mail to her is encrypted to it from then on."""
+sealed, audited with its fingerprint; mail to her is encrypted to it from then on. And her
+PGP/MIME mail opened with the practice's key before it is converted (`InboundDecryptor`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any, Protocol
 
 from bridge.core import email_out
 from bridge.core.model import AppendAudit
-from bridge.email.openpgp import PublicKey, read_public_key
+from bridge.email.openpgp import (
+    PracticeKey,
+    PublicKey,
+    decrypt_mime,
+    is_pgp_mime,
+    read_public_key,
+)
 from bridge.store import outmail
 from bridge.store.base import ContentSealer, Database, Executor, to_ms
 
@@ -35,3 +42,22 @@ async def put_patient_key(
         await outmail.set_key(tx, sealer, pair_id, key.fingerprint, key.armored, to_ms(now))
         await audit.append(tx, email_out.key_added(pair_id, actor, key.fingerprint), now)
     return key
+
+
+class InboundDecryptor:
+    """Opens her PGP/MIME mail with the practice's key, checking its signature against her
+    key on file; what it returns is what the relay converts and posts (the audit keeps the
+    mail as it came)."""
+
+    def __init__(self, db: Database, sealer: ContentSealer, practice: PracticeKey) -> None:
+        self.db = db
+        self.sealer = sealer
+        self.practice = practice
+
+    async def __call__(self, pair_id: str, raw: bytes) -> tuple[bytes, str | None]:
+        """(the message to convert, its OpenPGP status or None when it was not PGP/MIME)."""
+        if not is_pgp_mime(raw):
+            return raw, None
+        kept = await outmail.get_key(self.db, self.sealer, pair_id)
+        sender = None if kept is None else PublicKey(kept.fingerprint, kept.cert)
+        return decrypt_mime(raw, self.practice, sender)

@@ -38,7 +38,7 @@ from bridge.email.compose import (
     matrix_text,
 )
 from bridge.email.convert import plain_to_html
-from bridge.email.openpgp import PublicKey, encrypt_mime
+from bridge.email.openpgp import PracticeKey, PublicKey, encrypt_mime
 from bridge.email.parse import MalformedEmail, parse_message
 from bridge.outbox import BACKOFF
 from bridge.sealing import Sealer, SealError
@@ -94,6 +94,7 @@ class OutboundWorker:
         crisis_line: str | None = None,
         dkim: Dkim | None = None,
         require_encryption: bool = False,
+        practice_key: PracticeKey | None = None,
         poll_seconds: float = 30.0,
     ) -> None:
         self.db = db
@@ -109,6 +110,7 @@ class OutboundWorker:
         self.crisis_line = crisis_line
         self.dkim = dkim
         self.require_encryption = require_encryption
+        self.practice_key = practice_key
         self.poll_seconds = poll_seconds
         self.sent = 0
         self.retries = 0
@@ -224,7 +226,9 @@ class OutboundWorker:
             return False
         if key is not None:
             # Her key is on file: the body leaves encrypted to it, whatever kind of mail.
-            raw = encrypt_mime(compose(mail), PublicKey(key.fingerprint, key.cert))
+            raw = encrypt_mime(
+                compose(mail), PublicKey(key.fingerprint, key.cert), signer=self.practice_key
+            )
         else:
             raw = mail_bytes(compose(mail))
         if self.dkim is not None:
