@@ -591,6 +591,14 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
     app = await start_app(load_config_dict(overrides, tmp_path), features=features)
     try:
         patient, therapist, record, address = await email_pair(app, make_nio_user)
+        # The consent e-mail carries the practice's public key, for her client to encrypt to.
+        await therapist.send_text(record.room_id, "!email ask")
+        (ask,) = await relay.wait(1, timeout=30)
+        [attached] = list(ask.iter_attachments())
+        assert attached.get_content_type() == "application/pgp-keys"
+        assert attached.get_filename() == "practice-openpgp-key.asc"
+        listed = gpg(home, "--show-keys", "--with-colons", data=attached.get_content())
+        assert practice_fpr.encode() in listed
         await patient.send_text(record.room_id, "!email on")
         await patient.wait_for(record.room_id, notice_containing("agreement is recorded"), 20)
 
@@ -608,8 +616,8 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
         )
 
         await therapist.send_text(record.room_id, "canary-pgp-1 see you Friday")
-        (mail,) = await relay.wait(1, timeout=30)
-        raw = relay.envelopes[0].original_content
+        mail = (await relay.wait(2, timeout=30))[1]
+        raw = relay.envelopes[1].original_content
         assert b"canary-pgp" not in raw
         assert mail.get_content_type() == "multipart/encrypted"
         assert mail.get_param("protocol") == "application/pgp-encrypted"
@@ -654,7 +662,8 @@ async def test_mail_to_a_patient_with_a_key_is_pgp_mime_encrypted_to_it(
             assert original == raw  # kept as it came, encrypted
 
         async def audited() -> list[dict[str, Any]]:
-            return await sent_entries(app, record.pair_id, email_out.SENT_ACTION)
+            entries = await sent_entries(app, record.pair_id, email_out.SENT_ACTION)
+            return [e for e in entries if e["details"]["kind"] == email_out.REPLY]
 
         [sent] = await wait_until(audited, what="the encrypted mail audited")
         assert sent["details"]["encrypted"] is True

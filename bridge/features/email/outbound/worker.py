@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 #: How long a worker holds a mail while the relay takes it (the relay's timeout is 30 s);
 #: after a crash in the middle of a send, the mail is sent again once this has passed.
 LEASE_MS = 60_000
+#: What the practice's public key is called when it goes with a consent e-mail.
+PRACTICE_KEY_FILENAME = "practice-openpgp-key.asc"
 
 
 class Downloader(Protocol):
@@ -313,6 +315,7 @@ class OutboundWorker:
                 message_id=row.message_id,
                 text=text,
                 auto_submitted=True,
+                attachments=self._practice_key_attachment(),
             )
             return mail, text
         content = await self._event_content(row.event_id)
@@ -356,6 +359,14 @@ class OutboundWorker:
             attachments=attachments,
         )
         return mail, text
+
+    def _practice_key_attachment(self) -> tuple[MailAttachment, ...]:
+        """The practice's public key, with the mails that ask for consent: her client can
+        encrypt her mail to it (RFC 3156 section 7's application/pgp-keys)."""
+        if self.practice_key is None:
+            return ()
+        public = self.practice_key.public
+        return (MailAttachment(PRACTICE_KEY_FILENAME, "application/pgp-keys", public.armored),)
 
     async def _attachment(self, content: dict[str, Any]) -> MailAttachment:
         """The room message's file, decrypted, as it was posted."""
