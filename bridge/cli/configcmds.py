@@ -15,6 +15,16 @@ from typing import Any
 MIN_TOKEN_LENGTH = 32
 
 
+async def schema_current(db: Any) -> bool:
+    """Whether the database has every migration this version ships (read-only check)."""
+    from bridge.store.migrate import discover, schema_version
+
+    try:
+        return await schema_version(db) >= max(m.version for m in discover())
+    except Exception:  # no schema table yet, or one this version cannot read
+        return False
+
+
 async def therapists_without_supervisor(cfg: Any) -> list[str] | None:
     """Therapists with live pairs on an escalating policy without supervisors of its own
     who have no supervisor either; None without a database (only an existing SQLite file)."""
@@ -26,6 +36,8 @@ async def therapists_without_supervisor(cfg: Any) -> list[str] | None:
     relying = {n for n, p in cfg.policies.items() if p.escalate_after and not p.supervisors}
     db = await open_database(cfg.database_url, apply_migrations=False)
     try:
+        if not await schema_current(db):
+            return None  # an older schema: `run` migrates it, and then this reads it
         staff = {t.user_id: t for t in await therapists.list_therapists(db)}
         missing = {
             pair.therapist_id
@@ -54,6 +66,8 @@ async def policies_in_use(cfg: Any) -> Counter[str] | None:
         return None
     db = await open_database(cfg.database_url, apply_migrations=False)
     try:
+        if not await schema_current(db):
+            return None  # an older schema: `run` migrates it, and then this reads it
         used: Counter[str] = Counter()
         for pair in await pairs.list_pairs(db):
             if pair.status != pairs.PairStatus.REMOVED:

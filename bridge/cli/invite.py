@@ -103,7 +103,7 @@ def cmd_invite(args: argparse.Namespace) -> int:
                             _when(r.expires_at),
                             r.sent_count,
                         )
-                        for r in await invitations.list_invitations(parts.db)
+                        for r in await invitations.list_invitations(parts.db, sealer=parts.sealer)
                     ),
                 )
             elif sub == "resend":

@@ -27,6 +27,9 @@ class VideoFacts:
 
 START_OPERATION = "video.start"
 END_OPERATION = "video.end"
+#: E-mails the patient her personal link to a meeting (a token-protected Jitsi): never
+#: posted where the therapist reads it too. Params: {"meeting": name}.
+PATIENT_LINK_OPERATION = "video.patient_link"
 
 
 @command(

@@ -40,6 +40,7 @@ from bridge.core.model import (
     SendMessage,
     TimerFired,
 )
+from bridge.core.video_commands import PATIENT_LINK_OPERATION
 from bridge.outbox import enqueue_message
 from bridge.ports import MeetingLinks
 from bridge.store import Database, pairs, sessions, therapists, timers
@@ -331,6 +332,21 @@ class SessionsFeature:
                     WIDGET_OPERATION,
                     pair.room_id,
                     {"meeting": record.meeting, "show": step == "start"},
+                    pair_id=pair.pair_id,
+                )
+            )
+        if (
+            record.kind == "video"
+            and record.meeting
+            and step == "start"
+            and self.service.handles_invoke(PATIENT_LINK_OPERATION)
+        ):
+            # Her personal link (a token-protected Jitsi) goes by e-mail, not into the room.
+            effects.append(
+                Invoke(
+                    PATIENT_LINK_OPERATION,
+                    pair.room_id,
+                    {"meeting": record.meeting},
                     pair_id=pair.pair_id,
                 )
             )

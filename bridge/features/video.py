@@ -81,7 +81,7 @@ def meeting_links(cfg: Config, meeting: str, pair: Pair, now: datetime) -> Meeti
 #: The e-mail that carries a patient's personal link (templates/email/video_link.*).
 PATIENT_LINK_EMAIL = "video_link"
 #: Sends the patient's personal link of a meeting (for other features' meetings: sessions).
-PATIENT_LINK_OPERATION = "video.patient_link"
+PATIENT_LINK_OPERATION = video_commands.PATIENT_LINK_OPERATION
 
 
 def _valid_until(cfg: Config, now: datetime) -> str:

@@ -56,3 +56,25 @@ def test_therapists_without_a_supervisor_of_their_own_are_named(
     err = capsys.readouterr().err
     assert "policies.default.supervisors" in err and "@ann:localhost have none" in err
     assert "@ben:localhost" not in err
+
+
+def test_a_database_of_an_older_version_is_left_for_run_to_migrate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A database from before the newest migration (columns this version reads are missing):
+    # check-config says OK and leaves the migration to `run`, instead of a traceback.
+    path = write(tmp_path, policies={"default": {"escalate_after": "1h"}, "spare": {}})
+
+    async def older() -> None:
+        (tmp_path / "data").mkdir()
+        db = await open_database(f"sqlite://{tmp_path}/data/confidant.db")
+        try:
+            newest = await db.fetchval("SELECT MAX(version) FROM schema_version")
+            await db.execute("DELETE FROM schema_version WHERE version = ?", newest)
+            await db.execute("ALTER TABLE invitations RENAME TO invitations_old_layout")
+        finally:
+            await db.close()
+
+    asyncio.run(older())
+    assert main(["check-config", str(path)]) == 0
+    assert ": OK (" in capsys.readouterr().out
