@@ -29,6 +29,7 @@ from bridge.email.openpgp import (
     read_practice_key,
     read_public_key,
 )
+from bridge.features.email.outbound.keys import looks_like_key
 from bridge.provision import PairError, PairManager, PracticeFacts, pair_room_body
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -408,3 +409,17 @@ def test_decrypt_mime_opens_her_mail_and_checks_her_signature() -> None:
     other = pysequoia.Cert.generate("Eve <eve@example.org>")
     foreign = outer % pysequoia.encrypt(plaintext, recipients=[other])
     assert decrypt_mime(foreign, practice, her_key) == (foreign, "undecryptable")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ({"msgtype": "m.file", "body": "pat.asc"}, True),
+        ({"msgtype": "m.file", "body": "x", "filename": "KEY.GPG"}, True),
+        ({"msgtype": "m.file", "body": "x", "info": {"mimetype": "application/pgp-keys"}}, True),
+        ({"msgtype": "m.file", "body": "plan.pdf", "info": {"mimetype": "application/pdf"}}, False),
+        ({"msgtype": "m.image", "body": "pat.asc"}, False),
+    ],
+)
+def test_a_posted_key_file_is_recognised(content: dict[str, object], expected: bool) -> None:
+    assert looks_like_key(content) is expected

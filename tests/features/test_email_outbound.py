@@ -32,7 +32,6 @@ from bridge.app import App
 from bridge.cli import main
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
-from bridge.features.email.outbound.keys import put_patient_key
 from bridge.store import clocks, open_database
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
@@ -704,17 +703,22 @@ async def test_required_encryption_sends_nothing_in_clear(
         assert entry["event_id"] == first and entry["details"]["reason"] == "no_key"
         assert relay.messages == []
 
+        # She posts her key in the room (a secret key first, by mistake): the public one is
+        # put on file and its fingerprint shown to both to compare.
         cert = pysequoia.Cert.generate(f"Pat <{PATIENT}>")
-        key = await put_patient_key(
-            app.parts.db,
-            app.parts.sealer,
-            app.parts.audit,
-            record.pair_id,
-            str(cert).encode(),
-            app.service.clock(),
+        secret = str(cert.secrets).encode()
+        await send_file(patient, room, secret, "application/pgp-keys", "me.asc", m_type="m.file")
+        await patient.wait_for(room, notice_containing("send only the public key"), timeout=30)
+        public = str(cert).encode()
+        await send_file(
+            patient, room, public, "application/octet-stream", "pat.asc", m_type="m.file"
         )
+        spaced = " ".join(str(cert.fingerprint).upper()[i : i + 4] for i in range(0, 40, 4))
+        await therapist.wait_for(room, notice_containing(spaced), timeout=30)
+        [added] = await sent_entries(app, record.pair_id, email_out.KEY_ADDED_ACTION)
+        assert added["details"] == {"fingerprint": str(cert.fingerprint).lower()}
         await patient.send_text(room, "!email")
-        await patient.wait_for(room, notice_containing(key.spaced), timeout=20)
+        await patient.wait_for(room, notice_containing(f"fingerprint {spaced}"), timeout=20)
         await therapist.send_text(room, "canary-clear-2")
         (mail,) = await relay.wait(1, timeout=30)
         assert mail.get_content_type() == "multipart/encrypted"

@@ -21,10 +21,10 @@ from bridge.adapters.render import Renderer
 from bridge.core import email_commands, email_out
 from bridge.core.commands import PAIR_ROOM, CommandContext
 from bridge.core.consent import text_digest
-from bridge.core.model import Effect, Invoke, Pair, RoomEvent
+from bridge.core.model import MATRIX, Effect, Invoke, Kind, Pair, Role, RoomEvent
 from bridge.email.openpgp import KeyProblem, PracticeKey, read_practice_key
 from bridge.features.email.outbound.consent import answer_by_email, apply_transition
-from bridge.features.email.outbound.keys import InboundDecryptor
+from bridge.features.email.outbound.keys import InboundDecryptor, RoomKeyImport
 from bridge.features.email.outbound.worker import Dkim, OutboundWorker
 from bridge.store import outmail, pairs
 from bridge.store.base import Executor
@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: The operation that wakes the worker once a queued mail is committed.
 KICK_OPERATION = "email.outbound"
+#: The operation that looks at a file the patient posted: her OpenPGP key?
+KEY_OPERATION = "email.key_import"
 
 
 class OutboundMail:
@@ -53,11 +55,13 @@ class OutboundMail:
         domain: str,
         practice_name: str,
         decryptor: InboundDecryptor | None = None,
+        key_import: RoomKeyImport | None = None,
     ) -> None:
         self.renderer = renderer
         self.worker = worker
         #: Opens her PGP/MIME mail (with `smtp.replies.openpgp_key`), for the relay.
         self.decryptor = decryptor
+        self.key_import = key_import
         self.domain = domain
         self.practice_name = practice_name
 
@@ -95,6 +99,10 @@ class OutboundMail:
             return []
         if ev.command:
             return await self._command(tx, pair, ev)
+        if ev.role is Role.PATIENT and ev.kind is Kind.FILE and ev.channel == MATRIX:
+            # Perhaps her OpenPGP key: looked at after the commit (it must be fetched).
+            params = {"event_id": ev.event_id, "sender": ev.sender}
+            return [Invoke(KEY_OPERATION, pair.room_id, params, pair_id=pair.pair_id)]
         kind = email_out.outbound_kind(ev)
         if kind is None:
             return []
@@ -140,6 +148,20 @@ class OutboundMail:
     @hooks.on_invoke(KICK_OPERATION)
     async def on_kick(self, invoke: Invoke) -> None:
         self.worker.kick()
+
+    @hooks.on_invoke(KEY_OPERATION)
+    async def on_posted_file(self, invoke: Invoke) -> None:
+        if self.key_import is None or invoke.pair_id is None:
+            return
+        event_id = str(invoke.params["event_id"])
+        content = await self.worker.event_content(event_id)
+        if content is None:
+            return
+        key = await self.key_import(
+            invoke.pair_id, invoke.room_id, event_id, str(invoke.params["sender"]), content
+        )
+        if key is not None:
+            log.info("patient key put on file from the room", extra={"pair_id": invoke.pair_id})
 
 
 def _practice_key(cfg: Config) -> PracticeKey | None:
@@ -194,6 +216,15 @@ async def install_outbound(app: Host) -> OutboundMail | None:
             None
             if practice_key is None
             else InboundDecryptor(app.parts.db, app.parts.sealer, practice_key)
+        ),
+        key_import=RoomKeyImport(
+            db=app.parts.db,
+            sealer=app.parts.sealer,
+            audit=app.parts.audit,
+            renderer=app.parts.renderer,
+            downloader=app.bot,
+            wake_outbox=app.outbox.kick,
+            clock=app.service.clock,
         ),
     )
     app.service.install(feature)

@@ -318,7 +318,7 @@ class OutboundWorker:
                 attachments=self._practice_key_attachment(),
             )
             return mail, text
-        content = await self._event_content(row.event_id)
+        content = await self.event_content(row.event_id)
         if content is None:
             raise _GiveUp(OutmailStatus.FAILED, "content_gone")
         said = matrix_text(content)
@@ -405,7 +405,7 @@ class OutboundWorker:
                     return subject if subject.lower().startswith("re:") else f"Re: {subject}"
         return self.renderer.page("email/reply.subject.txt.j2", base).strip()
 
-    async def _event_content(self, event_id: str) -> dict[str, Any] | None:
+    async def event_content(self, event_id: str) -> dict[str, Any] | None:
         """The decrypted content of the room event, from its sealed audit entry."""
         seq = await audit_store.first_room_entry(self.db, event_id)
         if seq is None:
