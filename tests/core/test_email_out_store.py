@@ -4,8 +4,13 @@ sealed to its pair."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from bridge.adapters.render import Renderer
+from bridge.audit.log import AuditLog
+from bridge.features.email.outbound.worker import OutboundWorker
 from bridge.sealing import Sealer, SealError
 from bridge.store import outmail, pairs
 from bridge.store.base import Database
@@ -106,3 +111,53 @@ async def test_the_key_is_sealed_to_its_pair(db: Database) -> None:
     )
     with pytest.raises(SealError):
         await outmail.get_key(db, SEALER, other)
+
+
+class Relay:
+    """Stands in for the mailer: refuses one recipient with an unexpected error."""
+
+    def __init__(self, broken: str) -> None:
+        self.broken = broken
+        self.sent: list[list[str]] = []
+
+    async def send_raw(self, raw: bytes, *, sender: str, recipients: list[str], kind: str) -> None:
+        if recipients == [self.broken]:
+            raise RuntimeError("not a MailError")
+        self.sent.append(recipients)
+
+
+async def test_one_mail_that_fails_oddly_holds_up_no_other_pair(db: Database) -> None:
+    relay = Relay(broken="a@example.org")
+    worker = OutboundWorker(
+        db=db,
+        sealer=SEALER,
+        audit=AuditLog(db, SEALER, bytes(range(32, 64))),
+        renderer=Renderer(),
+        mailer=relay,  # type: ignore[arg-type]
+        downloader=None,  # type: ignore[arg-type]
+        clock=lambda: datetime(2026, 3, 2, tzinfo=UTC),
+        inbound_domain="in.example.net",
+        practice_name="H",
+        terms_context=lambda: {"practice_name": "H"},
+    )
+    for n, address in enumerate(["a@example.org", "b@example.org"], start=1):
+        record = await pairs.create(
+            db,
+            patient_id=f"@p{n}:hs",
+            therapist_id="@doc:hs",
+            now=n,
+            room_id=f"!r{n}:hs",
+            patient_email=address,
+        )
+        await outmail.set_consent(db, record.pair_id, "asked", n, ask_message_id=f"<a{n}@d>")
+        await outmail.queue(
+            db, event_id=f"$ask{n}", pair_id=record.pair_id, kind="consent",
+            message_id=f"<a{n}@d>", now=n,
+        )  # fmt: skip
+    assert await worker.drain() == 1
+    assert relay.sent == [["b@example.org"]]
+    broken = await outmail.get(db, "$ask1")
+    assert broken is not None and broken.status is OutmailStatus.PENDING
+    assert broken.attempts == 1 and broken.last_error == "RuntimeError"
+    assert await worker.drain() == 0  # waiting out its backoff, not sent twice elsewhere
+    assert relay.sent == [["b@example.org"]]

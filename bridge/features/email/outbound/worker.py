@@ -185,6 +185,10 @@ class OutboundWorker:
                 else:
                     held.add(row.pair_id)
                     await self._defer(row, type(exc.__cause__ or exc).__name__)
+            except Exception as exc:
+                # One mail that cannot be built or sealed must not hold up the other pairs'.
+                held.add(row.pair_id)
+                await self._defer(row, type(exc).__name__)
         return done
 
     async def _defer(self, row: OutboundEmail, error: str) -> None:
