@@ -6,6 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.core.language import LANGUAGES, parse_language
+from bridge.email.openpgp import KeyProblem
+from bridge.features.email.outbound.consent import revoke as revoke_consent
+from bridge.features.email.outbound.keys import put_patient_key
 from bridge.features.language import language_of, set_patient_language
 from bridge.provision import has_account
 from bridge.store import clocks, pairs
@@ -98,6 +101,34 @@ async def change_pair(request: web.Request) -> web.Response:
     return web.json_response(
         {"pair": pair_json(record), "language": current, "language_is_own": own}
     )
+
+
+@routes.put(f"{API}/pairs/{{ref}}/key")
+async def put_key(request: web.Request) -> web.Response:
+    """The patient's OpenPGP public key on file: mail to her is encrypted to it."""
+    d = deps(request)
+    body = await json_body(request)
+    armored = body.get("key")
+    if not isinstance(armored, str) or not armored.strip():
+        raise ApiError("bad_request", 'give {"key": "<her ASCII-armored public key>"}')
+    record = await d.pairs.resolve(request.match_info["ref"])
+    try:
+        key = await put_patient_key(
+            d.db, d.parts.sealer, d.parts.audit, record.pair_id, armored.encode(), d.clock(),
+            actor="api",
+        )  # fmt: skip
+    except KeyProblem as err:
+        raise ApiError("bad_request", str(err)) from None
+    return web.json_response({"pair": pair_json(record), "fingerprint": key.spaced})
+
+
+@routes.delete(f"{API}/pairs/{{ref}}/email-consent")
+async def revoke_email_consent(request: web.Request) -> web.Response:
+    """Take back the patient's consent to e-mail: nothing clinical leaves by e-mail after."""
+    d = deps(request)
+    record = await d.pairs.resolve(request.match_info["ref"])
+    revoked = await revoke_consent(d.db, d.parts.audit, record.pair_id, "api", d.clock())
+    return web.json_response({"pair": pair_json(record), "revoked": revoked})
 
 
 @routes.post(f"{API}/pairs/{{ref}}/reassign")

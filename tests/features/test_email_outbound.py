@@ -21,6 +21,7 @@ from email.mime.multipart import MIMEMultipart
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import dkim
 import pysequoia
 import pytest
@@ -30,9 +31,12 @@ from nio import UploadResponse
 
 from bridge.app import App
 from bridge.cli import main
+from bridge.config import hash_token
 from bridge.core import email_out
 from bridge.features.email import EmailFeature
+from bridge.features.http import http_installer, install_http
 from bridge.store import clocks, open_database
+from bridge.web.server import HttpServer
 from tests.adapters.test_mailer import Sink, SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.features.test_email_bridge import (
@@ -725,5 +729,81 @@ async def test_required_encryption_sends_nothing_in_clear(
         assert b"canary-clear" not in relay.envelopes[0].original_content
         await settle(app, holder["email"])
         assert len(relay.messages) == 1
+    finally:
+        await app.stop()
+
+
+async def test_the_admin_api_makes_an_email_pair_takes_her_key_and_revokes_consent(
+    homeserver, make_user, make_nio_user, smtp_sink: SinkFactory, tmp_path: Path
+):
+    token = "email-api-" + os.urandom(8).hex()
+    bot = make_user("bot")
+    relay = await smtp_sink()
+    overrides = bridge_config_dict(
+        homeserver,
+        bot.user_id,
+        bot.password,
+        tmp_path / "data",
+        smtp={**SMTP, "replies": {"enabled": True}},
+        outbound_email=outbound(relay.port),
+        http={"enabled": True, "admin_tokens": [hash_token(token)]},
+    )
+    servers: list[HttpServer] = []
+    features, holder = email_features(port=0)
+    features = [f for f in features if f is not install_http]
+    features.append(http_installer(port=0, on_ready=servers.append))
+    app = await start_app(load_config_dict(overrides, tmp_path), features=features)
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        therapist = await make_nio_user("therapist")
+        async with aiohttp.ClientSession(servers[0].base_url) as http:
+            body = {"therapist": therapist.user_id, "patient_email": PATIENT}
+            async with http.post("/api/v1/pairs", json=body, headers=auth) as resp:
+                assert resp.status == 201, await resp.text()
+                pair = (await resp.json())["pair"]
+            record = await app.parts.pairs.resolve(pair["pair_id"])
+            assert email_out.is_email_patient(record.patient_id)
+            (welcome,) = await relay.wait(1, timeout=30)  # the welcome, by e-mail
+            address = f"pair-{record.email_token}@{DOMAIN}"
+            yes = message(
+                address,
+                message_id="<api-yes@example.org>",
+                body="YES",
+                in_reply_to=str(welcome["Message-ID"]),
+            )
+            await send_mail(holder["email"].listener.port, address, yes)
+
+            async def given() -> list[dict[str, Any]]:
+                return await sent_entries(app, record.pair_id, email_out.CONSENT_GIVEN_ACTION)
+
+            await wait_until(given, what="consent by e-mail")
+
+            url = f"/api/v1/pairs/{record.label}/key"
+            secret = str(pysequoia.Cert.generate(f"Pat <{PATIENT}>").secrets)
+            async with http.put(url, json={"key": secret}, headers=auth) as resp:
+                assert resp.status == 400
+                assert "secret key" in (await resp.json())["detail"]
+            cert = pysequoia.Cert.generate(f"Pat <{PATIENT}>")
+            async with http.put(url, json={"key": str(cert)}, headers=auth) as resp:
+                assert resp.status == 200, await resp.text()
+                shown = (await resp.json())["fingerprint"]
+            assert shown.replace(" ", "").lower() == str(cert.fingerprint).lower()
+
+            await therapist.wait_room(record.room_id, timeout=20)
+            await therapist.send_text(record.room_id, "canary-api-1")
+            (_, mail) = await relay.wait(2, timeout=30)
+            assert mail.get_content_type() == "multipart/encrypted"
+
+            url = f"/api/v1/pairs/{record.label}/email-consent"
+            async with http.delete(url, headers=auth) as resp:
+                assert resp.status == 200 and (await resp.json())["revoked"] is True
+            async with http.delete(url, headers=auth) as resp:
+                assert resp.status == 200 and (await resp.json())["revoked"] is False
+        [revoked] = await sent_entries(app, record.pair_id, email_out.CONSENT_REVOKED_ACTION)
+        assert revoked["details"] == {"via": "api"}
+        await therapist.send_text(record.room_id, "canary-api-2")
+        await therapist.wait_for(record.room_id, post_with("canary-api-2"), timeout=20)
+        await settle(app, holder["email"])
+        assert len(relay.messages) == 2
     finally:
         await app.stop()

@@ -2,8 +2,8 @@
 
 The decisions are the core's (`bridge.core.email_out`, `bridge.core.email_commands`); here
 they are written: the consent row, the consent e-mail's queue row, and for an answer by
-e-mail (YES to the consent e-mail, STOP to any) the audit entry, since that answer comes
-through the relay rather than through a command.
+e-mail (YES to the consent e-mail, STOP to any) or the admin API the audit entry, since
+those come through the relay or the API rather than through a command.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bridge.core import email_out
 from bridge.core.email_commands import EmailChannelFacts
 from bridge.core.model import AppendAudit
 from bridge.store import outmail
-from bridge.store.base import Executor, to_ms
+from bridge.store.base import Database, Executor, to_ms
 from bridge.store.pairs import PairRecord
 
 log = logging.getLogger(__name__)
@@ -123,3 +123,17 @@ async def answer_by_email(
     await audit.append(tx, entry, now)
     log.info("e-mail consent answered by e-mail", extra={"pair_id": record.pair_id, "state": word})
     return word
+
+
+async def revoke(db: Database, audit: AuditAppend, pair_id: str, actor: str, now: datetime) -> bool:
+    """Take the patient's consent to e-mail back (the admin API); False when none was
+    given or asked. Mail queued before is withheld when its turn comes."""
+    async with db.transaction() as tx:
+        consent = await outmail.get_consent(tx, pair_id)
+        if consent is None or consent.state not in (email_out.GIVEN, email_out.ASKED):
+            return False
+        await outmail.set_consent(tx, pair_id, email_out.REVOKED, to_ms(now))
+        entry = email_out.consent_revoked(pair_id, actor, via="api", event_id=None)
+        await audit.append(tx, entry, now)
+    log.info("e-mail consent revoked", extra={"pair_id": pair_id, "via": "api"})
+    return True
