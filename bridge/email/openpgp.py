@@ -47,7 +47,13 @@ MAX_KEY_BYTES = 256 * 1024
 
 
 class KeyProblem(ValueError):
-    """The bytes are not a usable public key; the text says why, in one line."""
+    """The bytes are not a usable key; the text says why in one line, `code` names the
+    reason for texts in the reader's language ("not_a_key", "secret_key", "revoked",
+    "cannot_encrypt")."""
+
+    def __init__(self, message: str, code: str = "not_a_key") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,14 +78,16 @@ def read_public_key(data: bytes) -> PublicKey:
     except Exception as exc:  # pysequoia raises plain exceptions for any parse failure
         raise KeyProblem("not an OpenPGP public key") from exc
     if cert.has_secret_keys:
-        raise KeyProblem("this is a secret key: send only the public key")
+        raise KeyProblem("this is a secret key: send only the public key", "secret_key")
     if cert.is_revoked:
-        raise KeyProblem("this key is revoked")
+        raise KeyProblem("this key is revoked", "revoked")
     try:
         # A key that cannot be encrypted to is found now, not when a mail must leave.
         pysequoia.encrypt(b"probe", recipients=[cert])
     except Exception as exc:
-        raise KeyProblem("this key has no usable encryption subkey (expired?)") from exc
+        raise KeyProblem(
+            "this key has no usable encryption subkey (expired?)", "cannot_encrypt"
+        ) from exc
     return PublicKey(str(cert.fingerprint).lower(), str(cert).encode("ascii"))
 
 

@@ -356,6 +356,10 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "messages/email_off.txt.j2": [{}],
     "messages/email_on.txt.j2": [{}],
+    "messages/email_key_added.txt.j2": [{"fingerprint": "ABCD 1234 EF56 7890 ABCD 1234"}],
+    "messages/email_key_refused.txt.j2": [
+        {"reason": reason} for reason in ("not_a_key", "secret_key", "revoked", "cannot_encrypt")
+    ],
     "messages/email_terms.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "messages/email_unavailable.txt.j2": [
         {"reason": reason, "state": state}

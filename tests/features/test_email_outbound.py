@@ -712,7 +712,7 @@ async def test_required_encryption_sends_nothing_in_clear(
         cert = pysequoia.Cert.generate(f"Pat <{PATIENT}>")
         secret = str(cert.secrets).encode()
         await send_file(patient, room, secret, "application/pgp-keys", "me.asc", m_type="m.file")
-        await patient.wait_for(room, notice_containing("send only the public key"), timeout=30)
+        await patient.wait_for(room, notice_containing("Send only your public key"), timeout=30)
         public = str(cert).encode()
         await send_file(
             patient, room, public, "application/octet-stream", "pat.asc", m_type="m.file"

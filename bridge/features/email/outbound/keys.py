@@ -121,7 +121,7 @@ class RoomKeyImport:
         try:
             key = read_public_key(await self.downloader.download_decrypted(file_obj))
         except KeyProblem as err:
-            reason = str(err)
+            reason = err.code
         now = self.clock()
         notice = SendMessage(
             room_id=room_id,
