@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from bridge import hooks
+from bridge.core import email_out
 from bridge.core import unread as core
 from bridge.core.model import (
     CONVERSATIONAL_KINDS,
@@ -25,7 +26,7 @@ from bridge.core.model import (
     TimerFired,
 )
 from bridge.service import receipt_key, record_patient_read
-from bridge.store import pairs, syncstate
+from bridge.store import outmail, pairs, syncstate
 from bridge.store.base import Executor, to_ms
 from bridge.store.pairs import PairStatus
 
@@ -90,6 +91,12 @@ class UnreadNotice:
             return []
         record = await pairs.get(tx, fired.pair_id)
         if record is None or not record.patient_email or record.status is not PairStatus.ACTIVE:
+            return []
+        consent = await outmail.get_consent(tx, fired.pair_id)
+        if consent is not None and consent.state == email_out.GIVEN:
+            # She gets the therapist's answers by e-mail: a "new message" note would only
+            # repeat what is already in her mailbox.
+            log.info("answers go by e-mail, no notice", extra={"pair_id": fired.pair_id})
             return []
         reply = await syncstate.get_kv(tx, reply_key(fired.pair_id))
         read = await syncstate.get_kv(tx, receipt_key(fired.pair_id))

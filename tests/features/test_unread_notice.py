@@ -9,7 +9,9 @@ import pytest
 
 from bridge.app import App, default_features
 from bridge.config import minimal_config
+from bridge.core import email_out
 from bridge.features.unread import install_unread_notice, timer_id
+from bridge.store import outmail
 from tests.adapters.test_mailer import SinkFactory, body_of, outbound
 from tests.adapters.test_mailer import smtp_sink as smtp_sink  # the fixture
 from tests.features.test_pair_rooms import wait_until
@@ -89,6 +91,18 @@ async def test_unread_reply_mails_patient_without_content_and_read_reply_does_no
 
         # Twice the window at most; the audit is written in the timer's own transaction.
         await wait_until(second_timer_fired, timeout=4 + 4, what="second timer fired")
+        assert await notices_sent(app, record.pair_id) == 1
+        assert len(sink.messages) == 1
+
+        # 3. She has chosen answers by e-mail: an unread reply brings no "new message" note.
+        await outmail.set_consent(app.parts.db, record.pair_id, email_out.GIVEN, 0)
+        second = await app.parts.db.fetchrow(
+            "SELECT due_at FROM timers WHERE timer_id = ?", timer_id(record.pair_id)
+        )
+        assert second is not None
+        first = second
+        await therapist.send_text(room, "One more thing about Tuesday")
+        await wait_until(second_timer_fired, timeout=4 + 4, what="third timer fired")
         assert await notices_sent(app, record.pair_id) == 1
         assert len(sink.messages) == 1
     finally:
