@@ -48,7 +48,7 @@ from bridge.email.authcheck import StaticResolver
 from bridge.features.email import EmailFeature, attach_email, build_email, install_email
 from bridge.features.email.relay import attachment_txn_id
 from bridge.service import Service
-from bridge.store import clocks, open_database
+from bridge.store import clocks, languages, open_database
 from tests.features.test_pair_rooms import wait_until
 from tests.support.bridge_app import bridge_config_dict, notice_containing, start_app
 from tests.support.nio_user import NioUser
@@ -290,6 +290,19 @@ async def test_text_html_reply_redelivery_and_refusals(email_bridge):
     assert original == first  # the full original, quoted history included
     assert await clocks.get_open(app.parts.db, pair_id) is not None  # counts for the SLA
     assert await app.parts.db.fetchval("SELECT COUNT(*) FROM inbound_emails") == 2
+
+
+async def test_the_post_of_a_german_patients_mail_is_written_in_german(email_bridge):
+    app, feature, patient, record, address = email_bridge
+    await languages.set_language(app.parts.db, patient.user_id, "de", now=0)
+    await send_mail(
+        feature.listener.port,
+        address,
+        message(address, message_id="<de1@example.org>", body="canary-de-1 bis Donnerstag"),
+    )
+    post = await patient.wait_for(record.room_id, post_with("canary-de-1"), timeout=30)
+    assert post.body.startswith(f"E-Mail von Pat <{PATIENT}>")
+    assert "Betreff: " in post.body
 
 
 async def test_attachments_image_file_and_voice(email_bridge):

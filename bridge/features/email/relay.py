@@ -44,7 +44,7 @@ from bridge.features.email.inbound import CHANNEL, inbound_message
 from bridge.features.email.outbound.consent import answer_by_email
 from bridge.outbox import BACKOFF
 from bridge.sealing import Sealer, SealError
-from bridge.store import pairs
+from bridge.store import languages, pairs
 from bridge.store.base import Database, Executor, to_ms
 from bridge.store.pairs import PairStatus
 
@@ -110,6 +110,7 @@ class EmailRelay:
         template_env: Any,
         uploader: Uploader,
         pipeline: InboundPipeline,
+        environment_for: Callable[[str | None], Any] | None = None,
         clock: Callable[[], datetime],
         inbound_domain: str,
         voice_limits: VoiceLimits,
@@ -120,6 +121,9 @@ class EmailRelay:
         self.sealer = sealer
         self.audit = audit
         self.template_env = template_env
+        #: The templates in a reader's language (None: the practice's); without it every
+        #: post is written with `template_env`.
+        self.environment_for = environment_for
         self.uploader = uploader
         self.pipeline = pipeline
         self.clock = clock
@@ -226,7 +230,11 @@ class EmailRelay:
         target = await inbox.reply_target(
             self.db, item.pair_id, converted.in_reply_to, converted.references
         )
-        post = email_post_content(converted, self.template_env, reply_to_event_id=target)
+        env = self.template_env
+        if self.environment_for is not None:
+            # The post is for the patient's eyes in her room: written in her language.
+            env = self.environment_for(await languages.of_room(self.db, record.room_id))
+        post = email_post_content(converted, env, reply_to_event_id=target)
         message = inbound_message(
             item, address, raw, converted, post, attachments, automatic=automatic, openpgp=openpgp
         )
