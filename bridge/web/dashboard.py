@@ -233,12 +233,16 @@ async def invitation_list(request: web.Request) -> web.StreamResponse:
     pending = await invitations.list_invitations(d.db, status=InvitationStatus.PENDING)
     if viewer.therapist:
         pending = [r for r in pending if r.therapist_id == viewer.therapist]
-    names = await d.names.names(r.therapist_id for r in pending)
+    staff = await dashboard.therapist_ids(d.db) if viewer.is_admin else []
+    names = await d.names.names([*(r.therapist_id for r in pending), *staff])
     tz = d.practice_tz
     return page(
         request,
         "invitations",
         {
+            # The invite form (the administrator's): therapists and policies to choose from.
+            "therapists": [{"id": i, "name": names[i]} for i in staff],
+            "policies": sorted(d.policies),
             "invitations": [
                 {
                     "id": r.invitation_id,

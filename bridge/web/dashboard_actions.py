@@ -1,4 +1,5 @@
-"""The dashboard's actions: reassign or close a pair, resend or revoke an invitation, away/back.
+"""The dashboard's actions: reassign or close a pair, invite a patient, resend or revoke an
+invitation, away/back.
 
 Each is a form POST that must carry the CSRF token (double submit plus Origin, see `auth`)
 and runs the same use case as the API and the command line: `PairManager.reassign` and
@@ -18,10 +19,11 @@ from datetime import datetime
 
 from aiohttp import web
 
+from bridge.adapters.mailer import MailError
 from bridge.core import dashboard_commands
 from bridge.core.model import Invoke
 from bridge.core.sla_commands import AWAY_OPERATION, BACK_OPERATION
-from bridge.ports import OnboardingError, PortMissing
+from bridge.ports import DEFAULT_VALIDITY, OnboardingError, PortMissing
 from bridge.provision import PairError
 from bridge.store import dashboard
 from bridge.web.auth import CSRF_FIELD, csrf_ok
@@ -111,6 +113,41 @@ async def close(request: web.Request) -> web.StreamResponse:
     except PairError as err:
         return _failed(request, viewer, str(err))
     return see_other(f"/dashboard/pairs/{label}?done=closed")
+
+
+@routes.post("/dashboard/invitations")
+@refusing
+async def invite(request: web.Request) -> web.StreamResponse:
+    """Invite a patient by e-mail, as `confidant invite` and POST /api/v1/invitations do."""
+    viewer, form = await _checked(request, admin=True)
+    d = deps(request)
+    email = form.get("email", "").strip()
+    therapist = form.get("therapist", "").strip()
+    policy = form.get("policy", "default").strip() or "default"
+    if "@" not in email or any(c.isspace() for c in email):
+        return _failed(request, viewer, "Give the patient's e-mail address.")
+    if therapist not in await dashboard.therapist_ids(d.db):
+        return _failed(request, viewer, "Choose one of the practice's therapists.")
+    if policy not in d.policies:
+        return _failed(request, viewer, "Choose one of the practice's reply-time policies.")
+    if not d.invitations.mail_on():
+        # The code is never shown on a page; `confidant invite` prints it for the operator.
+        return _failed(
+            request, viewer, "Outbound e-mail is off: invite from the command line instead."
+        )
+    try:
+        invited = await d.invitations.invite(
+            email,
+            therapist,
+            name=form.get("name", "").strip() or None,
+            policy=policy,
+            valid_for=DEFAULT_VALIDITY,
+        )
+    except (OnboardingError, PortMissing, MailError) as err:
+        return _failed(request, viewer, str(err) or type(err).__name__)
+    # A relay that failed keeps the invitation: it can be resent once the relay works.
+    done = "invited" if invited.email_sent else "invited_not_mailed"
+    return see_other(f"/dashboard/invitations?done={done}")
 
 
 @routes.post("/dashboard/invitations/{invitation_id}/{action:resend|revoke}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -66,6 +67,12 @@ class FakeDesk:
         if invitation_id == "GONE":
             raise LookupError("no invitation GONE")
         self.calls.append(("revoke", invitation_id))
+
+    async def invite(
+        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: Any
+    ) -> Any:
+        self.calls.append(("invite", f"{email} {therapist} {name} {policy}"))
+        return SimpleNamespace(email_sent=True)
 
 
 @pytest.fixture
@@ -390,3 +397,30 @@ async def test_an_expired_session_signs_in_again(practice: Any) -> None:
     client.session.cookie_jar.update_cookies({SESSION_COOKIE: cookie})
     resp = await client.get("/dashboard", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/dashboard/login"
+
+
+async def test_the_admin_invites_a_patient_from_the_dashboard(practice: Any) -> None:
+    client, _parts, _labels, _rec, _inv = practice
+    desk = client.desk
+    await _admin(client)
+    page = await (await client.get("/dashboard/invitations")).text()
+    assert 'id="invite"' in page and f'value="{ALICE}"' in page
+    form = {"email": "ann@example.org", "therapist": ALICE, "policy": "default"}
+    resp = await client.post("/dashboard/invitations", data=form)
+    assert resp.status == 403 and desk.calls == []  # no CSRF token
+    resp = await client.post(
+        "/dashboard/invitations",
+        data={**form, "email": "not an address", "csrf_token": _csrf(client)},
+    )
+    assert resp.status == 409 and desk.calls == []
+    resp = await client.post(
+        "/dashboard/invitations",
+        data={**form, "therapist": "@nobody:localhost", "csrf_token": _csrf(client)},
+    )
+    assert resp.status == 409 and desk.calls == []
+    resp = await client.post(
+        "/dashboard/invitations", data={**form, "name": "Ann", "csrf_token": _csrf(client)}
+    )
+    assert resp.status == 200 and resp.url.query.get("done") == "invited"
+    assert desk.calls == [("invite", f"ann@example.org {ALICE} Ann default")]
+    assert "the patient gets the code by e-mail" in await resp.text()
