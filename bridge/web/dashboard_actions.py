@@ -63,7 +63,7 @@ def refusing(handler: Handler) -> Handler:
     return run
 
 
-async def _checked(request: web.Request, *, admin: bool) -> tuple[Viewer, dict[str, str]]:
+async def checked_form(request: web.Request, *, admin: bool) -> tuple[Viewer, dict[str, str]]:
     """The viewer and the form, once the CSRF token and the viewer's right are checked."""
     form = await request.post()
     viewer = await require_viewer(request)
@@ -79,39 +79,39 @@ def _refused(request: web.Request, viewer: Viewer, reason: str) -> Refused:
     return Refused(page(request, "refused", {"reason": reason}, viewer=viewer, status=403))
 
 
-def _failed(request: web.Request, viewer: Viewer, reason: str) -> web.Response:
+def failed_page(request: web.Request, viewer: Viewer, reason: str) -> web.Response:
     return page(request, "refused", {"reason": reason}, viewer=viewer, status=409)
 
 
 @routes.post("/dashboard/pairs/{label}/reassign")
 @refusing
 async def reassign(request: web.Request) -> web.StreamResponse:
-    viewer, form = await _checked(request, admin=True)
+    viewer, form = await checked_form(request, admin=True)
     d = deps(request)
     label = request.match_info["label"]
     therapist = form.get("therapist", "").strip()
     known = await dashboard.therapist_ids(d.db)
     if therapist not in known:
-        return _failed(request, viewer, "Choose one of the practice's therapists.")
+        return failed_page(request, viewer, "Choose one of the practice's therapists.")
     try:
         await d.pairs.reassign(label, therapist, d.clock(), actor=actor(viewer))
     except PairError as err:
-        return _failed(request, viewer, str(err))
+        return failed_page(request, viewer, str(err))
     return see_other(f"/dashboard/pairs/{label}?done=reassigned")
 
 
 @routes.post("/dashboard/pairs/{label}/close")
 @refusing
 async def close(request: web.Request) -> web.StreamResponse:
-    viewer, form = await _checked(request, admin=True)
+    viewer, form = await checked_form(request, admin=True)
     d = deps(request)
     label = request.match_info["label"]
     if form.get("confirm") != label:
-        return _failed(request, viewer, "Type the pair's label to confirm closing it.")
+        return failed_page(request, viewer, "Type the pair's label to confirm closing it.")
     try:
         await d.pairs.remove_pair(label, d.clock(), actor=actor(viewer))
     except PairError as err:
-        return _failed(request, viewer, str(err))
+        return failed_page(request, viewer, str(err))
     return see_other(f"/dashboard/pairs/{label}?done=closed")
 
 
@@ -119,20 +119,20 @@ async def close(request: web.Request) -> web.StreamResponse:
 @refusing
 async def invite(request: web.Request) -> web.StreamResponse:
     """Invite a patient by e-mail, as `confidant invite` and POST /api/v1/invitations do."""
-    viewer, form = await _checked(request, admin=True)
+    viewer, form = await checked_form(request, admin=True)
     d = deps(request)
     email = form.get("email", "").strip()
     therapist = form.get("therapist", "").strip()
     policy = form.get("policy", "default").strip() or "default"
     if "@" not in email or any(c.isspace() for c in email):
-        return _failed(request, viewer, "Give the patient's e-mail address.")
+        return failed_page(request, viewer, "Give the patient's e-mail address.")
     if therapist not in await dashboard.therapist_ids(d.db):
-        return _failed(request, viewer, "Choose one of the practice's therapists.")
+        return failed_page(request, viewer, "Choose one of the practice's therapists.")
     if policy not in d.policies:
-        return _failed(request, viewer, "Choose one of the practice's reply-time policies.")
+        return failed_page(request, viewer, "Choose one of the practice's reply-time policies.")
     if not d.invitations.mail_on():
         # The code is never shown on a page; `confidant invite` prints it for the operator.
-        return _failed(
+        return failed_page(
             request, viewer, "Outbound e-mail is off: invite from the command line instead."
         )
     try:
@@ -144,7 +144,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
             valid_for=DEFAULT_VALIDITY,
         )
     except (OnboardingError, PortMissing, MailError) as err:
-        return _failed(request, viewer, str(err) or type(err).__name__)
+        return failed_page(request, viewer, str(err) or type(err).__name__)
     # A relay that failed keeps the invitation: it can be resent once the relay works.
     done = "invited" if invited.email_sent else "invited_not_mailed"
     return see_other(f"/dashboard/invitations?done={done}")
@@ -153,19 +153,21 @@ async def invite(request: web.Request) -> web.StreamResponse:
 @routes.post("/dashboard/invitations/{invitation_id}/{action:resend|revoke}")
 @refusing
 async def invitation(request: web.Request) -> web.StreamResponse:
-    viewer, _form = await _checked(request, admin=True)
+    viewer, _form = await checked_form(request, admin=True)
     desk = deps(request).invitations
     invitation_id = request.match_info["invitation_id"]
     action = request.match_info["action"]
     try:
         if action == "resend":
             if not desk.mail_on():
-                return _failed(request, viewer, "Outbound e-mail is off: nothing can be resent.")
+                return failed_page(
+                    request, viewer, "Outbound e-mail is off: nothing can be resent."
+                )
             await desk.resend(invitation_id)
         else:
             await desk.revoke(invitation_id)
     except (OnboardingError, PortMissing, LookupError) as err:
-        return _failed(request, viewer, str(err) or type(err).__name__)
+        return failed_page(request, viewer, str(err) or type(err).__name__)
     done = "resent" if action == "resend" else "revoked"
     return see_other(f"/dashboard/invitations?done={done}")
 
@@ -178,7 +180,7 @@ def _therapist_of(viewer: Viewer, form: dict[str, str]) -> str:
 @refusing
 async def away(request: web.Request) -> web.StreamResponse:
     """Mark a therapist away until a time (practice time), with a colleague covering or not."""
-    viewer, form = await _checked(request, admin=False)
+    viewer, form = await checked_form(request, admin=False)
     d = deps(request)
     therapist = _therapist_of(viewer, form)
     known = await dashboard.therapist_ids(d.db)
@@ -186,15 +188,17 @@ async def away(request: web.Request) -> web.StreamResponse:
     try:
         until = datetime.fromisoformat(form.get("until", "")).replace(tzinfo=d.practice_tz)
     except ValueError:
-        return _failed(request, viewer, "Give the date and time the absence ends.")
+        return failed_page(request, viewer, "Give the date and time the absence ends.")
     if therapist not in known:
-        return _failed(request, viewer, "Choose one of the practice's therapists.")
+        return failed_page(request, viewer, "Choose one of the practice's therapists.")
     if until <= d.clock():
-        return _failed(request, viewer, "The end of the absence must be in the future.")
+        return failed_page(request, viewer, "The end of the absence must be in the future.")
     if cover is not None and (cover == therapist or cover not in known):
-        return _failed(request, viewer, "The cover must be another of the practice's therapists.")
+        return failed_page(
+            request, viewer, "The cover must be another of the practice's therapists."
+        )
     if d.invoke is None or d.record_audit is None:
-        return _failed(request, viewer, "Reply times are not switched on.")
+        return failed_page(request, viewer, "Reply times are not switched on.")
     params = {"therapist": therapist, "until": until.isoformat(), "cover": cover}
     await d.invoke(Invoke(AWAY_OPERATION, "", params))
     await d.record_audit(dashboard_commands.absence_set(actor(viewer), therapist, until, cover))
@@ -204,13 +208,13 @@ async def away(request: web.Request) -> web.StreamResponse:
 @routes.post("/dashboard/back")
 @refusing
 async def back(request: web.Request) -> web.StreamResponse:
-    viewer, form = await _checked(request, admin=False)
+    viewer, form = await checked_form(request, admin=False)
     d = deps(request)
     therapist = _therapist_of(viewer, form)
     if therapist not in await dashboard.therapist_ids(d.db):
-        return _failed(request, viewer, "Choose one of the practice's therapists.")
+        return failed_page(request, viewer, "Choose one of the practice's therapists.")
     if d.invoke is None or d.record_audit is None:
-        return _failed(request, viewer, "Reply times are not switched on.")
+        return failed_page(request, viewer, "Reply times are not switched on.")
     await d.invoke(Invoke(BACK_OPERATION, "", {"therapist": therapist}))
     await d.record_audit(dashboard_commands.absence_set(actor(viewer), therapist, None, None))
     return see_other("/dashboard?done=back")

@@ -12,6 +12,7 @@ from bridge.web import (
     clocks,
     dashboard,
     dashboard_actions,
+    dashboard_email,
     dashboard_session,
     dashboard_trends,
     health,
@@ -45,6 +46,7 @@ ROUTE_TABLES = (
     dashboard.routes,
     dashboard_trends.routes,
     dashboard_actions.routes,
+    dashboard_email.routes,
 )
 
 #: The largest request body taken (voice uploads stream past it in pieces).

@@ -27,6 +27,8 @@ from bridge.features.dashboard import link_digest
 from bridge.parts import open_parts
 from bridge.store import audit, clocks, dashboard, pairs
 from bridge.store.base import to_ms
+from bridge.store.inbox import get as get_inbound
+from bridge.store.inbox import mark_failed, store_inbound
 from bridge.web.auth import CSRF_COOKIE
 from bridge.web.server import build_web_app
 
@@ -424,3 +426,42 @@ async def test_the_admin_invites_a_patient_from_the_dashboard(practice: Any) -> 
     assert resp.status == 200 and resp.url.query.get("done") == "invited"
     assert desk.calls == [("invite", f"ann@example.org {ALICE} Ann default")]
     assert "the patient gets the code by e-mail" in await resp.text()
+
+
+async def test_a_failed_email_is_listed_without_content_and_retried_by_the_admin(
+    practice: Any,
+) -> None:
+    client, parts, labels, _rec, _inv = practice
+    record = await pairs.get_by_label(parts.db, labels["late"])
+    assert record is not None
+    email_id, _ = await store_inbound(
+        parts.db,
+        parts.sealer,
+        record.pair_id,
+        "pat@example.org",
+        "<m1@example.org>",
+        b"Subject: my private worries\r\n\r\nsecret words\r\n",
+        to_ms(NOW),
+    )
+    assert await mark_failed(parts.db, email_id, "malformed:no_body")
+    await _admin(client)
+    page = await (await client.get("/dashboard/email")).text()
+    assert email_id in page and labels["late"] in page and "malformed:no_body" in page
+    assert "private worries" not in page and "pat@example.org" not in page
+    resp = await client.post(f"/dashboard/email/{email_id}/retry", data={})
+    assert resp.status == 403  # no CSRF token
+    resp = await client.post(
+        f"/dashboard/email/{email_id}/retry", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.status == 200 and resp.url.query.get("done") == "queued"
+    item = await get_inbound(parts.db, email_id)
+    assert item is not None and item.status.value == "accepted"
+    entries = await parts.db.fetch(
+        "SELECT actor FROM audit_entries WHERE action = 'email.requeued' AND pair_id = ?",
+        record.pair_id,
+    )
+    assert len(entries) == 1
+    resp = await client.post(
+        f"/dashboard/email/{email_id}/retry", data={"csrf_token": _csrf(client)}
+    )
+    assert resp.status == 409  # not failed any more
