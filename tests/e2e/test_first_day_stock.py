@@ -97,19 +97,16 @@ def test_fifty_pairs_in_a_row_once_init_exempted_the_bot(
 
     therapists, patients = users(hs, "therapist", 5), users(hs, "patient", 10)
     offset = log_size(hs)
-    started = time.monotonic()
     for therapist in therapists:
         for patient in patients:
             argv = ["pair", "add", "--patient", patient, "--therapist", therapist]
             assert main([*argv, "-c", str(path)]) == 0, capsys.readouterr().err[-2000:]
-    elapsed = time.monotonic() - started
+    # The homeserver's own log is the proof: not one request of the 50 was throttled.
     assert throttled_since(hs, offset) == []
     capsys.readouterr()
     assert main(["pair", "list", "-c", str(path)]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert len(rows) == PAIRS and all(" active " in row for row in rows)
-    # Stock limits would have slowed this to seconds, then a minute, per pair.
-    assert elapsed < 50, f"{PAIRS} pairs took {elapsed:.0f} s"
 
 
 @pytest.fixture(scope="module")
