@@ -396,6 +396,8 @@ def _admin_hands_over(base_url: str, label: str, colleague: str, profile: Path) 
             wait.until(ec.presence_of_element_located((By.ID, "reassign-therapist")))
         ).select_by_value(colleague)
         driver.find_element(By.ID, "reassign-submit").click()
+        # The same element id is on the page before the submit: wait for the new page first.
+        wait.until(ec.url_contains("done=reassigned"))
         reassigned = wait.until(ec.presence_of_element_located((By.ID, "pair-therapist"))).text
         driver.find_element(By.ID, "close-confirm").send_keys(label)
         driver.find_element(By.ID, "close-submit").click()
