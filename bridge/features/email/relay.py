@@ -16,7 +16,6 @@ Uploads need the homeserver; while it is down the e-mail waits with a growing ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -43,6 +42,7 @@ from bridge.email.parse import MalformedEmail
 from bridge.features.email.inbound import CHANNEL, inbound_message
 from bridge.features.email.outbound.consent import answer_by_email
 from bridge.outbox import BACKOFF
+from bridge.polling import PollingWorker
 from bridge.sealing import Sealer, SealError
 from bridge.store import languages, pairs
 from bridge.store.base import Database, Executor, to_ms
@@ -98,8 +98,10 @@ class _Permanent(Exception):
         self.reason = reason
 
 
-class EmailRelay:
+class EmailRelay(PollingWorker):
     """Moves accepted e-mails into their pair rooms; `start()`, `kick()`, `stop()`."""
+
+    name = "email relay"
 
     def __init__(
         self,
@@ -130,7 +132,7 @@ class EmailRelay:
         self.inbound_domain = inbound_domain
         self.voice_limits = voice_limits
         self.convert_limits = convert_limits or ConvertLimits()
-        self.poll_seconds = poll_seconds
+        super().__init__(poll_seconds)
         #: Opens PGP/MIME mail before it is converted (answers by e-mail with a practice
         #: key set it); returns what to convert and the OpenPGP status, None if not PGP.
         self.decrypt: Callable[[str, bytes], Awaitable[tuple[bytes, str | None]]] | None = None
@@ -138,44 +140,6 @@ class EmailRelay:
         self.failed = 0
         self.retries = 0
         self._attempts: dict[str, int] = {}
-        self._not_before: dict[str, float] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Run the worker on the current loop (relays whatever is pending at once)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="email-relay")
-
-    async def stop(self) -> None:
-        """Stop the worker; an e-mail in flight stays pending and is relayed next time."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def kick(self) -> None:
-        """Look at the inbox now (a message was just accepted)."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("email relay pass failed", extra={"error": type(exc).__name__})
-            wait = self.poll_seconds
-            if self._not_before:
-                wait = min(wait, max(0.05, min(self._not_before.values()) - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
 
     # ------------------------------------------------------------ one pass
 

@@ -15,7 +15,6 @@ with the same Message-ID, which the patient's client shows as one message: the r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from bridge.email.convert import plain_to_html
 from bridge.email.openpgp import PracticeKey, PublicKey, encrypt_mime
 from bridge.email.parse import MalformedEmail, parse_message
 from bridge.outbox import BACKOFF
+from bridge.polling import PollingWorker
 from bridge.sealing import Sealer, SealError
 from bridge.store import audit as audit_store
 from bridge.store import outmail, pairs
@@ -77,8 +77,10 @@ class _GiveUp(Exception):
         self.reason = reason
 
 
-class OutboundWorker:
+class OutboundWorker(PollingWorker):
     """Sends pending outbound mail; `start()`, `kick()`, `stop()`, or `drain()` once."""
+
+    name = "outbound e-mail"
 
     def __init__(
         self,
@@ -113,48 +115,12 @@ class OutboundWorker:
         self.dkim = dkim
         self.require_encryption = require_encryption
         self.practice_key = practice_key
-        self.poll_seconds = poll_seconds
+        super().__init__(poll_seconds)
         self.sent = 0
         self.retries = 0
         self._attempts: dict[str, int] = {}
-        self._not_before: dict[str, float] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         # One pass at a time in this process; the rows' leases keep other processes out.
         self._pass = asyncio.Lock()
-
-    # ------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="email-outbound")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    def kick(self) -> None:
-        """Look at the queue now (a mail was just queued and committed)."""
-        self._wake.set()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                await self.drain()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbound e-mail pass failed", extra={"error": type(exc).__name__})
-            wait = self.poll_seconds
-            if self._not_before:
-                wait = min(wait, max(0.05, min(self._not_before.values()) - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
-            self._wake.clear()
 
     # ------------------------------------------------------------ one pass
 
