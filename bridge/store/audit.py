@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bridge.store.base import Executor, Row
+from bridge.store.base import Executor, Row, SqlParam
 from bridge.store.rows import (
     blob,
     blob_or_none,
@@ -178,11 +178,13 @@ async def pair_head(ex: Executor, pair_id: str | None) -> bytes | None:
     return to_bytes_or_none(value, "entry_hash")
 
 
-async def insert(tx: Executor, row: AuditRow) -> None:
-    """Write one entry (its `sealed` content, if any, goes in with `insert_content`)."""
-    await tx.execute(
-        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+_PLACEHOLDERS = ", ".join("?" * len(_ENTRY_COLUMNS.split(",")))
+_INSERT_ENTRY = f"INSERT INTO audit_entries ({_ENTRY_COLUMNS}) VALUES ({_PLACEHOLDERS})"
+
+
+def _entry_values(row: AuditRow) -> tuple[SqlParam, ...]:
+    """An entry's column values, in `_ENTRY_COLUMNS` order."""
+    return (
         row.seq,
         row.v,
         row.ts,
@@ -200,34 +202,17 @@ async def insert(tx: Executor, row: AuditRow) -> None:
     )
 
 
+async def insert(tx: Executor, row: AuditRow) -> None:
+    """Write one entry (its `sealed` content, if any, goes in with `insert_content`)."""
+    await tx.execute(_INSERT_ENTRY, *_entry_values(row))
+
+
 async def insert_many(tx: Executor, rows: Sequence[AuditRow]) -> None:
     """Write several entries at once (a group commit), in the order given."""
     if len(rows) == 1:
         await insert(tx, rows[0])
         return
-    await tx.executemany(
-        f"INSERT INTO audit_entries ({_ENTRY_COLUMNS})"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                row.seq,
-                row.v,
-                row.ts,
-                row.pair_id,
-                row.pair_prev,
-                row.actor,
-                row.role,
-                row.action,
-                row.event_id,
-                row.outcome,
-                row.content_sha256,
-                row.details,
-                row.prev_hash,
-                row.entry_hash,
-            )
-            for row in rows
-        ],
-    )
+    await tx.executemany(_INSERT_ENTRY, [_entry_values(row) for row in rows])
 
 
 async def insert_contents(tx: Executor, contents: Sequence[tuple[int, int, str, bytes]]) -> None:
