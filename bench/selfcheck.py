@@ -18,7 +18,6 @@ the common table; `python -m bench.selfcheck` runs only this one.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import statistics
 import tempfile
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from nio import Event, RoomMessageNotice
 
+from bench._process import cpu_s, synapse_pid
 from bench.baseline import measure_baseline, temporary_homeserver
 from bench.table import Row, format_table
 from bridge.app import App
@@ -59,31 +59,6 @@ class Figures:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _synapse_pid(hs: DevHomeserver) -> int | None:
-    """The pid of the process running `hs` (found by its config path on the command line)."""
-    wanted = str(hs.config_path).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if wanted in (entry / "cmdline").read_bytes():
-                return int(entry.name)
-        except OSError:
-            continue
-    return None
-
-
-def _cpu_s(pid: int | None) -> float | None:
-    """A process's user + system CPU time so far (None when it cannot be read)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -145,7 +120,7 @@ def _notice(predicate: Callable[[str], bool]) -> Callable[[Event], bool]:
 
 async def _measure(hs: DevHomeserver, workdir: Path, witness: bool) -> Figures:
     tag = "on" if witness else "off"
-    synapse = _synapse_pid(hs)
+    synapse = synapse_pid(hs)
     users = {}
     for role in ("bot", "patient", "therapist"):
         localpart = f"bench-sc-{tag}-{role}-{secrets.token_hex(3)}"
@@ -205,12 +180,12 @@ async def _measure(hs: DevHomeserver, workdir: Path, witness: bool) -> Figures:
 
         for n in range(WARM_UP):
             await one(f"warm.{n}")
-        cpu0, syn0 = time.process_time(), _cpu_s(synapse)
+        cpu0, syn0 = time.process_time(), cpu_s(synapse)
         # The same pacing with and without the witness: the next post once the patient has
         # read the last; the witness works alongside, as it would in a practice.
         timings = [await one(f"seq.{n:03d}") for n in range(POSTS)]
         await all_checked("seq")
-        cpu1, syn1 = time.process_time(), _cpu_s(synapse)
+        cpu1, syn1 = time.process_time(), cpu_s(synapse)
         verified: float | None = None
         if witness:
             lags = await app.parts.db.fetch(
