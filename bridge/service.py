@@ -312,6 +312,7 @@ class Service:
             relates_to=relates_to(ev.content, ev.redacts),
             membership=str(ev.content.get("membership")) if kind is Kind.MEMBERSHIP else None,
             state_key=ev.state_key,
+            event_type=ev.type,
         )
 
     async def _pair_event(self, record: PairRecord, ev: IncomingEvent) -> None:

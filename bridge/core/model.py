@@ -100,6 +100,8 @@ class RoomEvent:
     #: Where it came from: the pair room itself (`MATRIX`) or another channel ("email"),
     #: whose message the bot posted into the room on the sender's behalf.
     channel: str = MATRIX
+    #: The Matrix event type, when the event came from the room ("m.room.power_levels").
+    event_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

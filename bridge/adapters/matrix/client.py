@@ -37,6 +37,7 @@ from nio import (
     SyncResponse,
     UploadResponse,
 )
+from nio.api import Api
 from nio.exceptions import LocalProtocolError
 
 from bridge.adapters.matrix.keyshare import CheckedKeyShareClient, KeyShareIncomplete
@@ -505,16 +506,34 @@ class MatrixBot:
             raise UnencryptedRoom(room_id)
         try:
             async with self._send_lock:
-                return await self._send_locked(room_id, event_type, content, txn_id)
+                sent_type, payload = await self._encrypt_locked(room_id, event_type, content)
+            # The PUT goes outside the lock: the Megolm ratchet only needs the encryption
+            # serialised, and posts to other rooms need not wait for this round trip. A
+            # room's own posts stay in order because the outbox sends them one by one.
+            method, path, data = Api.room_send(
+                self.client.access_token, room_id, sent_type, payload, txn_id
+            )
+            resp = await self.client._send(RoomSendResponse, method, path, data, (room_id,))
         except KeyShareIncomplete:
             self.stats.key_share_failures += 1
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise HomeserverUnavailable(type(exc).__name__) from exc
+        if isinstance(resp, RoomSendResponse):
+            return str(resp.event_id)
+        status = getattr(resp.transport_response, "status", 0) or 0
+        if status >= 500 or status == 0:
+            raise HomeserverUnavailable(f"send answered {status or 'nothing'}")
+        raise RuntimeError(f"send failed: {getattr(resp, 'status_code', '?')}")
 
-    async def _send_locked(
-        self, room_id: str, event_type: str, content: dict[str, Any], txn_id: str
-    ) -> str:
+    async def _encrypt_locked(
+        self, room_id: str, event_type: str, content: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Make sure every trusted member device holds the room key, then encrypt.
+
+        What nio's `room_send` does before its PUT, with the bridge's checks: members
+        known from sync, device lists fresh for members with none, trust applied.
+        """
         trusted = await self.handler.trusted_users(room_id) or set()
         await self._require_members_known(room_id, trusted)
         assert self.client.olm is not None
@@ -528,22 +547,25 @@ class MatrixBot:
             if not isinstance(query, KeysQueryResponse):
                 # Sharing from a stale device list could leave a new device without the key.
                 raise HomeserverUnavailable("keys query failed")
+        room = self.client.rooms[room_id]
+        if not room.members_synced:
+            await self.client.joined_members(room_id)
+            if self.client.should_query_keys:
+                await self.client.keys_query()
         for attempt in range(3):
             self.apply_trust(room_id, trusted)
             try:
-                resp = await self.client.room_send(room_id, event_type, content, tx_id=txn_id)
+                if self.client.olm.should_share_group_session(room_id):
+                    await self.client.share_group_session(room_id)
+                encrypted: tuple[str, dict[str, Any]] = self.client.encrypt(
+                    room_id, event_type, content
+                )
+                return encrypted
             except OlmUnverifiedDeviceError:
                 # A device appeared between the trust pass and the send.
                 await self.client.keys_query()
                 if attempt == 2:
                     raise
-                continue
-            if isinstance(resp, RoomSendResponse):
-                return str(resp.event_id)
-            status = getattr(resp.transport_response, "status", 0) or 0
-            if status >= 500 or status == 0:
-                raise HomeserverUnavailable(f"send answered {status or 'nothing'}")
-            raise RuntimeError(f"send failed: {getattr(resp, 'status_code', '?')}")
         raise RuntimeError("send failed")
 
     async def member_ready(self, room_id: str, user_id: str) -> bool:

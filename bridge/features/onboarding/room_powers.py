@@ -2,10 +2,9 @@
 
 A change to a pair room's power levels that the bot did not make (a server admin's
 `make_room_admin`, sent in the bot's name) is set back to the pair room's own levels
-(`bridge.provision.power_levels`) and audited. The check runs after any state event without
-a state key (the power levels are one): the pair-room event the hook sees carries no event
-type, and such events are rare after a room is made, so a look at the room's power levels
-each time costs little.
+(`bridge.provision.power_levels`) and audited. The check runs after each power-levels event
+(and after any state event without a state key whose type is not known), so a new room's
+other initial state events cost no look at the homeserver.
 """
 
 from __future__ import annotations
@@ -37,6 +36,8 @@ class RoomPowers:
     @hooks.pair_hook
     async def on_pair_event(self, tx: Executor, pair: Pair, ev: RoomEvent) -> list[Effect]:
         if ev.kind is not Kind.STATE or ev.state_key != "":
+            return []
+        if ev.event_type not in (None, POWER_LEVELS):
             return []
         return [
             Invoke(
