@@ -55,6 +55,10 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 
+#: The witness's sync token, beside its crypto store.
+SYNC_TOKEN_FILE = "sync-token"
+
+
 def witness_dir(data_dir: Path) -> Path:
     """Where the witness keeps its credentials and crypto store."""
     return data_dir / "witness"
@@ -149,11 +153,9 @@ class WitnessDevice:
         if self.client is None:
             config = AsyncClientConfig(
                 encryption_enabled=True,
-                # The sync token stays in memory: the witness syncs no rooms (it fetches
-                # the posts it reads by id), and its to-device messages wait on the
-                # homeserver until a sync acknowledges them, so a restart that syncs afresh
-                # loses nothing. Saving it would commit the crypto store in the event loop
-                # after every sync (about 9 ms each, once per post under load).
+                # The sync token goes to a small file of its own (`_keep_token`), not into
+                # the crypto store: nio would commit that database in the event loop after
+                # every sync (about 9 ms each, once per post under load).
                 store_sync_tokens=False,
                 pickle_key=self._pickle_key,
                 max_timeouts=2,
@@ -169,6 +171,7 @@ class WitnessDevice:
                 config=config,
             )
             client.restore_login(creds.user_id, creds.device_id, creds.access_token)
+            client.next_batch = self._kept_token()
             self.client = client
             self.device_id = creds.device_id
         if self.client.should_upload_keys:
@@ -260,10 +263,30 @@ class WitnessDevice:
             # The main device claims a one-time key to open its Olm channel to us.
             await client.keys_upload()
         await client.send_to_device_messages()
+        self._keep_token(resp.next_batch)
         self.synced_from = started
         self.last_sync_ok_at = time.time()
         if self.on_synced is not None:
             self.on_synced()
+
+    def _kept_token(self) -> str | None:
+        path = self.directory / SYNC_TOKEN_FILE
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def _keep_token(self, token: str) -> None:
+        """Where the next start resumes. Lost in a crash at worst: the homeserver then hands
+        over the last batch of to-device messages again, and the room keys in it are known.
+        Without it, every restart would take in that batch twice, and nio logs an error for
+        each Olm message it has decrypted before."""
+        path = self.directory / SYNC_TOKEN_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token)
+        os.replace(tmp, path)
 
     def synced_since(self, moment: float) -> bool:
         """Whether a sync that began at or after `moment` (wall clock, s) has completed:
