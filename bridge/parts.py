@@ -23,7 +23,7 @@ from bridge.audit.log import AuditLog
 from bridge.config import Config, Policy
 from bridge.provision import PairManager, PracticeFacts, ReplyWindow
 from bridge.sealing import Sealer
-from bridge.store import invitations, open_database
+from bridge.store import invitations, open_database, pairs
 from bridge.store.base import Database
 
 
@@ -107,9 +107,13 @@ async def open_parts(
     db = await open_database(cfg.database_url)
     sealer = make_sealer(cfg)
     try:
-        # Invitations an older Confidant kept in clear are sealed before anything reads them.
+        # Invitations and pair addresses an older Confidant kept in clear are sealed before
+        # anything reads them.
         async with db.transaction() as tx:
             await invitations.seal_clear_rows(tx, sealer)
+            sealed_addresses = await pairs.seal_clear_rows(tx, sealer)
+        if sealed_addresses:
+            await pairs.reclaim_space(db)
     except BaseException:
         await db.close()
         raise

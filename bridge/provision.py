@@ -383,6 +383,7 @@ class PairManager:
                     now=to_ms(now),
                     policy=policy,
                     patient_email=patient_email,
+                    sealer=self.sealer,
                     # First-contact consent is asked on joining the room, which the patient
                     # of an e-mail pair never does: her consent is to the e-mail channel.
                     consent_state=(
@@ -475,9 +476,10 @@ class PairManager:
         )
 
     def _welcome(self, record: PairRecord, room_id: str) -> SendMessage:
+        patient_email = pairs.open_patient_email(self.sealer, record)
         email_address = (
             f"pair-{record.email_token}@{self.facts.inbound_domain}"
-            if self.facts.inbound_domain and record.patient_email
+            if self.facts.inbound_domain and patient_email
             else None
         )
         window = self.facts.window_of(record.policy)
@@ -492,7 +494,7 @@ class PairManager:
                 "working_time": window.working_time,
                 "crisis_line": self.facts.crisis_line,
                 "email_address": email_address,
-                "patient_email": record.patient_email,
+                "patient_email": patient_email,
                 "video_enabled": self.facts.video_enabled,
             },
             txn_id=f"welcome.{record.pair_id}",

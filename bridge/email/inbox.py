@@ -101,7 +101,7 @@ def inbound_token(address: str, inbound_domain: str) -> str | None:
 
 
 def make_pair_routing(
-    ex: Executor, inbound_domain: str
+    ex: Executor, sealer: ContentSealer, inbound_domain: str
 ) -> tuple[Callable[[str], Awaitable[str | None]], Callable[[str], Awaitable[list[str]]]]:
     """Build the SMTP adapter's `resolve_recipient` and `allowed_senders` from the pairs table.
 
@@ -119,7 +119,8 @@ def make_pair_routing(
 
     async def allowed_senders(pair_id: str) -> list[str]:
         pair = await pairs.get(ex, pair_id)
-        return [pair.patient_email] if pair is not None and pair.patient_email else []
+        address = None if pair is None else pairs.open_patient_email(sealer, pair)
+        return [address] if address else []
 
     return resolve_recipient, allowed_senders
 

@@ -27,7 +27,7 @@ from bridge.core.model import (
 )
 from bridge.service import receipt_key, record_patient_read
 from bridge.store import outmail, pairs, syncstate
-from bridge.store.base import Executor, to_ms
+from bridge.store.base import ContentSealer, Executor, to_ms
 from bridge.store.pairs import PairStatus
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def reply_key(pair_id: str) -> str:
 class UnreadNotice:
     """The pair hook and timer handler of the feature."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, sealer: ContentSealer) -> None:
+        self.sealer = sealer
         self.after: timedelta | None = cfg.outbound_email.notify_unread_after
         self.enabled = cfg.outbound_email.enabled and self.after is not None
         self.practice_name = cfg.practice.name
@@ -72,7 +73,7 @@ class UnreadNotice:
         if ev.role is not Role.THERAPIST or pair.status != PairStatus.ACTIVE.value:
             return []
         record = await pairs.get(tx, pair.pair_id)
-        if record is None or not record.patient_email:
+        if record is None or not pairs.open_patient_email(self.sealer, record):
             return []
         assert self.after is not None
         await syncstate.set_kv(tx, reply_key(pair.pair_id), str(to_ms(ev.origin_ts)))
@@ -90,7 +91,10 @@ class UnreadNotice:
         if not self.enabled or fired.pair_id is None:
             return []
         record = await pairs.get(tx, fired.pair_id)
-        if record is None or not record.patient_email or record.status is not PairStatus.ACTIVE:
+        if record is None or record.status is not PairStatus.ACTIVE:
+            return []
+        patient_email = pairs.open_patient_email(self.sealer, record)
+        if not patient_email:
             return []
         consent = await outmail.get_consent(tx, fired.pair_id)
         if consent is not None and consent.state == email_out.GIVEN:
@@ -102,7 +106,7 @@ class UnreadNotice:
         read = await syncstate.get_kv(tx, receipt_key(fired.pair_id))
         effects = core.unread_notice(
             fired.pair_id,
-            record.patient_email,
+            patient_email,
             reply_ms=None if reply is None else int(reply),
             read_ms=None if read is None else int(read),
             practice_name=self.practice_name,
@@ -119,7 +123,7 @@ async def install_unread_notice(app: Host) -> None:
     """Install the unread-notice hook and timer handler (idle unless configured)."""
     if app.service.handles_timer(TIMER_KIND):
         return
-    feature = UnreadNotice(app.cfg)
+    feature = UnreadNotice(app.cfg, app.parts.sealer)
     # Installed when off too, so timers armed before a config change expire quietly; the
     # pair hook then does nothing.
     app.service.install(feature)

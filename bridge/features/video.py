@@ -206,7 +206,7 @@ class VideoFeature:
         return (
             to_pair(record),
             desk.desk_room_id if desk is not None else None,
-            record.patient_email,
+            pairs.open_patient_email(self.parts.sealer, record),
         )
 
     @hooks.on_invoke(video_commands.START_OPERATION)

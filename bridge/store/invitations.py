@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 
 from bridge.store.base import ContentSealer, Executor, Row, SqlParam
+from bridge.store.migrate import has_table
 from bridge.store.rows import (
     blob,
     blob_or_none,
@@ -317,16 +318,6 @@ async def mark_used(
     return changed == 1
 
 
-async def _has_clear_table(ex: Executor) -> bool:
-    if ex.dialect == "postgres":
-        found = await ex.fetchval("SELECT to_regclass('invitations_clear') IS NOT NULL")
-        return bool(found)
-    found = await ex.fetchval(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'invitations_clear'"
-    )
-    return bool(found)
-
-
 async def seal_clear_rows(ex: Executor, sealer: ContentSealer) -> int:
     """Seal the invitations migration 013 set aside in clear, then drop their table.
 
@@ -334,7 +325,7 @@ async def seal_clear_rows(ex: Executor, sealer: ContentSealer) -> int:
     rows were sealed. The caller gives a transaction, so a crash leaves the rows set aside
     for the next start.
     """
-    if not await _has_clear_table(ex):
+    if not await has_table(ex, "invitations_clear"):
         return 0
     rows = await ex.fetch(
         "SELECT invitation_id, email, name, therapist_id, policy, token, status, created_at, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bridge.store.base import Executor
+from bridge.store.pairs import email_digest
 
 # A patient without a language of her own reads in the one her invitation was made with.
 _OF_USER = (
@@ -55,13 +56,14 @@ async def of_room(ex: Executor, room_id: str) -> str | None:
 
 async def of_address(ex: Executor, address: str) -> str | None:
     """The language of whoever an e-mail goes to: a therapist's or a patient's address."""
+    # A patient's address is sealed: found by the digest of its lower-cased form.
     row = await ex.fetchrow(
         "SELECT 0 AS rank, user_id FROM therapists WHERE lower(email) = lower(?) "
         "UNION ALL SELECT 1 AS rank, patient_id FROM pairs "
-        "WHERE lower(patient_email) = lower(?) AND status <> 'removed' "
+        "WHERE patient_email_sha256 = ? AND status <> 'removed' "
         "ORDER BY rank LIMIT 1",
         address,
-        address,
+        email_digest(address),
     )
     return None if row is None else await of_user(ex, str(row["user_id"]))
 

@@ -116,6 +116,17 @@ async def _lock(tx: Executor) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock(?)", _PG_MIGRATION_LOCK)
 
 
+async def has_table(ex: Executor, name: str) -> bool:
+    """Whether the table exists: one a migration set aside for Python to finish (013, 014)."""
+    if ex.dialect == "postgres":
+        found = await ex.fetchval("SELECT to_regclass(?) IS NOT NULL", name)
+        return bool(found)
+    found = await ex.fetchval(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", name
+    )
+    return bool(found)
+
+
 async def applied_versions(db: Executor) -> set[int]:
     """Versions recorded in `schema_version` (the table must exist)."""
     rows = await db.fetch("SELECT version FROM schema_version")

@@ -1,14 +1,21 @@
-"""Pairs: one patient with one therapist, their room, e-mail address and policy."""
+"""Pairs: one patient with one therapist, their room, e-mail address and policy.
+
+The patient's address is sealed at rest (migration 014) with the caller's sealer, bound to
+its pair and field: a record carries it sealed, `open_patient_email` opens it. It is found
+by the SHA-256 of its lower-cased form (`email_digest`, see 014 for why it is unkeyed).
+"""
 
 from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import secrets
 from dataclasses import dataclass
 
-from bridge.store.base import Executor, Row, SqlParam, StoreError
-from bridge.store.rows import integer, integer_or_none, text, text_or_none
+from bridge.store.base import ContentSealer, Executor, Row, SqlParam, StoreError
+from bridge.store.migrate import has_table
+from bridge.store.rows import blob_or_none, integer, integer_or_none, text, text_or_none
 
 
 class PairStatus(enum.StrEnum):
@@ -30,16 +37,22 @@ class PairRecord:
     room_id: str | None
     status: PairStatus
     policy: str
-    patient_email: str | None
+    #: The patient's address sealed (opened with `open_patient_email`), None without one.
+    patient_email_sealed: bytes | None
     email_token: str
     consent_state: str
     created_at: int
     removed_at: int | None
 
+    @property
+    def has_patient_email(self) -> bool:
+        """Whether an address is on file (known without opening it)."""
+        return self.patient_email_sealed is not None
+
 
 _COLUMNS = (
-    "pair_id, label, patient_id, therapist_id, room_id, status, policy, patient_email, "
-    "email_token, consent_state, created_at, removed_at"
+    "pair_id, label, patient_id, therapist_id, room_id, status, policy, patient_email_sealed, "
+    "patient_email_sha256, email_token, consent_state, created_at, removed_at"
 )
 
 #: Label lengths tried in turn; a practice rarely needs more than 4 hex digits.
@@ -55,12 +68,39 @@ def _record(row: Row) -> PairRecord:
         room_id=text_or_none(row, "room_id"),
         status=PairStatus(text(row, "status")),
         policy=text(row, "policy"),
-        patient_email=text_or_none(row, "patient_email"),
+        patient_email_sealed=blob_or_none(row, "patient_email_sealed"),
         email_token=text(row, "email_token"),
         consent_state=text(row, "consent_state"),
         created_at=integer(row, "created_at"),
         removed_at=integer_or_none(row, "removed_at"),
     )
+
+
+def email_digest(address: str) -> str:
+    """The hex SHA-256 of the lower-cased address, which a pair's address is found by."""
+    return hashlib.sha256(address.lower().encode("utf-8")).hexdigest()
+
+
+def _aad(pair_id: str) -> bytes:
+    return f"pair:{pair_id}:patient_email".encode("ascii")
+
+
+def _sealed_email(
+    sealer: ContentSealer | None, pair_id: str, address: str | None
+) -> tuple[bytes | None, str | None]:
+    """The address's sealed and digest columns (both None without an address)."""
+    if address is None:
+        return None, None
+    if sealer is None:
+        raise StoreError("a patient e-mail address is stored sealed: give the sealer")
+    return sealer.seal(address.encode("utf-8"), _aad(pair_id)), email_digest(address)
+
+
+def open_patient_email(sealer: ContentSealer, record: PairRecord) -> str | None:
+    """The patient's e-mail address, None when the pair has none."""
+    if record.patient_email_sealed is None:
+        return None
+    return sealer.open(record.patient_email_sealed, _aad(record.pair_id)).decode("utf-8")
 
 
 def new_pair_id() -> str:
@@ -85,6 +125,7 @@ async def create(
     now: int,
     policy: str = "default",
     patient_email: str | None = None,
+    sealer: ContentSealer | None = None,
     consent_state: str = "pending",
     room_id: str | None = None,
 ) -> PairRecord:
@@ -92,15 +133,17 @@ async def create(
 
     The pair is `provisioning` until `set_room` (or `active` at once when `room_id`
     is given). Raises IntegrityError when a live pair of the same two users exists.
+    A `patient_email` is sealed with `sealer`, which it needs.
     """
     pair_id = new_pair_id()
+    email_sealed, email_sha256 = _sealed_email(sealer, pair_id, patient_email)
     email_token = new_email_token()
     status = PairStatus.PROVISIONING if room_id is None else PairStatus.ACTIVE
     for length in _LABEL_LENGTHS:
         label = _new_label(length)
         # A clash on the label alone is retried; any other clash raises.
         inserted = await ex.execute(
-            f"INSERT INTO pairs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
+            f"INSERT INTO pairs ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL) "
             "ON CONFLICT (label) DO NOTHING",
             pair_id,
             label,
@@ -109,7 +152,8 @@ async def create(
             room_id,
             status.value,
             policy,
-            patient_email,
+            email_sealed,
+            email_sha256,
             email_token,
             consent_state,
             now,
@@ -123,7 +167,7 @@ async def create(
                 room_id=room_id,
                 status=status,
                 policy=policy,
-                patient_email=patient_email,
+                patient_email_sealed=email_sealed,
                 email_token=email_token,
                 consent_state=consent_state,
                 created_at=now,
@@ -231,10 +275,16 @@ async def set_consent(ex: Executor, pair_id: str, consent_state: str) -> bool:
     return changed == 1
 
 
-async def set_patient_email(ex: Executor, pair_id: str, patient_email: str | None) -> bool:
+async def set_patient_email(
+    ex: Executor, sealer: ContentSealer, pair_id: str, patient_email: str | None
+) -> bool:
     """Change the patient's known e-mail address (the only sender accepted for the pair)."""
+    email_sealed, email_sha256 = _sealed_email(sealer, pair_id, patient_email)
     changed = await ex.execute(
-        "UPDATE pairs SET patient_email = ? WHERE pair_id = ?", patient_email, pair_id
+        "UPDATE pairs SET patient_email_sealed = ?, patient_email_sha256 = ? WHERE pair_id = ?",
+        email_sealed,
+        email_sha256,
+        pair_id,
     )
     return changed == 1
 
@@ -245,3 +295,31 @@ async def reassign_therapist(ex: Executor, pair_id: str, therapist_id: str) -> b
         "UPDATE pairs SET therapist_id = ? WHERE pair_id = ?", therapist_id, pair_id
     )
     return changed == 1
+
+
+async def seal_clear_rows(ex: Executor, sealer: ContentSealer) -> int:
+    """Seal the addresses migration 014 set aside in clear, then drop their table.
+
+    Run at every start before pairs are read (a no-op once done); returns how many
+    addresses were sealed. The caller gives a transaction, so a crash leaves them set aside
+    for the next start.
+    """
+    if not await has_table(ex, "pairs_email_clear"):
+        return 0
+    rows = await ex.fetch("SELECT pair_id, patient_email FROM pairs_email_clear")
+    for row in rows:
+        await set_patient_email(ex, sealer, text(row, "pair_id"), text(row, "patient_email"))
+    await ex.execute("DELETE FROM pairs_email_clear")
+    await ex.execute("DROP TABLE pairs_email_clear")
+    return len(rows)
+
+
+async def reclaim_space(ex: Executor) -> None:
+    """Rewrite the pairs table on PostgreSQL once `seal_clear_rows` has sealed addresses.
+
+    There a dropped column stays in the old row versions until the table is written anew
+    (VACUUM FULL, which cannot run inside a transaction: give the database). On SQLite
+    nothing is left to do: secure_delete has overwritten them.
+    """
+    if ex.dialect == "postgres":
+        await ex.execute("VACUUM FULL pairs")

@@ -39,7 +39,7 @@ def pair_json(record: PairRecord) -> dict[str, Any]:
         "status": record.status.value,
         "policy": record.policy,
         "consent_state": record.consent_state,
-        "has_patient_email": record.patient_email is not None,
+        "has_patient_email": record.has_patient_email,
         "created_at": iso_ms(record.created_at),
         "removed_at": iso_ms(record.removed_at),
     }

@@ -34,6 +34,7 @@ async def test_each_room_is_written_in_its_readers_language(db: Database) -> Non
             now=0,
             room_id="!pair:hs",
             patient_email="Greta@example.org",
+            sealer=ClearSealer(),
         )
         await therapists.upsert(tx, "@tom:hs", now=0, email="tom@example.org")
         await therapists.set_desk_room(tx, "@tom:hs", "!desk:hs")

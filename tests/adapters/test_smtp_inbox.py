@@ -29,16 +29,21 @@ def sealer() -> Sealer:
     return Sealer({"k1": generate_key()}, "k1")
 
 
-async def _pair(db: Database) -> pairs.PairRecord:
+async def _pair(db: Database, sealer: Sealer) -> pairs.PairRecord:
     return await pairs.create(
-        db, patient_id="@pat:hs.test", therapist_id="@doc:hs.test", now=NOW, patient_email=PATIENT
+        db,
+        patient_id="@pat:hs.test",
+        therapist_id="@doc:hs.test",
+        now=NOW,
+        patient_email=PATIENT,
+        sealer=sealer,
     )
 
 
 async def test_store_is_sealed_and_redelivery_is_recorded_once(
     db: Database, sealer: Sealer
 ) -> None:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     raw = b"From: pat@example.org\r\nMessage-ID: <a@x>\r\n\r\nprivate words\r\n"
     first, dup = await inbox.store_inbound(
         db, sealer, pair.pair_id, PATIENT, "<a@x>", raw, NOW, auth_method="dkim"
@@ -61,7 +66,7 @@ async def test_store_is_sealed_and_redelivery_is_recorded_once(
 
 
 async def test_sealed_raw_is_bound_to_its_row(db: Database, sealer: Sealer) -> None:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     a, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<a@x>", b"A", NOW)
     b, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<b@x>", b"B", NOW)
     blob = await db.fetchval("SELECT raw FROM inbound_emails WHERE id = ?", a)
@@ -73,7 +78,7 @@ async def test_sealed_raw_is_bound_to_its_row(db: Database, sealer: Sealer) -> N
 
 
 async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) -> None:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     a, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<a@x>", b"A", NOW)
     b, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<b@x>", b"B", NOW + 1)
     async with db.transaction() as tx:
@@ -91,7 +96,7 @@ async def test_relayed_and_failed_leave_the_queue(db: Database, sealer: Sealer) 
 
 
 async def test_relayed_mail_whose_post_waits_is_counted(db: Database, sealer: Sealer) -> None:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     await pairs.set_room(db, pair.pair_id, "!room:hs.test")
     ids = [
         (await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, f"<{n}@x>", b"A", NOW))[0]
@@ -120,10 +125,10 @@ async def test_relayed_mail_whose_post_waits_is_counted(db: Database, sealer: Se
 
 @pytest.fixture
 async def smtp_inbox(db: Database, sealer: Sealer) -> AsyncIterator[tuple[SmtpListener, str]]:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     await pairs.set_room(db, pair.pair_id, "!room:hs.test")
     address = f"Pair-{pair.email_token.upper()}@In.Example.Net"
-    resolve, allowed = make_pair_routing(db, "in.example.net")
+    resolve, allowed = make_pair_routing(db, sealer, "in.example.net")
     clock = iter(range(NOW, NOW + 1000))
     handler = InboundHandler(
         resolve_recipient=resolve,
@@ -194,7 +199,7 @@ async def test_a_store_that_cannot_commit_gets_451(
 async def test_reply_target_finds_the_posted_email_of_the_same_pair(
     db: Database, sealer: Sealer
 ) -> None:
-    pair = await _pair(db)
+    pair = await _pair(db, sealer)
     other = await pairs.create(db, patient_id="@o:hs.test", therapist_id="@doc:hs.test", now=NOW)
     first, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<1@x>", b"1", NOW)
     txn = relay_txn_id(first)
@@ -225,9 +230,9 @@ def test_inbound_token() -> None:
     assert inbound_token("pair-a+b@in.example.net", "in.example.net") is None
 
 
-async def test_routing_takes_only_active_pairs(db: Database) -> None:
-    resolve, allowed = make_pair_routing(db, "in.example.net")
-    pair = await _pair(db)
+async def test_routing_takes_only_active_pairs(db: Database, sealer: Sealer) -> None:
+    resolve, allowed = make_pair_routing(db, sealer, "in.example.net")
+    pair = await _pair(db, sealer)
     address = f"pair-{pair.email_token}@in.example.net"
     assert await resolve(address) is None  # still provisioning: no room yet
     await pairs.set_room(db, pair.pair_id, "!room:hs.test")

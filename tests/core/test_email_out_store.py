@@ -148,6 +148,7 @@ async def test_one_mail_that_fails_oddly_holds_up_no_other_pair(db: Database) ->
             now=n,
             room_id=f"!r{n}:hs",
             patient_email=address,
+            sealer=SEALER,
         )
         await outmail.set_consent(db, record.pair_id, "asked", n, ask_message_id=f"<a{n}@d>")
         await outmail.queue(

@@ -617,10 +617,15 @@ async def test_status_and_retry_from_the_command_line(tmp_path: Path):
     try:
         from bridge.store import pairs
 
-        pair = await pairs.create(
-            db, patient_id="@p:hs", therapist_id="@t:hs", now=0, patient_email=PATIENT
-        )
         sealer = make_sealer(cfg)
+        pair = await pairs.create(
+            db,
+            patient_id="@p:hs",
+            therapist_id="@t:hs",
+            now=0,
+            patient_email=PATIENT,
+            sealer=sealer,
+        )
         waiting, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<a@x>", b"A", 1)
         broken, _ = await inbox.store_inbound(db, sealer, pair.pair_id, PATIENT, "<b@x>", b"B", 2)
         await inbox.mark_failed(db, broken, "pair_inactive")

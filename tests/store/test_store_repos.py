@@ -38,7 +38,7 @@ async def _pair(db: Database, patient: str = PATIENT, room: str | None = None) -
 # ---------------------------------------------------------------- pairs
 
 
-async def test_a_pair_is_provisioning_until_its_room_is_set(db: Database) -> None:
+async def test_a_pair_is_provisioning_until_its_room_is_set(db: Database, sealer: Sealer) -> None:
     pair = await pairs.create(
         db,
         patient_id=PATIENT,
@@ -46,6 +46,7 @@ async def test_a_pair_is_provisioning_until_its_room_is_set(db: Database) -> Non
         now=T0,
         policy="weekdays",
         patient_email="pat@example.net",
+        sealer=sealer,
     )
     assert pair.status is PairStatus.PROVISIONING
     assert pair.room_id is None
@@ -60,7 +61,7 @@ async def test_a_pair_is_provisioning_until_its_room_is_set(db: Database) -> Non
     assert stored.status is PairStatus.ACTIVE
     assert stored.pair_id == pair.pair_id
     assert stored.policy == "weekdays"
-    assert stored.patient_email == "pat@example.net"
+    assert pairs.open_patient_email(sealer, stored) == "pat@example.net"
     assert stored.consent_state == "pending"
     assert stored.created_at == T0
     assert not await pairs.set_room(db, "no-such-pair", "!other:example.org")
@@ -115,14 +116,19 @@ async def test_list_pairs_filters(db: Database) -> None:
     }
 
 
-async def test_consent_email_and_reassignment(db: Database) -> None:
+async def test_consent_email_and_reassignment(db: Database, sealer: Sealer) -> None:
     pair = await _pair(db, room="!r:x")
+    assert not pair.has_patient_email and pairs.open_patient_email(sealer, pair) is None
     assert await pairs.set_consent(db, pair.pair_id, "given")
-    assert await pairs.set_patient_email(db, pair.pair_id, "new@example.net")
+    assert await pairs.set_patient_email(db, sealer, pair.pair_id, "new@example.net")
     assert await pairs.reassign_therapist(db, pair.pair_id, "@doc2:x")
     stored = await pairs.get(db, pair.pair_id)
     assert stored is not None
-    assert (stored.consent_state, stored.patient_email, stored.therapist_id) == (
+    assert (
+        stored.consent_state,
+        pairs.open_patient_email(sealer, stored),
+        stored.therapist_id,
+    ) == (
         "given",
         "new@example.net",
         "@doc2:x",

@@ -183,7 +183,7 @@ def build_email(
         async with db.transaction() as tx:
             await audit.append(tx, entry, now)
 
-    resolve_recipient, allowed_senders = make_pair_routing(db, domain)
+    resolve_recipient, allowed_senders = make_pair_routing(db, sealer, domain)
     handler = InboundHandler(
         resolve_recipient=resolve_recipient,
         allowed_senders=allowed_senders,

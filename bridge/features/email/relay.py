@@ -213,6 +213,7 @@ class EmailRelay(PollingWorker):
                 return True
             await answer_by_email(
                 tx,
+                self.sealer,
                 self.audit,
                 record,
                 converted.text_body,

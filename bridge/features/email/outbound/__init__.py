@@ -27,7 +27,7 @@ from bridge.features.email.outbound.consent import answer_by_email, apply_transi
 from bridge.features.email.outbound.keys import InboundDecryptor, RoomKeyImport
 from bridge.features.email.outbound.worker import Dkim, OutboundWorker
 from bridge.store import outmail, pairs
-from bridge.store.base import Executor
+from bridge.store.base import ContentSealer, Executor
 from bridge.store.pairs import PairStatus
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class OutboundMail:
         self,
         *,
         renderer: Renderer,
+        sealer: ContentSealer,
         worker: OutboundWorker,
         domain: str,
         practice_name: str,
@@ -58,6 +59,8 @@ class OutboundMail:
         key_import: RoomKeyImport | None = None,
     ) -> None:
         self.renderer = renderer
+        #: Opens the patient's address (the store keeps it sealed).
+        self.sealer = sealer
         self.worker = worker
         #: Opens her PGP/MIME mail (with `smtp.replies.openpgp_key`), for the relay.
         self.decryptor = decryptor
@@ -78,7 +81,7 @@ class OutboundMail:
         consent = await outmail.get_consent(tx, pair_id)
         return email_commands.EmailChannelFacts(
             state=consent.state if consent is not None else None,
-            address=record.patient_email if record is not None else None,
+            address=None if record is None else pairs.open_patient_email(self.sealer, record),
             text_sha256=self.terms_digest(),
             domain=self.domain,
             context=self.terms_context(),
@@ -110,7 +113,8 @@ class OutboundMail:
         consent = await outmail.get_consent(tx, pair.pair_id)
         if record is None or consent is None:
             return []
-        if not email_out.may_send(consent.state, consent.address_sha256, record.patient_email):
+        address = pairs.open_patient_email(self.sealer, record)
+        if not email_out.may_send(consent.state, consent.address_sha256, address):
             return []
         if kind == email_out.CORRECTION and (
             ev.relates_to is None or await outmail.get(tx, ev.relates_to) is None
@@ -209,6 +213,7 @@ async def install_outbound(app: Host) -> OutboundMail | None:
     )
     feature = OutboundMail(
         renderer=app.parts.renderer,
+        sealer=app.parts.sealer,
         worker=worker,
         domain=domain,
         practice_name=cfg.practice.name,

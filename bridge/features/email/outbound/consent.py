@@ -16,8 +16,8 @@ from typing import Any, Protocol
 from bridge.core import email_out
 from bridge.core.email_commands import EmailChannelFacts
 from bridge.core.model import AppendAudit
-from bridge.store import outmail
-from bridge.store.base import Database, Executor, to_ms
+from bridge.store import outmail, pairs
+from bridge.store.base import ContentSealer, Database, Executor, to_ms
 from bridge.store.pairs import PairRecord
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ async def apply_transition(
 
 async def answer_by_email(
     tx: Executor,
+    sealer: ContentSealer,
     audit: AuditAppend,
     record: PairRecord,
     text: str,
@@ -85,7 +86,10 @@ async def answer_by_email(
     """Her e-mail answers the channel's consent: YES to the consent e-mail gives it (for the
     text that e-mail carried), STOP in any reply takes it back. Returns the new state."""
     word = email_out.reply_word(email_out.first_line(text))
-    if word is None or not record.patient_email:
+    if word is None:
+        return None
+    address = pairs.open_patient_email(sealer, record)
+    if not address:
         return None
     consent = await outmail.get_consent(tx, record.pair_id)
     if consent is None:
@@ -108,14 +112,14 @@ async def answer_by_email(
             record.pair_id,
             email_out.GIVEN,
             at,
-            address_sha256=email_out.address_digest(record.patient_email),
+            address_sha256=email_out.address_digest(address),
         )
         entry = email_out.consent_given(
             record.pair_id,
             record.patient_id,
             via="email",
             text_sha256=consent.text_sha256,
-            address=record.patient_email,
+            address=address,
             event_id=None,
         )
     else:

@@ -176,17 +176,18 @@ class OutboundWorker(PollingWorker):
             record = await pairs.get(self.db, row.pair_id)
             if record is None or record.status is not PairStatus.ACTIVE:
                 raise _GiveUp(OutmailStatus.WITHHELD, "pair_inactive")
-            if not record.patient_email:
+            to = pairs.open_patient_email(self.sealer, record)
+            if not to:
                 raise _GiveUp(OutmailStatus.WITHHELD, "no_address")
             consent = await outmail.get_consent(self.db, row.pair_id)
             if row.kind in email_out.ASKING_KINDS:
                 if consent is None or consent.state != email_out.ASKED:
                     raise _GiveUp(OutmailStatus.WITHHELD, "not_asked")
             elif consent is None or not email_out.may_send(
-                consent.state, consent.address_sha256, record.patient_email
+                consent.state, consent.address_sha256, to
             ):
                 raise _GiveUp(OutmailStatus.WITHHELD, "no_consent")
-            mail, body = await self._build(row, record)
+            mail, body = await self._build(row, record, to)
         except _GiveUp as stop:
             await self._give_up(row, stop.status, stop.reason)
             return False
@@ -266,9 +267,10 @@ class OutboundWorker(PollingWorker):
 
     # ------------------------------------------------------------ building
 
-    async def _build(self, row: OutboundEmail, record: PairRecord) -> tuple[OutgoingMail, str]:
-        """The mail for `row` and its text as the audit keeps it."""
-        assert record.patient_email is not None
+    async def _build(
+        self, row: OutboundEmail, record: PairRecord, to: str
+    ) -> tuple[OutgoingMail, str]:
+        """The mail for `row` to the patient's address `to`, and its text as the audit keeps it."""
         base: dict[str, Any] = {"practice_name": self.practice_name}
         address = f"pair-{record.email_token}@{self.domain}"
         if row.kind in email_out.ASKING_KINDS:
@@ -280,7 +282,7 @@ class OutboundWorker(PollingWorker):
             mail = OutgoingMail(
                 from_name=self.practice_name,
                 from_address=address,
-                to=record.patient_email,
+                to=to,
                 subject=subject,
                 message_id=row.message_id,
                 text=text,
@@ -319,7 +321,7 @@ class OutboundWorker(PollingWorker):
         mail = OutgoingMail(
             from_name=self.practice_name,
             from_address=address,
-            to=record.patient_email,
+            to=to,
             subject=subject,
             message_id=row.message_id,
             text=f"{text}\n\n-- \n{footer}",
