@@ -156,6 +156,13 @@ class AuditWatch:
             if event_id is not None:
                 self.seen_at.setdefault(event_id, now)
 
+    async def follow(self, every: float = 0.05) -> None:
+        """Keep looking until cancelled: run beside the sends, or every entry would be
+        timed by the first look after the last send."""
+        while True:
+            await self.poll()
+            await asyncio.sleep(every)
+
     async def wait_for(self, event_ids: set[str], within: float, every: float = 0.05) -> int:
         """Poll until every id was seen or `within` passed; how many of them were seen."""
         deadline = time.perf_counter() + within

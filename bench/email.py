@@ -122,11 +122,16 @@ async def _postgres() -> AsyncIterator[str | None]:
 async def _accept_rate(db: Database, workdir: Path) -> float:
     """Messages per second accepted into the durable inbox of `db`."""
     cfg = minimal_config(data_dir=str(workdir), smtp=SMTP)
+    sealer = make_sealer(cfg)
     pair = await pairs.create(
-        db, patient_id="@pat:bench", therapist_id="@doc:bench", now=0, patient_email=PATIENT
+        db,
+        patient_id="@pat:bench",
+        therapist_id="@doc:bench",
+        now=0,
+        patient_email=PATIENT,
+        sealer=sealer,
     )
     await pairs.set_room(db, pair.pair_id, "!bench:bench")
-    sealer = make_sealer(cfg)
     feature = build_email(
         cfg,
         db=db,

@@ -142,7 +142,7 @@ async def _open_clocks(
         async with db.transaction() as tx:
             await tx.executemany(
                 "INSERT INTO pairs (pair_id, label, patient_id, therapist_id, room_id, status, "
-                "policy, patient_email, email_token, consent_state, created_at, removed_at) "
+                "policy, patient_email_sealed, email_token, consent_state, created_at, removed_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
                 pair_rows,
             )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from bridge.adapters.matrix.client import HeldEvent, IncomingEvent
+from bridge.adapters.matrix.events import HeldEvent, IncomingEvent
 from bridge.adapters.matrix.rest import MatrixError, MatrixRest
 from bridge.adapters.render import Renderer
 from bridge.core.command_set import build_commands

@@ -241,12 +241,12 @@ def print_channels(cfg: Config, root: Path, record: PairRecord, admin_token: str
         "bot for reminders. The patient is asked to accept the practice's consent text (reply",
         "!accept); then the reply clock runs. !help lists the commands.",
     )
-    if record.patient_email is not None:
+    if record.has_patient_email:
         address = f"pair-{record.email_token}@{cfg.smtp.inbound_domain}"
         _entry(
             "E-mail",
             f"The pair's address is {address}; mail it as the patient",
-            f"({record.patient_email}), from this directory:",
+            f"({PATIENT_EMAIL}), from this directory:",
             mail_command(config, address),
         )
     else:

@@ -5,20 +5,16 @@ No homeserver: the nio client's decryption is replaced, the handler is an in-mem
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import MegolmEvent, RoomMessageText
+from nio import MegolmEvent, RoomMessageText, SyncResponse
 
-from bridge.adapters.matrix.client import (
-    HeldEvent,
-    IncomingEvent,
-    MatrixBot,
-    megolm_event,
-    megolm_source,
-)
+from bridge.adapters.matrix.client import BUSY_SYNC_EVENTS, BUSY_SYNC_PAUSE_S, MatrixBot
+from bridge.adapters.matrix.events import HeldEvent, IncomingEvent, megolm_event, megolm_source
 from bridge.adapters.matrix.session import BotCredentials
 
 ROOM = "!pair:practice"
@@ -230,3 +226,53 @@ async def test_rows_committed_before_a_stop_are_released_at_start(bot: Any) -> N
     assert set(bot._pending) == {"$wait"}
     assert set(bot.handler.rows) == {"$wait"}
     assert bot.stats.pending_undecryptable == 1
+
+
+def sync_with(texts: int, next_batch: str) -> SyncResponse:
+    timeline = [
+        {
+            "type": "m.room.message",
+            "event_id": f"${next_batch}.{n}",
+            "sender": PATIENT,
+            "origin_server_ts": 1_000 + n,
+            "content": {"msgtype": "m.text", "body": "x"},
+        }
+        for n in range(texts)
+    ]
+    resp = SyncResponse.from_dict(
+        {
+            "next_batch": next_batch,
+            "rooms": {"join": {ROOM: {"timeline": {"events": timeline, "limited": False}}}},
+        }
+    )
+    assert isinstance(resp, SyncResponse)
+    return resp
+
+
+@pytest.mark.parametrize(("texts", "pauses"), [(BUSY_SYNC_EVENTS, 1), (BUSY_SYNC_EVENTS - 1, 0)])
+async def test_a_busy_sync_waits_a_moment_before_the_next(
+    bot: Any, monkeypatch: pytest.MonkeyPatch, texts: int, pauses: int
+) -> None:
+    replies = iter([sync_with(1, "s1"), sync_with(texts, "s2")])
+
+    async def sync(**_: Any) -> SyncResponse:
+        return next(replies)
+
+    async def nothing() -> None:
+        return None
+
+    slept: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(bot.client, "sync", sync)
+    monkeypatch.setattr(bot, "_housekeeping", nothing)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    await bot._sync_once()  # the first sync never waits: it is the catch-up
+    await bot._sync_once()
+    assert len(bot.handler.events) == 1 + texts  # every event handed over first
+    assert slept == [BUSY_SYNC_PAUSE_S] * pauses
+    assert bot.stats.paused_syncs == pauses

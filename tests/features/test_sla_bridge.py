@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from nio import RoomMessageNotice
 
-from bridge.adapters.matrix.client import IncomingEvent
+from bridge.adapters.matrix.events import IncomingEvent
 from bridge.adapters.render import Renderer
 from bridge.app import App
 from bridge.audit.log import AuditLog

@@ -14,7 +14,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import aiohttp
 from nio import (
     AsyncClientConfig,
-    Event,
     InviteMemberEvent,
     KeysClaimResponse,
     KeysQueryResponse,
@@ -40,27 +39,17 @@ from nio import (
 from nio.api import Api
 from nio.exceptions import LocalProtocolError
 
+from bridge.adapters.matrix.events import (
+    HeldEvent,
+    IncomingEvent,
+    megolm_event,
+    megolm_source,
+    to_incoming,
+)
 from bridge.adapters.matrix.keyshare import CheckedKeyShareClient, KeyShareIncomplete
 from bridge.adapters.matrix.session import BotCredentials
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IncomingEvent:
-    """One room event as the service sees it: decrypted content, no nio types."""
-
-    room_id: str
-    event_id: str
-    sender: str
-    type: str
-    content: dict[str, Any]
-    origin_server_ts: int
-    state_key: str | None = None
-    redacts: str | None = None
-    encrypted: bool = False
-    #: False when the event stayed undecryptable after the grace period.
-    decrypted: bool = True
 
 
 class SyncHandler(Protocol):
@@ -82,22 +71,6 @@ class SyncHandler(Protocol):
     async def release_pending(self, event_id: str) -> None:
         """Forget a held event (call only once the service has committed it)."""
         ...
-
-
-@dataclass(frozen=True)
-class HeldEvent:
-    """An encrypted event kept durably while it waits for its room key.
-
-    `source` holds the Megolm ciphertext and routing fields only (see `megolm_source`);
-    `first_seen_ms` is wall-clock time, so the grace survives restarts and takeovers.
-    """
-
-    room_id: str
-    event_id: str
-    sender: str
-    origin_server_ts: int
-    source: dict[str, Any]
-    first_seen_ms: int
 
 
 class RoomNotReady(Exception):
@@ -134,6 +107,8 @@ class SyncStats:
     errors: int = 0
     #: Posts held back because a member device had not received the room key.
     key_share_failures: int = 0
+    #: Syncs followed by a pause because their batch was large (`BUSY_SYNC_EVENTS`).
+    paused_syncs: int = 0
     lag_seconds: float = field(default=0.0)
 
 
@@ -141,6 +116,13 @@ SYNC_TOKEN_KEY = "matrix.sync_token"
 
 #: The most to-device messages Synapse returns in one sync.
 TO_DEVICE_BATCH = 100
+
+#: A sync that brought at least this many timeline events means the rooms are busy: the
+#: next one waits `BUSY_SYNC_PAUSE_S`, so that it collects a batch. Each sync costs the
+#: homeserver a response built for every room that changed; one per message, under load,
+#: takes its time from the members' own sends. A quiet room's message is seen at once.
+BUSY_SYNC_EVENTS = 8
+BUSY_SYNC_PAUSE_S = 0.25
 
 #: What the bot's sync asks for: every timeline event (the audit sees them all), room
 #: state in full, read receipts, to-device messages and device lists; not what nothing
@@ -268,8 +250,10 @@ class MatrixBot:
                 if isinstance(ev, InviteMemberEvent) and ev.state_key == self.user_id:
                     inviter = ev.sender
             await self.handler.on_invite(room_id, inviter)
+        busy = 0
         for room_id, info in resp.rooms.join.items():
             events: list[Any] = list(info.timeline.events)
+            busy += len(events)
             if info.timeline.limited and token is not None:
                 events = await self._backfill(room_id, info.timeline.prev_batch) + events
             for ev in events:
@@ -284,6 +268,9 @@ class MatrixBot:
         self.first_sync_done.set()
         async with self._synced:
             self._synced.notify_all()
+        if not first and busy >= BUSY_SYNC_EVENTS:
+            self.stats.paused_syncs += 1
+            await asyncio.sleep(BUSY_SYNC_PAUSE_S)
 
     async def _backfill(self, room_id: str, prev_batch: str | None) -> list[Any]:
         """Fetch what a limited sync left out, oldest first, back to what we already saw."""
@@ -647,67 +634,3 @@ class MatrixBot:
                 resp.body, file_obj["key"]["k"], file_obj["hashes"]["sha256"], file_obj["iv"]
             )
         )
-
-
-#: The fields of an encrypted event's content worth keeping: the Megolm envelope, and the
-#: relation the homeserver sees in the clear (nio copies it into the decrypted event).
-_MEGOLM_CONTENT_KEYS = (
-    "algorithm",
-    "ciphertext",
-    "device_id",
-    "m.relates_to",
-    "sender_key",
-    "session_id",
-)
-
-
-def megolm_source(room_id: str, ev: MegolmEvent) -> dict[str, Any]:
-    """What is stored of an event that waits for its key: ciphertext and routing only.
-
-    Anything else the homeserver sent along (`unsigned`: relations, redactions) is left
-    out, so a held row can never carry more than the homeserver itself could read.
-    """
-    content = ev.source.get("content", {})
-    return {
-        "type": "m.room.encrypted",
-        "room_id": room_id,
-        "event_id": ev.event_id,
-        "sender": ev.sender,
-        "origin_server_ts": ev.server_timestamp,
-        "content": {k: content[k] for k in _MEGOLM_CONTENT_KEYS if k in content},
-    }
-
-
-def megolm_event(held: HeldEvent) -> MegolmEvent | None:
-    """Rebuild the nio event from a held source; None if it no longer parses."""
-    ev = MegolmEvent.from_dict({**held.source, "room_id": held.room_id})
-    if not isinstance(ev, MegolmEvent):
-        return None
-    ev.room_id = held.room_id
-    return ev
-
-
-def to_incoming(room_id: str, ev: Any) -> IncomingEvent | None:
-    """Translate a (decrypted) nio event; unknown shapes still keep their source."""
-    source: dict[str, Any] = getattr(ev, "source", None) or {}
-    event_id = getattr(ev, "event_id", None) or source.get("event_id")
-    if not event_id:
-        return None
-    content = source.get("content", {}) if isinstance(source.get("content"), dict) else {}
-    return IncomingEvent(
-        room_id=room_id,
-        event_id=str(event_id),
-        sender=str(getattr(ev, "sender", None) or source.get("sender", "")),
-        type=str(source.get("type", "")),
-        content=content,
-        origin_server_ts=int(
-            getattr(ev, "server_timestamp", 0) or source.get("origin_server_ts", 0)
-        ),
-        state_key=source.get("state_key"),
-        redacts=source.get("redacts"),
-        encrypted=bool(getattr(ev, "decrypted", False)),
-    )
-
-
-EventCallback = Callable[[IncomingEvent], Awaitable[None]]
-_ = Event  # re-exported type for callers that want isinstance checks
