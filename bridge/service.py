@@ -180,14 +180,21 @@ class Service:
     async def _room(self, room_id: str) -> tuple[PairRecord | None, str | None]:
         """The pair (read afresh: a handover in another process changes who is a member)
         or the desk owner of a room; (None, None) for rooms that are not ours."""
-        if room_id in self._pairs_by_room:
-            record = await pairs.get_by_room(self.db, room_id)
-            if record is not None:
-                self._pairs_by_room[room_id] = record
-                return record, None
-        if room_id not in self._pairs_by_room and room_id not in self._desks:
-            await self.refresh_rooms()
-        return self._pairs_by_room.get(room_id), self._desks.get(room_id)
+        # One indexed look by room, never a reload of every pair: a new pair's room shows
+        # its first events before its row names it, and a reload for each of them would
+        # cost the whole practice's rows.
+        record = await pairs.get_by_room(self.db, room_id)
+        if record is not None and (
+            room_id in self._pairs_by_room or record.status is not PairStatus.PROVISIONING
+        ):
+            self._pairs_by_room[room_id] = record
+            return record, None
+        owner = self._desks.get(room_id)
+        if owner is None and room_id not in self._pairs_by_room:
+            desk = await therapists.get_by_desk_room(self.db, room_id)
+            if desk is not None:
+                owner = self._desks[room_id] = desk.user_id
+        return self._pairs_by_room.get(room_id), owner
 
     def desk_of(self, therapist: str) -> str | None:
         for room_id, owner in self._desks.items():

@@ -254,7 +254,7 @@ class MatrixBot:
         for room_id, info in resp.rooms.join.items():
             events: list[Any] = list(info.timeline.events)
             busy += len(events)
-            if info.timeline.limited and token is not None:
+            if info.timeline.limited and token is not None and not _from_the_start(events):
                 events = await self._backfill(room_id, info.timeline.prev_batch) + events
             for ev in events:
                 await self._dispatch(room_id, ev)
@@ -634,3 +634,12 @@ class MatrixBot:
                 resp.body, file_obj["key"]["k"], file_obj["hashes"]["sha256"], file_obj["iv"]
             )
         )
+
+
+def _from_the_start(events: list[Any]) -> bool:
+    """Whether a timeline begins with the room's creation: nothing older to fetch (a room
+    made a moment ago arrives marked limited, with all its events)."""
+    if not events:
+        return False
+    source = getattr(events[0], "source", None) or {}
+    return bool(source.get("type") == "m.room.create")
