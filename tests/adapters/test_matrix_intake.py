@@ -276,3 +276,58 @@ async def test_a_busy_sync_waits_a_moment_before_the_next(
     assert len(bot.handler.events) == 1 + texts  # every event handed over first
     assert slept == [BUSY_SYNC_PAUSE_S] * pauses
     assert bot.stats.paused_syncs == pauses
+
+
+def limited_sync(first_type: str, next_batch: str) -> SyncResponse:
+    first: dict[str, Any] = {
+        "type": first_type,
+        "event_id": f"${next_batch}.first",
+        "sender": PATIENT,
+        "origin_server_ts": 1_000,
+        "content": (
+            {"room_version": "12"} if first_type == "m.room.create" else {"msgtype": "m.text"}
+        ),
+    }
+    if first_type == "m.room.create":
+        first["state_key"] = ""
+    resp = SyncResponse.from_dict(
+        {
+            "next_batch": next_batch,
+            "rooms": {
+                "join": {
+                    ROOM: {"timeline": {"events": [first], "limited": True, "prev_batch": "p"}}
+                }
+            },
+        }
+    )
+    assert isinstance(resp, SyncResponse)
+    return resp
+
+
+@pytest.mark.parametrize(
+    ("first_type", "backfilled"), [("m.room.create", False), ("m.room.message", True)]
+)
+async def test_a_limited_timeline_is_back_filled_unless_it_begins_with_the_room(
+    bot: Any, monkeypatch: pytest.MonkeyPatch, first_type: str, backfilled: bool
+) -> None:
+    async def sync(**_: Any) -> SyncResponse:
+        return limited_sync(first_type, "s9")
+
+    async def stored_token(key: str) -> str:
+        return "s8"  # not the first sync: a gap since the last one is possible
+
+    asked: list[str | None] = []
+
+    async def backfill(room_id: str, prev_batch: str | None) -> list[Any]:
+        asked.append(prev_batch)
+        return []
+
+    async def nothing() -> None:
+        return None
+
+    monkeypatch.setattr(bot.client, "sync", sync)
+    monkeypatch.setattr(bot.handler, "load_kv", stored_token)
+    monkeypatch.setattr(bot, "_backfill", backfill)
+    monkeypatch.setattr(bot, "_housekeeping", nothing)
+    await bot._sync_once()
+    assert asked == (["p"] if backfilled else [])
