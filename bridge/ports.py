@@ -95,9 +95,18 @@ class InvitationDesk(Protocol):
         ...
 
     async def invite(
-        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
+        self,
+        email: str,
+        therapist: str,
+        *,
+        name: str | None,
+        policy: str,
+        valid_for: timedelta,
+        language: str | None = None,
     ) -> Invited:
-        """Store the invitation, then e-mail it when e-mail is on (a relay failure keeps it)."""
+        """Store the invitation, then e-mail it when e-mail is on (a relay failure keeps it).
+
+        `language`: the e-mail's and the patient's texts' (None: the practice's)."""
         ...
 
     async def resend(self, invitation_id: str) -> InvitationRecord: ...

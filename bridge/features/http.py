@@ -59,10 +59,17 @@ class _Invitations:
         return self._desk().mail_on()
 
     async def invite(
-        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
+        self,
+        email: str,
+        therapist: str,
+        *,
+        name: str | None,
+        policy: str,
+        valid_for: timedelta,
+        language: str | None = None,
     ) -> Invited:
         return await self._desk().invite(
-            email, therapist, name=name, policy=policy, valid_for=valid_for
+            email, therapist, name=name, policy=policy, valid_for=valid_for, language=language
         )
 
     async def resend(self, invitation_id: str) -> InvitationRecord:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from bridge.adapters.mailer import MailError
 from bridge.core import dashboard_commands
+from bridge.core.language import parse_language
 from bridge.core.model import Invoke
 from bridge.core.sla_commands import AWAY_OPERATION, BACK_OPERATION
 from bridge.ports import DEFAULT_VALIDITY, OnboardingError, PortMissing
@@ -130,6 +131,10 @@ async def invite(request: web.Request) -> web.StreamResponse:
         return failed_page(request, viewer, "Choose one of the practice's therapists.")
     if policy not in d.policies:
         return failed_page(request, viewer, "Choose one of the practice's reply-time policies.")
+    chosen = form.get("language", "").strip()
+    language = parse_language(chosen) if chosen else None
+    if chosen and language is None:
+        return failed_page(request, viewer, "Choose one of the languages offered.")
     if not d.invitations.mail_on():
         # The code is never shown on a page; `confidant invite` prints it for the operator.
         return failed_page(
@@ -142,6 +147,7 @@ async def invite(request: web.Request) -> web.StreamResponse:
             name=form.get("name", "").strip() or None,
             policy=policy,
             valid_for=DEFAULT_VALIDITY,
+            language=language,
         )
     except (OnboardingError, PortMissing, MailError) as err:
         return failed_page(request, viewer, str(err) or type(err).__name__)

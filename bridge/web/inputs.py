@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from bridge.config import parse_duration
+from bridge.core.language import LANGUAGES, parse_language
 from bridge.ports import DEFAULT_VALIDITY
 from bridge.web.errors import ApiError
 
@@ -96,6 +97,17 @@ def optional_str(body: dict[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise ApiError("bad_request", f"{key} must be a string")
     return value
+
+
+def language_choice(body: dict[str, Any]) -> str | None:
+    """The body's optional `language` (one the texts exist in); None: the practice's."""
+    value = body.get("language")
+    if value is None:
+        return None
+    language = parse_language(value) if isinstance(value, str) else None
+    if language is None:
+        raise ApiError("bad_request", f"language must be one of {', '.join(LANGUAGES)}, or null")
+    return language
 
 
 def policy_name(body: dict[str, Any], known: Container[str]) -> str:

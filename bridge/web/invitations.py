@@ -16,7 +16,14 @@ from bridge.store.invitations import InvitationRecord, InvitationStatus
 from bridge.web import API
 from bridge.web.deps import deps
 from bridge.web.errors import ApiError, error_response
-from bridge.web.inputs import json_body, optional_str, policy_name, user_id, valid_for
+from bridge.web.inputs import (
+    json_body,
+    language_choice,
+    optional_str,
+    policy_name,
+    user_id,
+    valid_for,
+)
 from bridge.web.views import invitation_json
 
 routes = web.RouteTableDef()
@@ -57,8 +64,9 @@ async def create_invitation(request: web.Request) -> web.Response:
     therapist = user_id(body, "therapist")
     name = optional_str(body, "name")
     policy = policy_name(body, d.policies)
+    language = language_choice(body)
     invited = await d.invitations.invite(
-        email, therapist, name=name, policy=policy, valid_for=valid_for(body)
+        email, therapist, name=name, policy=policy, valid_for=valid_for(body), language=language
     )
     result: dict[str, Any] = {"email_sent": invited.email_sent}
     if invited.email_error is not None:

@@ -19,6 +19,7 @@ from bridge.app import App, default_features
 from bridge.config import hash_token
 from bridge.features.http import http_installer, install_http
 from bridge.features.onboarding.synapse_admin import SynapseAdminApi
+from bridge.store import languages
 from bridge.web.server import HttpServer
 from dev.devhs import DevHomeserver
 from tests.adapters.test_mailer import Sink, body_of, outbound
@@ -198,6 +199,30 @@ async def test_create_list_resend_revoke(
         async with session.post(f"{invitation_path}/{action}", headers=AUTH) as resp:
             assert resp.status == 409
             assert (await resp.json())["error"] == "invitation_refused"
+
+
+async def test_an_invitation_in_the_patients_language(
+    bridge: Bridge, make_user: MakeUser, sink: Sink
+) -> None:
+    app, session, _ = bridge
+    therapist = await _therapist(app, make_user)
+    before = len(sink.messages)
+    body = {"email": "lena@example.org", "therapist": therapist, "language": "de"}
+    async with session.post("/api/v1/invitations", json=body, headers=AUTH) as resp:
+        assert resp.status == 201, await resp.text()
+        invitation = (await resp.json())["invitation"]
+    messages = await sink.wait(before + 1)
+    assert str(messages[before]["Subject"]).startswith("Ihre Einladung")
+    assert app.parts is not None
+    assert await languages.of_invitation(app.parts.db, invitation["invitation_id"]) == "de"
+
+    for wrong in ("klingon", 7):
+        body = {"email": "lena2@example.org", "therapist": therapist, "language": wrong}
+        async with session.post("/api/v1/invitations", json=body, headers=AUTH) as resp:
+            assert resp.status == 400
+            answer = await resp.json()
+        assert answer["error"] == "bad_request" and "language" in answer["message"]
+    assert len(sink.messages) == before + 1  # nothing made or sent for the refused ones
 
 
 async def test_resends_are_limited_with_a_429_and_retry_after(

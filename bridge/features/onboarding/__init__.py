@@ -61,7 +61,14 @@ class ApiInvitations:
         return self._onboarding().mailer is not None
 
     async def invite(
-        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: timedelta
+        self,
+        email: str,
+        therapist: str,
+        *,
+        name: str | None,
+        policy: str,
+        valid_for: timedelta,
+        language: str | None = None,
     ) -> Invited:
         return await invite_patient(
             self._onboarding(),
@@ -71,6 +78,7 @@ class ApiInvitations:
             name=name,
             policy=policy,
             valid_for=valid_for,
+            language=language,
         )
 
     async def resend(self, invitation_id: str) -> InvitationRecord:
