@@ -2,7 +2,8 @@
 
 What is in the zip:
 
-- ``transcript.html``: the printable transcript (``templates/transcript.html.j2``), no
+- ``transcript.html``: the printable transcript (``transcript.html.j2``, looked up like
+  every other template: the practice's ``templates_dir`` first, then the shipped one), no
   external resources; media are linked by relative path inside the zip.
 - ``transcript.json``: the same entries as data (each with its chain entry and content).
 - ``content/<seq>.bin``: the exact content bytes of each exported entry (decrypted).
@@ -52,12 +53,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import jinja2
 import nh3
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from bridge.adapters.i18n import Message, prepare_environment
+from bridge.adapters.i18n import Message
+from bridge.adapters.render import Renderer
 from bridge.audit.checkpoint import load_signing_key, write_checkpoint
 from bridge.audit.log import AuditLog, open_content
 from bridge.core.audit import (
@@ -68,7 +69,6 @@ from bridge.core.audit import (
     public_key_bytes,
     sha256_hex,
 )
-from bridge.core.language import DEFAULT_LANGUAGE
 from bridge.sealing import Sealer, SealError
 from bridge.store import audit as audit_store
 from bridge.store.audit import AuditRow
@@ -158,19 +158,22 @@ async def export_pair(
     start: datetime | None,
     end: datetime | None,
     out_path: str | Path,
-    templates_dir: str | Path,
+    renderer: Renderer,
     *,
     now: datetime | None = None,
     actor: str = "cli",
     tz: str = "UTC",
     title: str | None = None,
     audit_log: AuditLog | None = None,
-    language: str = DEFAULT_LANGUAGE,
+    language: str | None = None,
 ) -> ExportResult:
     """Write the transcript of `pair_id` for [start, end) to `out_path` as a zip.
 
     The export is recorded in the chain first (and a checkpoint signed with it), so the
     zip proves the pair's entries up to and including its own export entry.
+    `transcript.html` is rendered by `renderer`, so a practice's override of
+    `transcript.html.j2` (in its `templates_dir`, or `templates_dir/<lang>/`) is the one used,
+    in `language` (the renderer's practice language when None).
     """
     key = load_signing_key(signing_key)
     now = now or datetime.now(UTC)
@@ -257,31 +260,19 @@ async def export_pair(
     files["chain.json"] = _pretty(
         {"format": "confidant-chain-proof/1", "pair_id": pair_id, "records": chain_records}
     )
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=["jinja2.ext.i18n"],
-    )
-    prepare_environment(env, [Path(templates_dir)], language)
-    files["transcript.html"] = (
-        env.get_template(TEMPLATE_NAME)
-        .render(
-            title=title or f"Transcript {pair_id}",
-            pair_id=pair_id,
-            period_from=_fmt(start_ms, ZoneInfo(tz)) if start_ms is not None else None,
-            period_to=_fmt(end_ms, ZoneInfo(tz)) if end_ms is not None else None,
-            created=_fmt(to_ms(now), ZoneInfo(tz)),
-            timezone=tz,
-            items=items,
-            head_hash=checkpoint.checkpoint.head_hash.hex(),
-            chain_count=checkpoint.count,
-            key_id=checkpoint.key_id,
-        )
-        .encode("utf-8")
-    )
+    context: dict[str, Any] = {
+        "title": title or f"Transcript {pair_id}",
+        "pair_id": pair_id,
+        "period_from": _fmt(start_ms, ZoneInfo(tz)) if start_ms is not None else None,
+        "period_to": _fmt(end_ms, ZoneInfo(tz)) if end_ms is not None else None,
+        "created": _fmt(to_ms(now), ZoneInfo(tz)),
+        "timezone": tz,
+        "items": items,
+        "head_hash": checkpoint.checkpoint.head_hash.hex(),
+        "chain_count": checkpoint.count,
+        "key_id": checkpoint.key_id,
+    }
+    files["transcript.html"] = renderer.page(TEMPLATE_NAME, context, language).encode("utf-8")
     manifest: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "pair_id": pair_id,

@@ -53,7 +53,8 @@ async def export_transcript(
         start,
         end,
         out,
-        parts.renderer.templates_dir,
+        # The practice's templates_dir overrides the shipped transcript, as for every text.
+        parts.renderer,
         now=now,
         actor=actor,
         tz=cfg.practice.timezone,

@@ -106,19 +106,6 @@ def test_help_explains_the_same_commands_in_the_readers_language() -> None:
 
 
 def test_the_transcript_in_the_practices_language() -> None:
-    from pathlib import Path
-
-    from bridge.adapters.i18n import prepare_environment
-
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ROOT)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        extensions=["jinja2.ext.i18n"],
-    )
-    prepare_environment(env, [Path(ROOT)], "de")
     item = {
         "kind": "voice",
         "role": "patient",
@@ -147,17 +134,21 @@ def test_the_transcript_in_the_practices_language() -> None:
         "redacted_by": 5,
         "notes": [],
     }
-    html = env.get_template("transcript.html.j2").render(
-        title="Transcript 7F3A",
-        pair_id="p1",
-        period_from=None,
-        period_to=None,
-        created="2026-12-01 08:00",
-        timezone="Europe/Berlin",
-        items=[item],
-        head_hash="ab" * 32,
-        chain_count=7,
-        key_id="k1",
+    # Rendered as the export renders it: through the practice's renderer.
+    html = Renderer(language="de").page(
+        "transcript.html.j2",
+        {
+            "title": "Transcript 7F3A",
+            "pair_id": "p1",
+            "period_from": None,
+            "period_to": None,
+            "created": "2026-12-01 08:00",
+            "timezone": "Europe/Berlin",
+            "items": [item],
+            "head_hash": "ab" * 32,
+            "chain_count": 7,
+            "key_id": "k1",
+        },
     )
     assert '<html lang="de">' in html
     for german in (

@@ -1,4 +1,5 @@
-"""Transcript export: every kind of event rendered, the zip proves itself, tampering shows."""
+"""Transcript export: every kind of event rendered, the zip proves itself, tampering shows,
+and a practice's own transcript template is the one exported."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bridge.adapters.render import Renderer
 from bridge.audit import AuditLog, verify
+from bridge.audit.checkpoint import load_signing_key
 from bridge.audit.export import export_pair, verify_export
+from bridge.config import minimal_config
 from bridge.core.audit import message_content, public_key_bytes
+from bridge.features.export import export_transcript
+from bridge.parts import Parts, make_sealer
 from bridge.sealing import Sealer
-from bridge.store import Database
+from bridge.store import Database, pairs
 
 pytestmark = pytest.mark.integration
 
@@ -254,7 +260,7 @@ async def exported(db: Database, tmp_path: Path) -> tuple[Path, Database, AuditL
         T0 + timedelta(minutes=1, seconds=30),
         None,
         out,
-        TEMPLATES,
+        Renderer(TEMPLATES),
         now=T0 + timedelta(hours=1),
         actor=THERAPIST,
         audit_log=audit,
@@ -470,3 +476,66 @@ async def test_chain_proof_holds_without_the_manifest_signature(
     ok, message = verify_export(path, TRUSTED)
     assert not ok
     assert expected in message
+
+
+# ---------------------------------------------------------------- the practice's template
+
+#: A practice's own transcript: what it keeps of the shipped one is up to the practice.
+OVERRIDE = (
+    "<h1>Harbour Practice record {{ pair_id }}</h1>\n"
+    "{% for it in items %}<p>{{ it.actor }}: {{ it.text }}</p>{% endfor %}\n"
+)
+
+
+async def export_through_the_use_case(
+    db: Database, tmp_path: Path, **config: Any
+) -> dict[str, bytes]:
+    """One patient message, exported by `export_transcript` with the practice's `config`."""
+    cfg = minimal_config(data_dir=str(tmp_path / "data"), **config)
+    sealer = make_sealer(cfg)
+    audit = AuditLog(db, sealer, cfg.audit.signing_key.get_secret_value())
+    renderer = Renderer(overrides=cfg.templates_dir, language=cfg.practice.language)
+    # Only what an export reads: no homeserver, no bot, no pair manager.
+    parts = Parts(cfg, db, None, renderer, sealer, audit, None, None)  # type: ignore[arg-type]
+    pair = await pairs.create(db, patient_id=PATIENT, therapist_id=THERAPIST, now=0, room_id="!r")
+    await Builder(db, audit).add(
+        "room.text",
+        PATIENT,
+        pair_id=pair.pair_id,
+        role="patient",
+        kind="text",
+        content=message_content("m.text", "see you on Tuesday"),
+    )
+    out = tmp_path / "export.zip"
+    await export_transcript(parts, pair, out, actor="test", now=T0 + timedelta(hours=1))
+    key = load_signing_key(cfg.audit.signing_key.get_secret_value())
+    ok, message = verify_export(out, public_key_bytes(key.public_key()))
+    assert ok, message
+    return read_zip(out)
+
+
+async def test_without_an_override_the_shipped_transcript_is_exported(
+    db: Database, tmp_path: Path
+) -> None:
+    html = (await export_through_the_use_case(db, tmp_path))["transcript.html"].decode()
+    assert '<ol class="entries">' in html and "see you on Tuesday" in html
+    assert "This transcript is part of a signed export." in html
+    assert "Harbour Practice" not in html
+
+
+@pytest.mark.parametrize(
+    ("where", "language"), [("", "en"), ("de/", "de")], ids=["every language", "its language"]
+)
+async def test_the_practices_transcript_template_is_the_one_exported(
+    where: str, language: str, db: Database, tmp_path: Path
+) -> None:
+    practice = tmp_path / "practice"
+    (practice / where).mkdir(parents=True, exist_ok=True)
+    (practice / where / "transcript.html.j2").write_text(OVERRIDE, encoding="utf-8")
+    files = await export_through_the_use_case(
+        db, tmp_path, templates_dir=str(practice), practice={"language": language}
+    )
+    html = files["transcript.html"].decode()
+    assert html.startswith("<h1>Harbour Practice record ")
+    assert f"<p>{PATIENT}: see you on Tuesday</p>" in html
+    assert "This transcript is part of a signed export." not in html

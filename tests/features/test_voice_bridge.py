@@ -118,7 +118,7 @@ async def test_voice_note_is_kept_sealed_and_exported(running, tmp_path: Path):
         None,
         None,
         out,
-        app.parts.renderer.templates_dir,
+        app.parts.renderer,
         now=app.service.clock(),
         actor="test",
         audit_log=app.parts.audit,
