@@ -1,4 +1,4 @@
-"""`confidant check-config FILE` and `confidant hash-token [TOKEN | --generate]`."""
+"""`confidant check-config -c FILE` and `confidant hash-token [TOKEN | --generate]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from bridge.cli.base import DEFAULT_CONFIG, with_config
 
 #: Shorter admin tokens are refused: the config keeps a fast hash, safe only for long
 #: random tokens (`--generate` makes 43 characters).
@@ -92,28 +94,46 @@ def override_problems(cfg: Any) -> list[str]:
     return template_problems(Renderer(overrides=cfg.templates_dir, language=cfg.practice.language))
 
 
+def checked_path(args: argparse.Namespace) -> str | None:
+    """The file check-config reads: `-c FILE`, or the deprecated positional FILE that older
+    scripts give, else $CONFIDANT_CONFIG or config.yaml; None, the error said, when a FILE and
+    `-c` name different files."""
+    if args.file is not None and args.config is not None and args.file != args.config:
+        print(
+            f"check-config: two configurations given ({args.file} and -c {args.config}); "
+            "give one, with -c FILE",
+            file=sys.stderr,
+        )
+        return None
+    path: str = args.config or args.file or DEFAULT_CONFIG
+    return path
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from bridge.config import ConfigError, load_config
     from bridge.config.usage import escalation_warnings, policy_warnings
 
+    path = checked_path(args)
+    if path is None:
+        return 2
     try:
-        cfg = load_config(Path(args.file))
+        cfg = load_config(Path(path))
     except ConfigError as err:
         for line in err.lines():
             print(line, file=sys.stderr)
         return 2
     except FileNotFoundError:
-        print(f"{args.file}: no such file", file=sys.stderr)
+        print(f"{path}: no such file", file=sys.stderr)
         return 2
     broken = override_problems(cfg)
     for line in broken:
-        print(f"{args.file}: templates_dir: {line}", file=sys.stderr)
+        print(f"{path}: templates_dir: {line}", file=sys.stderr)
     if broken:
         return 1
     warnings = policy_warnings(cfg, asyncio.run(policies_in_use(cfg)))
     warnings += escalation_warnings(cfg, asyncio.run(therapists_without_supervisor(cfg)))
     for problem in warnings:
-        print(f"warning: {problem.line(args.file)}", file=sys.stderr)
+        print(f"warning: {problem.line(path)}", file=sys.stderr)
     db = "PostgreSQL" if cfg.sqlite_path is None else f"SQLite at {cfg.sqlite_path}"
     off = [
         name
@@ -128,9 +148,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     ]
     extra = f", off and not checked: {', '.join(off)}" if off else ""
     more = f", {len(warnings)} warning(s)" if warnings else ""
-    print(
-        f"{args.file}: OK (bot {cfg.bot.user_id}, {db}, {len(cfg.policies)} policies{extra}{more})"
-    )
+    print(f"{path}: OK (bot {cfg.bot.user_id}, {db}, {len(cfg.policies)} policies{extra}{more})")
     return 0
 
 
@@ -168,9 +186,15 @@ def cmd_hash_token(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add `confidant check-config` and `confidant hash-token`."""
-    p = sub.add_parser("check-config", help="validate a configuration file")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_check_config)
+    p = with_config(sub.add_parser("check-config", help="validate a configuration file"))
+    p.add_argument(
+        "file",
+        nargs="?",
+        metavar="FILE",
+        help="deprecated: use -c FILE (a FILE given here is still read)",
+    )
+    # No -c default here: a FILE and a -c naming another file are refused, not guessed between.
+    p.set_defaults(func=cmd_check_config, config=None)
 
     p = sub.add_parser("hash-token", help="hash an admin API token for http.admin_tokens")
     p.add_argument("token", nargs="?")

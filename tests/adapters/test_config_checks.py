@@ -85,7 +85,7 @@ def test_refused_cases_make_check_config_fail(
 ) -> None:
     for _, overrides, key, _ in REFUSED:
         path = write(tmp_path, minimal_config_dict(**overrides))
-        assert main(["check-config", str(path)]) == 2
+        assert main(["check-config", "-c", str(path)]) == 2
         assert f": {key}: " in capsys.readouterr().err
 
 
@@ -144,7 +144,7 @@ def test_unused_and_unknown_policies_are_warnings(
     tree = minimal_config_dict(data_dir=str(tmp_path / "data"), policies={
         "default": {}, "urgent": {"window": "2h"}, "spare": {"window": "1d"}})  # fmt: skip
     path = write(tmp_path, tree)
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     captured = capsys.readouterr()
     assert "warning: " in captured.err and "policies.spare: no pair or invitation uses it" in (
         captured.err
@@ -161,7 +161,7 @@ def test_unused_and_unknown_policies_are_warnings(
         await db.close()
 
     asyncio.run(add_pairs())
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     err = capsys.readouterr().err
     assert "policies.urgent" not in err
     assert "policies.spare: no pair or invitation uses it" in err
@@ -191,6 +191,39 @@ def test_example_copy_is_refused_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shutil.copy(EXAMPLE, tmp_path / "config.yaml")
-    assert main(["check-config", str(tmp_path / "config.yaml")]) == 2
+    assert main(["check-config", "-c", str(tmp_path / "config.yaml")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "placeholder" in err
+
+
+def test_check_config_takes_c_and_still_the_deprecated_file_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, minimal_config_dict(data_dir=str(tmp_path / "data")))
+    for argv in (
+        ["check-config", "-c", str(path)],
+        ["check-config", "--config", str(path)],
+        ["check-config", str(path)],  # what scripts written before -c do
+        ["check-config", str(path), "-c", str(path)],
+    ):
+        assert main(argv) == 0, argv
+        assert capsys.readouterr().out.startswith(f"{path}: OK ("), argv
+
+    other = tmp_path / "other.yaml"
+    assert main(["check-config", str(other), "-c", str(path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"check-config: two configurations given ({other} and -c {path}); give one, with -c FILE"
+    )
+    assert main(["check-config", "-c", str(other)]) == 2
+    assert f"{other}: cannot read the file" in capsys.readouterr().err
+
+    # Without either, the default every command reads.
+    monkeypatch.setattr("bridge.cli.configcmds.DEFAULT_CONFIG", "config.yaml")
+    monkeypatch.chdir(tmp_path)
+    assert main(["check-config"]) == 0
+    assert capsys.readouterr().out.startswith("config.yaml: OK (")
+
+    with pytest.raises(SystemExit):
+        main(["check-config", "--help"])
+    usage = " ".join(capsys.readouterr().out.split())
+    assert "[-c CONFIG] [FILE]" in usage and "FILE deprecated: use -c FILE" in usage

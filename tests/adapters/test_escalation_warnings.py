@@ -27,7 +27,7 @@ def test_a_supervisor_on_another_server_is_a_warning(
         tmp_path,
         policies={"default": {"escalate_after": "1h", "supervisors": ["@boss:elsewhere.example"]}},
     )
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     err = capsys.readouterr().err
     assert "policies.default.supervisors[0]" in err and "practice.federate is off" in err
 
@@ -36,7 +36,7 @@ def test_therapists_without_a_supervisor_of_their_own_are_named(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, policies={"default": {"escalate_after": "1h"}})
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     assert "supervisors" not in capsys.readouterr().err  # no database yet: nobody to name
 
     async def staff() -> None:
@@ -52,7 +52,7 @@ def test_therapists_without_a_supervisor_of_their_own_are_named(
             await db.close()
 
     asyncio.run(staff())
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     err = capsys.readouterr().err
     assert "policies.default.supervisors" in err and "@ann:localhost have none" in err
     assert "@ben:localhost" not in err
@@ -76,5 +76,5 @@ def test_a_database_of_an_older_version_is_left_for_run_to_migrate(
             await db.close()
 
     asyncio.run(older())
-    assert main(["check-config", str(path)]) == 0
+    assert main(["check-config", "-c", str(path)]) == 0
     assert ": OK (" in capsys.readouterr().out

@@ -71,7 +71,7 @@ def test_check_config_names_each_broken_override(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(minimal_config_dict(templates_dir=str(practice))))
     checked = subprocess.run(
-        [sys.executable, "-m", "bridge", "check-config", str(config)],
+        [sys.executable, "-m", "bridge", "check-config", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
