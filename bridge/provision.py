@@ -282,7 +282,7 @@ class PairManager:
             bot_is_creator=creator_power,
         )
 
-    # ------------------------------------------------------------ desk rooms
+    # ------------------------------------------------------------ therapists, desk rooms
 
     async def ensure_therapist(
         self,
@@ -340,6 +340,26 @@ class PairManager:
         self.wake_outbox()
         log.info("desk room created", extra={"room_id": room_id})
         return room_id
+
+    async def remove_therapist(self, therapist: str) -> bool:
+        """Remove the therapist's row once no pair of theirs is live (closed pairs, and the
+        audit, stay). Returns whether there was a row.
+
+        Raises PairError naming the live pairs (provisioning or active), which must be
+        reassigned or removed first. The desk room is left as it is.
+        """
+        async with self.db.transaction() as tx:
+            live = [
+                p
+                for p in await pairs.list_pairs(tx, therapist_id=therapist)
+                if p.status is not PairStatus.REMOVED
+            ]
+            if live:
+                labels = ", ".join(p.label for p in live)
+                raise PairError(
+                    f"{therapist} still has pairs: {labels}; reassign or remove them first"
+                )
+            return await therapists.remove(tx, therapist)
 
     # ------------------------------------------------------------ pairs
 

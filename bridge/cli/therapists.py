@@ -45,8 +45,8 @@ async def _warn_about_supervisor(parts: Any, supervisor: str) -> None:
 
 
 def cmd_therapist(args: argparse.Namespace) -> int:
-    from bridge.store import pairs, therapists
-    from bridge.store.pairs import PairStatus
+    from bridge.provision import PairError
+    from bridge.store import therapists
 
     cfg = load_config_or_exit(args.config)
     setup_logging_for(cfg)
@@ -68,19 +68,11 @@ def cmd_therapist(args: argparse.Namespace) -> int:
                 ),
             )
         elif args.therapist_cmd == "remove":
-            live = [
-                p
-                for p in await pairs.list_pairs(parts.db)
-                if p.therapist_id == args.user and p.status is not PairStatus.REMOVED
-            ]
-            if live:
-                labels = ", ".join(p.label for p in live)
-                print(
-                    f"{args.user} still has pairs: {labels}; reassign or remove them first",
-                    file=sys.stderr,
-                )
+            try:
+                await parts.pairs.remove_therapist(args.user)
+            except PairError as err:
+                print(str(err), file=sys.stderr)
                 return 1
-            await therapists.remove(parts.db, args.user)
             print(f"{args.user}: removed")
         elif args.therapist_cmd == "language":
             return await print_or_set_language(parts, args)
