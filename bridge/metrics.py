@@ -52,6 +52,9 @@ class Snapshot:
     outbox: dict[str, int] = field(default_factory=dict)
     emails_by_status: dict[str, int] = field(default_factory=dict)
     emails_rejected: dict[str, int] = field(default_factory=dict)
+    #: Mail to patients that bounced, by the report's status code; and late ones.
+    emails_bounced: dict[str, int] = field(default_factory=dict)
+    emails_delayed: int = 0
     reminders: dict[str, int] = field(default_factory=dict)
     escalations: int = 0
     breaches: int = 0
@@ -89,7 +92,14 @@ class AuditTally:
     (a range on the primary key) instead of scanning the whole log.
     """
 
-    ACTIONS = ("sla.reminded", "sla.escalated", "sla.breached", "email.rejected")
+    ACTIONS = (
+        "sla.reminded",
+        "sla.escalated",
+        "sla.breached",
+        "email.rejected",
+        "email.bounced",
+        "email.delayed",
+    )
 
     def __init__(self) -> None:
         self.last_seq = -1
@@ -97,6 +107,8 @@ class AuditTally:
         self.escalations = 0
         self.breaches = 0
         self.email_rejections: dict[str, int] = {}
+        self.email_bounces: dict[str, int] = {}
+        self.email_delays = 0
 
     async def update(self, db: Executor) -> None:
         top = await audit_store.max_seq(db)
@@ -115,13 +127,23 @@ class AuditTally:
         elif action == "sla.breached":
             self.breaches += 1
         elif action == "email.rejected":
-            try:
-                reason = str(json.loads(details or "{}").get("reason", "other"))
-            except (ValueError, AttributeError):
-                reason = "other"
+            reason = _detail(details, "reason")
             # "malformed:<detail>" counts as "malformed": the label stays a fixed code.
             key = safe_label(reason.partition(":")[0])
             self.email_rejections[key] = self.email_rejections.get(key, 0) + 1
+        elif action == "email.bounced":
+            # The report's RFC 3463 code ("5.1.1"): a fixed form that names no one.
+            key = safe_label(_detail(details, "status"))
+            self.email_bounces[key] = self.email_bounces.get(key, 0) + 1
+        elif action == "email.delayed":
+            self.email_delays += 1
+
+
+def _detail(details: str | None, name: str) -> str:
+    try:
+        return str(json.loads(details or "{}").get(name, "other"))
+    except (ValueError, AttributeError):
+        return "other"
 
 
 async def gather(app: Host, now: datetime, tally: AuditTally | None = None) -> Snapshot:
@@ -156,6 +178,8 @@ async def gather(app: Host, now: datetime, tally: AuditTally | None = None) -> S
     snap.escalations = tally.escalations
     snap.breaches = tally.breaches
     _merge(snap.emails_rejected, tally.email_rejections)
+    _merge(snap.emails_bounced, tally.email_bounces)
+    snap.emails_delayed = tally.email_delays
     open_now = await clocks.list_open(db)
     snap.open_clocks = len(open_now)
     snap.overdue_clocks = sum(1 for c in open_now if to_ms(c.due_at) < to_ms(now))
@@ -209,6 +233,19 @@ class _SnapshotCollector(Collector):
         for reason, count in sorted(s.emails_rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
+        bounced = CounterMetricFamily(
+            "confidant_emails_bounced",
+            "Mail to patients reported undelivered (RFC 3464), by status code.",
+            labels=["status"],
+        )
+        for status, count in sorted(s.emails_bounced.items()):
+            bounced.add_metric([status], count)
+        yield bounced
+        yield CounterMetricFamily(
+            "confidant_emails_delayed",
+            "Delivery reports saying mail to a patient is late (still being tried).",
+            value=s.emails_delayed,
+        )
         reminders = CounterMetricFamily(
             "confidant_sla_reminders", "SLA reminders, by outcome.", labels=["outcome"]
         )

@@ -4,7 +4,11 @@ The protocol object runs the dialogue (STARTTLS, AUTH, SIZE, 552 over the size l
 `InboundHandler` decides: `RCPT` is routed to a pair or refused with `550 5.1.1`, `DATA`
 is parsed, the sender authenticated, and the message handed to `accept`, which must
 commit durably. Only then does the client get `250`; if the commit fails it gets
-`451 4.3.0` and retries later. Nothing here logs content or addresses: log lines carry
+`451 4.3.0` and retries later. A recipient that is the return path of one of our mails
+(`resolve_bounce`) takes the delivery reports about it: with the null reverse-path and
+read as a report (RFC 3464), the report goes to `on_report`, again `250` only after it is
+committed; anything else sent there (her mailbox's auto-reply) is taken as mail to the
+pair, with the same checks. Nothing here logs content or addresses: log lines carry
 the pair id, a digest of the message, sizes and reason codes.
 """
 
@@ -31,15 +35,19 @@ from bridge.email.authcheck import (
     Resolver,
     check_sender,
 )
+from bridge.email.dsn import DeliveryReport, MalformedReport, read_report
 from bridge.email.inbox import InboundFacts, synthetic_message_id
 from bridge.email.parse import MalformedEmail, ParseLimits, normalise_address, parse_message
 
 __all__ = [
     "AcceptFn",
     "AllowedSendersFn",
+    "BounceRoute",
     "InboundFacts",
     "InboundHandler",
     "RejectedFn",
+    "ReportFn",
+    "ResolveBounceFn",
     "ResolveRecipientFn",
     "SmtpListener",
     "SmtpSettings",
@@ -56,12 +64,29 @@ AcceptFn = Callable[[str, bytes, InboundFacts], Awaitable[None]]
 #: Told about a refused message of a known pair: (pair_id, reason code, digest); no content.
 RejectedFn = Callable[[str, str, str], Awaitable[None]]
 
+
+@dataclass(frozen=True, slots=True)
+class BounceRoute:
+    """The return path of one mail we sent: its pair and the mail's key in the store."""
+
+    pair_id: str
+    mail_id: str
+
+
+#: The mail whose return path an address is (None: not a return path of a mail of ours).
+ResolveBounceFn = Callable[[str], Awaitable[BounceRoute | None]]
+#: Commit a delivery report about that mail durably (raise on failure):
+#: (route, report, raw bytes, digest).
+ReportFn = Callable[[BounceRoute, DeliveryReport, bytes, str], Awaitable[None]]
+
 OK_QUEUED = "250 2.0.0 Ok: queued"
 TEMP_STORAGE = "451 4.3.0 Temporary failure storing the message, try again later"
 TEMP_LOOKUP = "451 4.3.0 Temporary failure looking up the recipient, try again later"
 UNKNOWN_RECIPIENT = "550 5.1.1 Recipient address rejected: no such mailbox"
 BAD_RECIPIENT = "553 5.1.3 Recipient address syntax is not valid"
 ONE_PAIR = "452 4.5.3 Too many recipients: send to each address in its own transaction"
+REPORT_RECORDED = "250 2.0.0 Ok: delivery report recorded"
+MALFORMED_REPORT = "554 5.6.0 Delivery report is malformed and cannot be read"
 
 _MALFORMED_TEXT = {
     "no_from": "554 5.6.0 Message has no From address",
@@ -137,8 +162,14 @@ class InboundHandler:
         resolver: Resolver | None = None,
         parse_limits: ParseLimits | None = None,
         on_rejected: RejectedFn | None = None,
+        resolve_bounce: ResolveBounceFn | None = None,
+        on_report: ReportFn | None = None,
     ) -> None:
+        if (resolve_bounce is None) != (on_report is None):
+            raise ValueError("resolve_bounce and on_report go together")
         self._resolve_recipient = resolve_recipient
+        self._resolve_bounce = resolve_bounce
+        self._on_report = on_report
         self._allowed_senders = allowed_senders
         self._accept = accept
         self._policy = policy
@@ -147,6 +178,10 @@ class InboundHandler:
         self._on_rejected = on_rejected
         # The pair chosen at RCPT time, per transaction; envelopes die with the transaction.
         self._pairs: weakref.WeakKeyDictionary[Envelope, str] = weakref.WeakKeyDictionary()
+        # The mail whose return path the recipient is, when it is one.
+        self._bounces: weakref.WeakKeyDictionary[Envelope, BounceRoute] = (
+            weakref.WeakKeyDictionary()
+        )
 
     async def handle_RCPT(
         self,
@@ -162,21 +197,32 @@ class InboundHandler:
         except ValueError:
             return BAD_RECIPIENT
         try:
-            pair_id = await self._resolve_recipient(normalised)
+            route = await self._bounce_route(normalised)
+            pair_id = (
+                route.pair_id if route is not None else await self._resolve_recipient(normalised)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.error("smtp: recipient lookup failed (%s)", type(exc).__name__)
             return TEMP_LOOKUP
         if pair_id is None:
+            # A return path whose token is no mail's (forged, or mistyped) ends here too:
+            # refused like any unknown address, so the sender keeps the failure and nothing
+            # is stored; a report sent with the null reverse-path gets no report back.
             log.info("smtp: unknown recipient refused")
             return UNKNOWN_RECIPIENT
         current = self._pairs.get(envelope)
-        if current is not None and current != pair_id:
+        if current is not None and (current != pair_id or route is not None):
             # One pair per transaction keeps the DATA verdict (auth, storage) per pair;
-            # the sending MTA delivers the other recipients in another transaction.
+            # the sending MTA delivers the other recipients in another transaction. A
+            # return path is alone in its transaction: a report is about one mail.
+            return ONE_PAIR
+        if envelope in self._bounces:
             return ONE_PAIR
         self._pairs[envelope] = pair_id
+        if route is not None:
+            self._bounces[envelope] = route
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Ok"
@@ -204,6 +250,13 @@ class InboundHandler:
         if not raw:
             return _MALFORMED_DEFAULT
         digest = hashlib.sha256(raw).hexdigest()[:12]
+        route = self._bounces.get(envelope)
+        if route is not None and _null_sender(envelope.mail_from):
+            answer = await self._report(route, raw, digest)
+            if answer is not None:
+                return answer
+            # Not a delivery report: what her mailbox sent to the return path (an
+            # auto-reply, RFC 3834 section 4) is mail to the pair, with the same checks.
         try:
             parsed = await asyncio.to_thread(parse_message, raw, self._limits)
         except MalformedEmail as exc:
@@ -262,6 +315,35 @@ class InboundHandler:
                  pair_id, digest, len(raw), verdict.method)  # fmt: skip
         return OK_QUEUED
 
+    async def _bounce_route(self, address: str) -> BounceRoute | None:
+        if self._resolve_bounce is None:
+            return None
+        return await self._resolve_bounce(address)
+
+    async def _report(self, route: BounceRoute, raw: bytes, digest: str) -> str | None:
+        """Take a delivery report sent to a mail's return path; None when `raw` is none."""
+        assert self._on_report is not None
+        try:
+            report = await asyncio.to_thread(read_report, raw)
+        except MalformedReport as exc:
+            log.info("smtp: malformed delivery report refused pair=%s digest=%s reason=%s",
+                     route.pair_id, digest, exc.reason)  # fmt: skip
+            await self._rejected(route.pair_id, f"malformed:{exc.reason}", digest)
+            return MALFORMED_REPORT
+        if report is None:
+            return None
+        try:
+            await self._on_report(route, report, raw, digest)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("smtp: delivery report not stored pair=%s digest=%s (%s)",
+                      route.pair_id, digest, type(exc).__name__)  # fmt: skip
+            return TEMP_STORAGE
+        log.info("smtp: delivery report taken pair=%s digest=%s action=%s status=%s",
+                 route.pair_id, digest, report.worst.action, report.worst.status)  # fmt: skip
+        return REPORT_RECORDED
+
     async def _rejected(self, pair_id: str, reason: str, digest: str) -> None:
         """Report a refusal; a failing reporter never changes the SMTP answer."""
         if self._on_rejected is None:
@@ -273,6 +355,11 @@ class InboundHandler:
         except Exception as exc:
             log.warning("smtp: recording a refusal failed pair=%s (%s)",
                         pair_id, type(exc).__name__)  # fmt: skip
+
+
+def _null_sender(mail_from: str | None) -> bool:
+    """The null reverse-path `MAIL FROM:<>` (aiosmtpd keeps it as "<>")."""
+    return (mail_from or "").strip() in ("", "<>")
 
 
 def _peer_ip(session: Session) -> str:

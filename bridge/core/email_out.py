@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bridge.core.audit import message_content
-from bridge.core.model import MATRIX, AppendAudit, Kind, Role, RoomEvent
+from bridge.core.model import MATRIX, AppendAudit, Effect, Kind, Role, RoomEvent, SendMessage
 
 #: Consent states (`email_consent.state`); no row means never asked.
 ASKED = "asked"
@@ -47,10 +50,24 @@ CONSENT_ASKED_ACTION = "email.consent_asked"
 CONSENT_GIVEN_ACTION = "email.consent_given"
 CONSENT_REVOKED_ACTION = "email.consent_revoked"
 KEY_ADDED_ACTION = "email.key_added"
+#: A delivery report (RFC 3464) about a sent mail: it did not arrive, or it is late.
+BOUNCED_ACTION = "email.bounced"
+DELAYED_ACTION = "email.delayed"
 
 #: What the sealed content of an "email.sent" entry is (`message_content`'s msgtype).
 SENT_MSGTYPE = "email_out"
 SENT_FILENAME = "sent.eml"
+#: What the sealed content of an "email.bounced" or "email.delayed" entry is: the report's
+#: diagnostic as its body, the report itself as its media.
+REPORT_MSGTYPE = "email_report"
+REPORT_FILENAME = "report.eml"
+
+#: The `Action` of a delivery report's recipient block that is recorded (RFC 3464 2.3.3);
+#: "delivered", "relayed" and "expanded" change nothing.
+REPORT_FAILED = "failed"
+REPORT_DELAYED = "delayed"
+#: The pair room's notice when a mail did not arrive (`messages/email_bounced.txt.j2`).
+BOUNCED_TEMPLATE = "email_bounced"
 
 #: Room messages whose file goes as the mail's attachment.
 ATTACHED_KINDS = frozenset({Kind.IMAGE, Kind.FILE, Kind.AUDIO, Kind.VOICE, Kind.VIDEO})
@@ -197,6 +214,109 @@ def failed(pair_id: str, event_id: str, kind: str, reason: str) -> AppendAudit:
         event_id=event_id,
         outcome="failed",
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReportFacts:
+    """A delivery report that came back to a sent mail's own return path, with that mail.
+
+    `recipient` and `diagnostic` come from the report: the first is kept as a digest, the
+    second sealed; neither goes into a notice.
+    """
+
+    pair_id: str
+    #: The room event (or command) the mail was for, and the mail's kind and Message-ID.
+    event_id: str
+    kind: str
+    message_id: str
+    #: The report's recipient block: its Action and RFC 3463 status ("5.1.1").
+    action: str
+    status: str
+    #: When the mail left (when it was queued, for one not recorded as sent yet: a report
+    #: that came before the commit after a crash).
+    sent_at: datetime
+    #: Where the therapist is told; None when the pair no longer has a room to tell in.
+    room_id: str | None
+    #: The time zone the notice gives the time in (the practice's).
+    timezone: str
+    #: The sealed report (`media_ref` of the audit's media store).
+    media_ref: str
+    recipient: str = field(default="", repr=False)
+    diagnostic: str = field(default="", repr=False)
+
+
+def bounce_reason(status: str) -> str:
+    """What a failed mail's status code means, as the notice says it: `address` (no such
+    address or domain), `mailbox_full`, `mailbox` (disabled, not taking mail), `refused`
+    (her server's policy: spam filter, security), `expired` (a server gave up after
+    retrying: the code is a temporary one) or `other`."""
+    klass, _, rest = status.partition(".")
+    subject, _, detail = rest.partition(".")
+    if klass == "4":
+        return "expired"
+    if subject == "1":
+        return "address"
+    if subject == "2":
+        return "mailbox_full" if detail == "2" else "mailbox"
+    if subject == "7":
+        return "refused"
+    return "other"
+
+
+def delivery_reported(report: DeliveryReportFacts) -> list[Effect]:
+    """What a delivery report about one of our mails does.
+
+    A failure is audited and the pair room is told (the therapist learns her answer did
+    not reach the patient: when it was written and the status, never her address or the
+    subject); a delay is audited and tells nobody, since the mail may still arrive;
+    anything else (delivered, relayed) does nothing.
+    """
+    if report.action not in (REPORT_FAILED, REPORT_DELAYED):
+        return []
+    failed_now = report.action == REPORT_FAILED
+    details: dict[str, Any] = {
+        "kind": report.kind,
+        "message_id": report.message_id,
+        "status": report.status,
+    }
+    if report.recipient:
+        details["recipient_sha256"] = address_digest(report.recipient)
+    content = message_content(
+        REPORT_MSGTYPE,
+        report.diagnostic,
+        filename=REPORT_FILENAME,
+        mimetype="message/rfc822",
+        media_ref=report.media_ref,
+    )
+    effects: list[Effect] = [
+        AppendAudit(
+            report.pair_id,
+            BOUNCED_ACTION if failed_now else DELAYED_ACTION,
+            ACTOR,
+            details,
+            event_id=report.event_id,
+            content=content,
+            outcome="failed" if failed_now else "deferred",
+        )
+    ]
+    if failed_now and report.room_id is not None:
+        local = report.sent_at.astimezone(ZoneInfo(report.timezone))
+        effects.append(
+            SendMessage(
+                room_id=report.room_id,
+                template=BOUNCED_TEMPLATE,
+                context={
+                    "kind": report.kind,
+                    "sent_at_local": local.isoformat(),
+                    "timezone": report.timezone,
+                    "status": report.status,
+                    "reason": bounce_reason(report.status),
+                },
+                txn_id=f"email-bounce.{report.event_id}",
+                pair_id=report.pair_id,
+            )
+        )
+    return effects
 
 
 def consent_asked(

@@ -12,6 +12,7 @@ re-exported here for the e-mail channel.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ __all__ = [
     "InboundEmail",
     "InboundFacts",
     "InboxStatus",
+    "bounce_address",
+    "bounce_token",
     "failed",
     "get",
     "inbound_token",
@@ -98,6 +101,31 @@ def inbound_token(address: str, inbound_domain: str) -> str | None:
         return None
     token = local.removeprefix("pair-")
     return token if token.isalnum() else None
+
+
+#: The local part of a return path starts with this; the rest is the mail's bounce token.
+BOUNCE_PREFIX = "bounce+"
+#: Bounce tokens are 32 lower-case hex digits (128 random bits, `secrets.token_hex(16)`).
+_BOUNCE_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def bounce_address(token: str, inbound_domain: str) -> str:
+    """The return path (envelope sender) of the outbound mail with this bounce token: where
+    delivery reports about it come back, VERP-style (`bounce+TOKEN@` the inbound domain)."""
+    return f"{BOUNCE_PREFIX}{token}@{inbound_domain}"
+
+
+def bounce_token(address: str, inbound_domain: str) -> str | None:
+    """The token of `bounce+TOKEN@inbound_domain` (any case), or None for other addresses.
+
+    Only the form is checked here: whether a mail has that token is the store's to say."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    if domain.rstrip(".") != inbound_domain.lower().rstrip(".") or not local.startswith(
+        BOUNCE_PREFIX
+    ):
+        return None
+    token = local.removeprefix(BOUNCE_PREFIX)
+    return token if _BOUNCE_TOKEN.fullmatch(token) else None
 
 
 def make_pair_routing(

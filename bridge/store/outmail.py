@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from bridge.store.base import ContentSealer, Executor, Row
+from bridge.store.base import ContentSealer, Executor, Row, SqlParam
 from bridge.store.rows import blob, integer, integer_or_none, text, text_or_none, to_int_or_none
 
 #: Longest last_error kept; enough for an error class or a reason code.
@@ -26,6 +26,15 @@ class OutmailStatus(enum.StrEnum):
     WITHHELD = "withheld"
 
 
+class Delivery(enum.StrEnum):
+    """What delivery status notifications said of a sent mail (`outbound_emails.delivery`)."""
+
+    #: A server on the way is still trying.
+    DELAYED = "delayed"
+    #: It gave up: the mail did not reach her (final).
+    BOUNCED = "bounced"
+
+
 @dataclass(frozen=True, slots=True)
 class OutboundEmail:
     event_id: str
@@ -37,9 +46,14 @@ class OutboundEmail:
     created_at: int
     sent_at: int | None
     last_error: str | None
+    #: What the reports said (None: none came), its RFC 3463 status code and when.
+    delivery: Delivery | None = None
+    delivery_status: str | None = None
+    delivery_at: int | None = None
 
 
 _COLUMNS = "event_id, pair_id, kind, message_id, status, attempts, created_at, sent_at, last_error"
+_READ_COLUMNS = f"{_COLUMNS}, delivery, delivery_status, delivery_at"
 
 
 def _item(row: Row) -> OutboundEmail:
@@ -53,7 +67,14 @@ def _item(row: Row) -> OutboundEmail:
         created_at=integer(row, "created_at"),
         sent_at=integer_or_none(row, "sent_at"),
         last_error=text_or_none(row, "last_error"),
+        delivery=_delivery(text_or_none(row, "delivery")),
+        delivery_status=text_or_none(row, "delivery_status"),
+        delivery_at=integer_or_none(row, "delivery_at"),
     )
+
+
+def _delivery(value: str | None) -> Delivery | None:
+    return None if value is None else Delivery(value)
 
 
 async def queue(
@@ -73,14 +94,16 @@ async def queue(
 
 
 async def get(ex: Executor, event_id: str) -> OutboundEmail | None:
-    row = await ex.fetchrow(f"SELECT {_COLUMNS} FROM outbound_emails WHERE event_id = ?", event_id)
+    row = await ex.fetchrow(
+        f"SELECT {_READ_COLUMNS} FROM outbound_emails WHERE event_id = ?", event_id
+    )
     return None if row is None else _item(row)
 
 
 async def pending(ex: Executor, limit: int = 50) -> list[OutboundEmail]:
     """Mails waiting to be sent, oldest first (a pair's mails leave in their order)."""
     rows = await ex.fetch(
-        f"SELECT {_COLUMNS} FROM outbound_emails WHERE status = 'pending' "
+        f"SELECT {_READ_COLUMNS} FROM outbound_emails WHERE status = 'pending' "
         "ORDER BY created_at, event_id LIMIT ?",
         limit,
     )
@@ -131,6 +154,67 @@ async def note_attempt(ex: Executor, event_id: str, error: str) -> None:
         error[:MAX_ERROR_LENGTH],
         event_id,
     )
+
+
+async def bounce_token(ex: Executor, event_id: str, fresh: str) -> str | None:
+    """The token of the row's return path: `fresh` when it has none yet, else the one it
+    was given before (a mail sent again after a crash keeps its return path). None when
+    there is no such row."""
+    await ex.execute(
+        "UPDATE outbound_emails SET bounce_token = ? WHERE event_id = ? AND bounce_token IS NULL",
+        fresh,
+        event_id,
+    )
+    value = await ex.fetchval(
+        "SELECT bounce_token FROM outbound_emails WHERE event_id = ?", event_id
+    )
+    return None if value is None else str(value)
+
+
+async def by_bounce_token(ex: Executor, token: str) -> OutboundEmail | None:
+    """The mail whose return path carries `token`, if any."""
+    row = await ex.fetchrow(
+        f"SELECT {_READ_COLUMNS} FROM outbound_emails WHERE bounce_token = ?", token
+    )
+    return None if row is None else _item(row)
+
+
+async def note_delivery(
+    ex: Executor, event_id: str, delivery: Delivery, status: str, now: int
+) -> bool:
+    """Record what a delivery report said; False when it changes nothing: the mail is
+    bounced already (the same report again, or a delay reported after the failure), or
+    the same delay is reported again."""
+    if Delivery(delivery) is Delivery.BOUNCED:
+        unchanged_unless = "(delivery IS NULL OR delivery <> 'bounced')"
+        args: tuple[SqlParam, ...] = ()
+    else:
+        unchanged_unless = (
+            "(delivery IS NULL OR (delivery = 'delayed' AND COALESCE(delivery_status, '') <> ?))"
+        )
+        args = (status[:MAX_ERROR_LENGTH],)
+    changed = await ex.execute(
+        "UPDATE outbound_emails SET delivery = ?, delivery_status = ?, delivery_at = ? "
+        f"WHERE event_id = ? AND {unchanged_unless}",
+        Delivery(delivery).value,
+        status[:MAX_ERROR_LENGTH],
+        now,
+        event_id,
+        *args,
+    )
+    return changed > 0
+
+
+async def delivery_counts(ex: Executor) -> dict[Delivery, int]:
+    """Sent mails by what their delivery reports said (those with none are left out)."""
+    rows = await ex.fetch(
+        "SELECT delivery, COUNT(*) AS n FROM outbound_emails WHERE delivery IS NOT NULL "
+        "GROUP BY delivery"
+    )
+    counts = dict.fromkeys(Delivery, 0)
+    for row in rows:
+        counts[Delivery(text(row, "delivery"))] = integer(row, "n")
+    return counts
 
 
 async def sent_message_id(ex: Executor, event_id: str) -> str | None:

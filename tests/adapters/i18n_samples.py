@@ -356,6 +356,24 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     ],
     "messages/email_off.txt.j2": [{}],
     "messages/email_on.txt.j2": [{}],
+    "messages/email_bounced.txt.j2": [
+        {
+            "kind": kind,
+            "sent_at_local": "2026-12-01T11:31:00+01:00",
+            "timezone": "Europe/Berlin",
+            "status": status,
+            "reason": reason,
+        }
+        for kind, status, reason in (
+            ("reply", "5.1.1", "address"),
+            ("correction", "5.2.2", "mailbox_full"),
+            ("attachment", "5.2.1", "mailbox"),
+            ("reply", "5.7.1", "refused"),
+            ("reply", "4.4.1", "expired"),
+            ("consent", "5.0.0", "other"),
+            ("welcome", "5.1.1", "address"),
+        )
+    ],
     "messages/email_key_added.txt.j2": [{"fingerprint": "ABCD 1234 EF56 7890 ABCD 1234"}],
     "messages/email_key_refused.txt.j2": [
         {"reason": reason} for reason in ("not_a_key", "secret_key", "revoked", "cannot_encrypt")

@@ -95,3 +95,20 @@ def test_audit_tally_counts_by_fixed_codes():
     assert tally.reminders == {"ok": 2, "no_recipient": 1}
     assert (tally.escalations, tally.breaches) == (1, 1)
     assert tally.email_rejections == {"dkim_fail": 1, "malformed": 1, "other": 2}
+
+
+def test_bounces_are_counted_by_status_code_and_never_by_address():
+    tally = AuditTally()
+    tally.add("email.bounced", "failed", '{"kind": "reply", "status": "5.1.1"}')
+    tally.add("email.bounced", "failed", '{"kind": "reply", "status": "5.1.1"}')
+    tally.add("email.bounced", "failed", '{"status": "pat@example.org"}')
+    tally.add("email.bounced", "failed", "not json")
+    tally.add("email.delayed", "deferred", '{"status": "4.4.1"}')
+    assert tally.email_bounces == {"5.1.1": 2, "other": 2}
+    assert tally.email_delays == 1
+    fams = _families(Snapshot(emails_bounced=tally.email_bounces, emails_delayed=1))
+    assert {k["status"]: v for k, v in fams["confidant_emails_bounced"]} == {
+        "5.1.1": 2.0,
+        "other": 2.0,
+    }
+    assert fams["confidant_emails_delayed"] == [({}, 1.0)]

@@ -33,6 +33,7 @@ from bridge.app import App
 from bridge.cli import main
 from bridge.config import hash_token
 from bridge.core import email_out
+from bridge.email import inbox
 from bridge.features.email import EmailFeature
 from bridge.features.http import http_installer, install_http
 from bridge.store import clocks, open_database
@@ -182,7 +183,14 @@ async def test_consent_then_threaded_replies_both_ways_then_revoked(
         await therapist.wait_for(room, notice_containing("sent to the patient's address"), 20)
         (ask,) = await relay.wait(1, timeout=20)
         assert relay.envelopes[0].rcpt_tos == [PATIENT]
-        assert relay.envelopes[0].mail_from == address  # bounces come back to the pair
+        # Bounces come back to the mail's own return path, tied to its row by the token.
+        return_path = relay.envelopes[0].mail_from
+        token = inbox.bounce_token(return_path, DOMAIN)
+        assert token is not None and return_path == inbox.bounce_address(token, DOMAIN)
+        [ask_row] = await app.parts.db.fetch(
+            "SELECT bounce_token FROM outbound_emails WHERE kind = 'consent'"
+        )
+        assert ask_row["bounce_token"] == token
         assert ask["From"].addresses[0].addr_spec == address
         assert ask["Auto-Submitted"] == "auto-generated"
         assert "reply to this e-mail with the single word YES" in body_of(ask)

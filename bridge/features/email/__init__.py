@@ -6,7 +6,8 @@ committed in the inbox before the sender gets `250` (`451 4.3.0` when the commit
 fails), and the relay worker hands it to the service as an inbound message, which posts it
 into the pair room through the outbox and lets the pair hooks (the reply clock) see the
 patient's message. Refused messages of a known pair are audited as "email.rejected" with
-their reason code only.
+their reason code only. Delivery reports about the mail sent to patients come back to each
+mail's own return path and are recorded against that mail (`bounces.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from bridge.adapters.voice import VoiceLimits
 from bridge.core import inbound as core
 from bridge.email.authcheck import Resolver
 from bridge.email.inbox import make_inbox_accept, make_pair_routing
+from bridge.features.email.bounces import BounceDesk
 from bridge.features.email.inbound import CHANNEL
 from bridge.features.email.outbound import OutboundMail, install_outbound
 from bridge.features.email.relay import ACTOR, EmailRelay, InboundPipeline, Uploader
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "REJECTED_ACTION",
+    "BounceDesk",
     "EmailFeature",
     "attach_email",
     "build_email",
@@ -101,6 +104,23 @@ async def attach_email(
     if not app.cfg.smtp.enabled:
         return None
     service, parts = app.service, app.parts
+    domain = app.cfg.smtp.inbound_domain
+    # On whenever mail is taken, answers by e-mail or not: mail sent before they were
+    # turned off may still bounce.
+    bounces = (
+        None
+        if domain is None
+        else BounceDesk(
+            db=parts.db,
+            sealer=parts.sealer,
+            audit=parts.audit,
+            renderer=parts.renderer,
+            clock=service.clock,
+            inbound_domain=domain,
+            timezone=app.cfg.practice.timezone,
+            wake_outbox=app.outbox.kick,
+        )
+    )
     feature = build_email(
         app.cfg,
         db=parts.db,
@@ -114,6 +134,7 @@ async def attach_email(
         port=port,
         resolver=resolver,
         run_relay=run_relay,
+        bounces=bounces,
     )
     app.on_listen(feature.listen)
     app.on_start(feature.start_relay)
@@ -139,11 +160,13 @@ def build_email(
     port: int | None = None,
     resolver: Resolver | None = None,
     run_relay: bool = True,
+    bounces: BounceDesk | None = None,
 ) -> EmailFeature:
     """The listener and relay from their parts, not started (see `attach_email`).
 
     `pipeline` (the Service) takes each relayed e-mail; it is needed unless `run_relay`
-    is False.
+    is False. `bounces` takes the delivery reports sent to the return paths of our mail;
+    without it they are refused as unknown recipients.
     """
     domain = cfg.smtp.inbound_domain
     if domain is None:
@@ -192,5 +215,7 @@ def build_email(
         resolver=resolver,
         parse_limits=settings.parse_limits,
         on_rejected=rejected,
+        resolve_bounce=None if bounces is None else bounces.resolve,
+        on_report=None if bounces is None else bounces.record,
     )
     return EmailFeature(SmtpListener(settings, handler), relay)

@@ -3,7 +3,9 @@
 For each pending row: look again at the pair and the consent (a mail whose consent was
 withdrawn after it was queued is withheld, audited, never sent), build it from the
 event's content sealed in the audit, sign it, hand it to the relay, then in one
-transaction mark it sent and audit it (the mail as sent sealed in the media store). A
+transaction mark it sent and audit it (the mail as sent sealed in the media store). Each
+mail's envelope sender is its own return path, `bounce+TOKEN@` the inbound domain, with a
+random token kept on its row: what bounces comes back tied to that mail (`bounces.py`). A
 relay that does not answer, or answers 4xx, is tried again with a growing backoff; a 5xx
 answer gives the mail up, audited.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -193,6 +196,11 @@ class OutboundWorker(PollingWorker):
             return False
         if not await outmail.claim(self.db, row.event_id, to_ms(self.clock()), LEASE_MS):
             return False
+        # Its own return path: a delivery report can only be about the mail it names.
+        token = await outmail.bounce_token(self.db, row.event_id, secrets.token_hex(16))
+        if token is None:
+            return False
+        return_path = inbox.bounce_address(token, self.domain)
         key = await outmail.get_key(self.db, self.sealer, row.pair_id)
         if key is None and self.require_encryption:
             await self._give_up(row, OutmailStatus.WITHHELD, "no_key")
@@ -212,7 +220,7 @@ class OutboundWorker(PollingWorker):
                 private_key=self.dkim.private_key,
             )
         await self.mailer.send_raw(
-            raw, sender=mail.from_address, recipients=[mail.to], kind=f"email_{row.kind}"
+            raw, sender=return_path, recipients=[mail.to], kind=f"email_{row.kind}"
         )
         now = self.clock()
         async with self.db.transaction() as tx:
