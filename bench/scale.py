@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench._process import BridgeProcess, cpu_s, rss_kib, write_config
+from bench._process import BridgeProcess, cpu_s, rss_kib, synapse_pid, write_config
 from bench.baseline import temporary_homeserver
 from bench.table import Row, format_table
 from bridge.adapters.matrix.client import SYNC_FILTER
@@ -130,6 +130,13 @@ async def _idle(bridge: BridgeProcess) -> tuple[float | None, int]:
     return share, rss_kib(bridge.pid)
 
 
+def _per_ms(before: float | None, after: float | None, count: int) -> float:
+    """CPU milliseconds per item between two readings (NaN when a reading failed)."""
+    if before is None or after is None:
+        return float("nan")
+    return (after - before) / count * 1000
+
+
 async def measure(scale: int) -> list[Row]:
     rows: list[Row] = []
     checkpoints = sorted({c for c in CHECKPOINTS if c < scale} | {scale})
@@ -142,6 +149,7 @@ async def measure(scale: int) -> list[Row]:
             therapists = [(await _register(hs, "bench-doc"))[0] for _ in range(THERAPISTS)]
             admin = MatrixRest(hs.url, admin_token)
             raw = MatrixRest(hs.url, raw_token)
+            synapse = synapse_pid(hs)
             provision_dir = workdir / "bridge"
             app = App(bridge_config(hs, bot_id, bot_password, provision_dir))
             try:
@@ -163,7 +171,9 @@ async def measure(scale: int) -> list[Row]:
                             raise RuntimeError("add_pair found an existing pair in a fresh run")
 
                     started = time.perf_counter()
+                    syn0, own0 = cpu_s(synapse), time.process_time()
                     finished = await _overlapped(count, add)
+                    syn1, own1 = cpu_s(synapse), time.process_time()
                     stage_s = time.perf_counter() - started
                     made = checkpoint
                     probe = min(PROBE, count)
@@ -185,7 +195,9 @@ async def measure(scale: int) -> list[Row]:
                         )
 
                     started = time.perf_counter()
+                    syn2 = cpu_s(synapse)
                     await _overlapped(probe, raw_create)
+                    syn3 = cpu_s(synapse)
                     raw_ms = (time.perf_counter() - started) / probe * 1000
                     rows += [
                         Row(
@@ -199,6 +211,19 @@ async def measure(scale: int) -> list[Row]:
                             ours_ms,
                             "ms/pair",
                             raw_ms,
+                        ),
+                        # Who the time goes to: the homeserver's CPU for each pair (against a
+                        # raw createRoom's), and the bridge's own (it runs in this process).
+                        Row(
+                            f"scale Synapse CPU per pair, stage to {checkpoint:,}",
+                            _per_ms(syn0, syn1, count),
+                            "ms/pair",
+                            _per_ms(syn2, syn3, probe),
+                        ),
+                        Row(
+                            f"scale bridge CPU per pair, stage to {checkpoint:,}",
+                            (own1 - own0) / count * 1000,
+                            "ms/pair",
                         ),
                     ]
             finally:
