@@ -221,7 +221,7 @@ async def test_an_invitation_in_the_patients_language(
         async with session.post("/api/v1/invitations", json=body, headers=AUTH) as resp:
             assert resp.status == 400
             answer = await resp.json()
-        assert answer["error"] == "bad_request" and "language" in answer["message"]
+        assert answer["error"] == "bad_request" and "language" in answer["detail"]
     assert len(sink.messages) == before + 1  # nothing made or sent for the refused ones
 
 
