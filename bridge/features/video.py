@@ -34,7 +34,7 @@ from bridge.adapters.video import (
 from bridge.config import Config
 from bridge.core import video_commands
 from bridge.core.commands import PAIR_ROOM, CommandContext
-from bridge.core.model import Effect, Invoke, Pair, SendEmail, SendMessage
+from bridge.core.model import Effect, Invoke, Pair, Role, SendEmail, SendMessage
 from bridge.ports import MeetingLinks
 from bridge.store import pairs, sessions, therapists
 from bridge.store.base import Executor, to_ms
@@ -133,7 +133,12 @@ def link_messages(
         notice = SendMessage(
             pair.room_id,
             f"{template}_private",
-            {**context, "link": links.plain, "patient_emailed": patient_email is not None},
+            {
+                "patient_mailed_before": False,
+                **context,
+                "link": links.plain,
+                "patient_emailed": patient_email is not None,
+            },
             txn_id=txn_id,
             pair_id=pair.pair_id,
         )
@@ -226,8 +231,11 @@ class VideoFeature:
                 tx, pair.pair_id, fresh, str(params["requested_by"]), to_ms(now)
             )
             links = meeting_links(self.cfg, meeting, pair, now)
+            # Her link goes by e-mail when the call starts, and again only when she asks
+            # for it: a therapist's `!video` during the call re-posts the room's link alone.
+            mail_her = meeting == fresh or str(params["role"]) == Role.PATIENT.value
             email = patient_link_email(
-                self.cfg, links, patient_email if self._mail_on() else None, now
+                self.cfg, links, patient_email if self._mail_on() and mail_her else None, now
             )
             effects += link_messages(
                 self.cfg,
@@ -236,7 +244,13 @@ class VideoFeature:
                 desk,
                 "video_started",
                 f"video.start.{event_id}",
-                {"started_by": params["requested_by"], "again": meeting != fresh},
+                {
+                    "started_by": params["requested_by"],
+                    "again": meeting != fresh,
+                    "patient_mailed_before": (
+                        not mail_her and patient_email is not None and self._mail_on()
+                    ),
+                },
                 patient_email=email,
             )
             if meeting == fresh:

@@ -397,8 +397,13 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
             "started_by": "@doc:practice",
             "again": again,
             "patient_emailed": emailed,
+            "patient_mailed_before": before,
         }
-        for again, emailed in ((False, True), (True, False))
+        for again, emailed, before in (
+            (False, True, False),
+            (True, False, False),
+            (True, False, True),
+        )
     ],
     "email/email_welcome.subject.txt.j2": [{"practice_name": "Praxis Sonnenweg"}],
     "email/email_welcome.txt.j2": [

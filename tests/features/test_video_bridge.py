@@ -147,6 +147,17 @@ async def test_video_start_and_end(with_jwt, homeserver):
         layout = await rest.get_state(room, "io.element.widgets.layout", "")
         assert layout["widgets"][widget_id]["container"] == "top"
 
+        # Asked again during the call: the therapist's `!video` re-posts the room's link and
+        # mails nothing; the patient's own sends her link again.
+        await therapist.send_text(room, "!video")
+        again = await patient.wait_for(room, notice_containing("still on"), timeout=20)
+        assert "when the call started; send !video to have it sent again" in again.body
+        assert len(sink.messages) == 1
+        await patient.send_text(room, "!video")
+        (_, mail_again) = await sink.wait(2)
+        assert mail_again["To"] == PATIENT_EMAIL
+        assert _claims(_link(body_of(mail_again), "personal link:"), meeting)["room"] == meeting
+
         await therapist.send_text(room, "!video end")
         await patient.wait_for(room, notice_containing("Video call ended"), timeout=20)
 
@@ -173,7 +184,7 @@ async def test_video_start_and_end(with_jwt, homeserver):
         "patient_link_sent": True,
         "role": "patient",
     }
-    assert len(sink.messages) == 1  # and nothing else went out by e-mail
+    assert len(sink.messages) == 2  # and nothing else went out by e-mail
 
 
 async def test_without_a_private_way_to_the_patient_no_link_is_posted(
