@@ -205,18 +205,6 @@ async def note_delivery(
     return changed > 0
 
 
-async def delivery_counts(ex: Executor) -> dict[Delivery, int]:
-    """Sent mails by what their delivery reports said (those with none are left out)."""
-    rows = await ex.fetch(
-        "SELECT delivery, COUNT(*) AS n FROM outbound_emails WHERE delivery IS NOT NULL "
-        "GROUP BY delivery"
-    )
-    counts = dict.fromkeys(Delivery, 0)
-    for row in rows:
-        counts[Delivery(text(row, "delivery"))] = integer(row, "n")
-    return counts
-
-
 async def sent_message_id(ex: Executor, event_id: str) -> str | None:
     """The Message-ID of the mail that carried `event_id`, once it was sent."""
     value = await ex.fetchval(
