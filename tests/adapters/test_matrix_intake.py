@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from nio import MegolmEvent, RoomMessageText, SyncResponse
 
+from bridge.adapters.matrix import roomcache
 from bridge.adapters.matrix.client import BUSY_SYNC_EVENTS, BUSY_SYNC_PAUSE_S, MatrixBot
 from bridge.adapters.matrix.events import HeldEvent, IncomingEvent, megolm_event, megolm_source
 from bridge.adapters.matrix.session import BotCredentials
@@ -331,3 +332,32 @@ async def test_a_limited_timeline_is_back_filled_unless_it_begins_with_the_room(
     monkeypatch.setattr(bot, "_housekeeping", nothing)
     await bot._sync_once()
     assert asked == (["p"] if backfilled else [])
+
+
+async def test_a_stop_before_the_first_sync_keeps_no_rooms(bot: Any, tmp_path: Path) -> None:
+    # Rooms known from no completed sync would leave quiet rooms unknown after a resume.
+    bot._saved_token = "s1"
+    await bot.stop()
+    assert not (tmp_path / "crypto" / roomcache.SNAPSHOT_FILE).exists()
+
+
+async def test_a_resumed_start_syncs_incrementally(
+    bot: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[Any] = []
+
+    async def sync(**kwargs: Any) -> SyncResponse:
+        asked.append(kwargs.get("full_state"))
+        return sync_with(1, "s2")
+
+    async def nothing() -> None:
+        return None
+
+    monkeypatch.setattr(bot.client, "sync", sync)
+    monkeypatch.setattr(bot, "_housekeeping", nothing)
+    bot._resumed = True
+    await bot._sync_once()
+    bot._resumed = False
+    bot.first_sync_done.clear()
+    await bot._sync_once()
+    assert asked == [None, True]  # resumed: incremental; otherwise the first asks full state

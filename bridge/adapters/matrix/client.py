@@ -39,6 +39,7 @@ from nio import (
 from nio.api import Api
 from nio.exceptions import LocalProtocolError
 
+from bridge.adapters.matrix import roomcache
 from bridge.adapters.matrix.events import (
     HeldEvent,
     IncomingEvent,
@@ -109,6 +110,8 @@ class SyncStats:
     key_share_failures: int = 0
     #: Syncs followed by a pause because their batch was large (`BUSY_SYNC_EVENTS`).
     paused_syncs: int = 0
+    #: Rooms rebuilt at start from the snapshot of a clean stop (0: full state).
+    rooms_restored: int = 0
     lag_seconds: float = field(default=0.0)
 
 
@@ -178,6 +181,11 @@ class MatrixBot:
         self.stats = SyncStats()
         self._grace = undecryptable_grace
         self._sync_timeout_ms = sync_timeout_ms
+        self._store_dir = store_dir
+        #: The sync token handed to the service last (what a room snapshot goes with).
+        self._saved_token: str | None = None
+        #: Rooms rebuilt from the snapshot of a clean stop: the first sync is incremental.
+        self._resumed = False
         self._pending: dict[str, _Pending] = {}
         self._to_device_backlog = False
         self._task: asyncio.Task[None] | None = None
@@ -192,6 +200,13 @@ class MatrixBot:
     async def start(self) -> None:
         """Upload device keys if needed, do the first sync, then keep syncing."""
         await self._load_pending()
+        token = await self.handler.load_kv(SYNC_TOKEN_KEY)
+        restored = roomcache.restore(self.client, self._store_dir, token)
+        if restored is not None:
+            self._resumed = True
+            self._saved_token = token
+            self.stats.rooms_restored = restored
+            log.info("rooms restored; incremental first sync", extra={"rooms": restored})
         await self._housekeeping()
         self._task = asyncio.create_task(self._run(), name="matrix-sync")
 
@@ -201,6 +216,15 @@ class MatrixBot:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        # Only rooms a completed first sync made whole are worth keeping: an empty or
+        # partial set would leave quiet rooms unknown after an incremental start.
+        if self.first_sync_done.is_set() and self._saved_token is not None:
+            try:
+                kept = roomcache.save(self.client, self._store_dir, self._saved_token)
+            except OSError as exc:
+                log.warning("room snapshot not written", extra={"error": type(exc).__name__})
+            else:
+                log.info("rooms kept for the next start", extra={"rooms": kept})
         await self.client.close()
 
     async def wait_synced(self, within: float = 30.0) -> None:
@@ -235,7 +259,9 @@ class MatrixBot:
         resp = await self.client.sync(
             timeout=0 if first else timeout_ms,
             since=token,
-            full_state=first or None,
+            # nio keeps no rooms over a restart: full state, unless the snapshot of a clean
+            # stop brought them back (`roomcache`).
+            full_state=(first and not self._resumed) or None,
             sync_filter=SYNC_FILTER,
         )
         if isinstance(resp, SyncError):
@@ -262,6 +288,7 @@ class MatrixBot:
         await self._retry_pending()
         await self._housekeeping()
         await self.handler.save_kv(SYNC_TOKEN_KEY, resp.next_batch)
+        self._saved_token = resp.next_batch
         self.stats.synced_batches += 1
         self.stats.last_sync_ok_at = time.time()
         self.stats.lag_seconds = max(0.0, time.monotonic() - started - self._sync_timeout_ms / 1000)
