@@ -71,9 +71,16 @@ class FakeDesk:
         self.calls.append(("revoke", invitation_id))
 
     async def invite(
-        self, email: str, therapist: str, *, name: str | None, policy: str, valid_for: Any
+        self,
+        email: str,
+        therapist: str,
+        *,
+        name: str | None,
+        policy: str,
+        valid_for: Any,
+        language: str | None = None,
     ) -> Any:
-        self.calls.append(("invite", f"{email} {therapist} {name} {policy}"))
+        self.calls.append(("invite", f"{email} {therapist} {name} {policy} {language}"))
         return SimpleNamespace(email_sent=True)
 
 
@@ -424,8 +431,19 @@ async def test_the_admin_invites_a_patient_from_the_dashboard(practice: Any) -> 
         "/dashboard/invitations", data={**form, "name": "Ann", "csrf_token": _csrf(client)}
     )
     assert resp.status == 200 and resp.url.query.get("done") == "invited"
-    assert desk.calls == [("invite", f"ann@example.org {ALICE} Ann default")]
+    assert desk.calls == [("invite", f"ann@example.org {ALICE} Ann default None")]
     assert "the patient gets the code by e-mail" in await resp.text()
+    assert 'name="language"' in page and '<option value="de" lang="de">Deutsch' in page
+    resp = await client.post(
+        "/dashboard/invitations",
+        data={**form, "language": "klingon", "csrf_token": _csrf(client)},
+    )
+    assert resp.status == 409 and len(desk.calls) == 1
+    resp = await client.post(
+        "/dashboard/invitations", data={**form, "language": "de", "csrf_token": _csrf(client)}
+    )
+    assert resp.status == 200
+    assert desk.calls[-1] == ("invite", f"ann@example.org {ALICE} None default de")
 
 
 async def test_a_failed_email_is_listed_without_content_and_retried_by_the_admin(
