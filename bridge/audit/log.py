@@ -10,7 +10,6 @@ associated data, so a sealed blob cannot be moved to another entry unnoticed.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from bridge.core.model import AppendAudit
 from bridge.sealing import Sealer, SealError
 from bridge.store import audit as audit_store
 from bridge.store.base import Executor, to_ms
+from bridge.store.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +54,8 @@ def _ms(now: datetime | int) -> int:
     return now if isinstance(now, int) else to_ms(now)
 
 
-#: At most this many waiting entries are committed in one group.
-MAX_GROUP = 500
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    """An entry `record` is waiting to commit, and the future its caller awaits."""
-
-    record: AppendAudit | Mapping[str, Any]
-    now: datetime | int
-    role: str | None
-    done: asyncio.Future[int]
-
-
-def _answer(waiting: _Pending, outcome: int | Exception) -> None:
-    if waiting.done.done():
-        return  # the caller gave up waiting; its entry is committed all the same
-    if isinstance(outcome, Exception):
-        waiting.done.set_exception(outcome)
-    else:
-        waiting.done.set_result(outcome)
+#: What `record` hands the group commit: the entry, its time and the actor's role.
+_Appended = tuple[AppendAudit | Mapping[str, Any], datetime | int, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +83,10 @@ class AuditLog:
         self.sealer = sealer
         self.signing_key = load_signing_key(signing_key)
         self.checkpoint_every = checkpoint_every
-        # Entries `record` was given, waiting for the writer task to commit them together.
-        self._waiting: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        # Entries `record` was given, committed together (`bridge.store.group_commit`).
+        self._group: GroupCommit[_Appended, int] = GroupCommit(
+            db, self._append_all, name="audit-writer"
+        )
 
     async def append(
         self,
@@ -127,7 +109,7 @@ class AuditLog:
     async def _append_all(
         self,
         tx: Executor,
-        items: Sequence[tuple[AppendAudit | Mapping[str, Any], datetime | int, str | None]],
+        items: Sequence[_Appended],
     ) -> list[int]:
         """Append `items` in order inside `tx`: the head is locked once, each pair's previous
         entry is read once, and the rows go in together (flushed at each periodic checkpoint,
@@ -223,51 +205,7 @@ class AuditLog:
         each caller when that transaction has committed. The chain's order is the commit
         order, as with `append`.
         """
-        pending = _Pending(record, now, role, asyncio.get_running_loop().create_future())
-        self._waiting.append(pending)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_waiting(), name="audit-writer")
-        return await pending.done
-
-    async def _write_waiting(self) -> None:
-        """Commit what is waiting, batch after batch, until nothing is."""
-        while self._waiting:
-            batch = [p for p in self._waiting[:MAX_GROUP] if not p.done.cancelled()]
-            del self._waiting[:MAX_GROUP]
-            if not batch:
-                continue
-            try:
-                await self._commit(batch)
-            except BaseException as exc:
-                # The writer itself was stopped (the loop is closing): nobody may wait forever.
-                for waiting in (*batch, *self._waiting):
-                    if not waiting.done.done():
-                        waiting.done.set_exception(exc)
-                self._waiting.clear()
-                raise
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        try:
-            async with self.db.transaction() as tx:
-                seqs = await self._append_all(tx, [(p.record, p.now, p.role) for p in batch])
-        except Exception as exc:
-            if len(batch) == 1:
-                _answer(batch[0], exc)
-                return
-            # One bad entry must not fail the others: each alone, in a transaction of its own.
-            for waiting in batch:
-                try:
-                    async with self.db.transaction() as tx:
-                        (seq,) = await self._append_all(
-                            tx, [(waiting.record, waiting.now, waiting.role)]
-                        )
-                except Exception as alone:
-                    _answer(waiting, alone)
-                else:
-                    _answer(waiting, seq)
-            return
-        for waiting, seq in zip(batch, seqs, strict=True):
-            _answer(waiting, seq)
+        return await self._group.submit((record, now, role))
 
     async def store_media(self, tx: Executor, data: bytes, now: datetime | int) -> str:
         """Keep media bytes sealed and return their hex SHA-256 (the `media_ref` in content).
