@@ -3,14 +3,14 @@ registration code are never in a column in clear, also for rows an older Confida
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from bridge.sealing import Sealer, generate_key
 from bridge.store import invitations, open_database
 from bridge.store.base import Database
 from bridge.store.invitations import InvitationStatus
-from bridge.store.migrate import MIGRATIONS_DIR, schema_version
+from bridge.store.migrate import schema_version
+from tests.support.databases import open_database_before
 
 NAME = "Wilhelmina Zbyszewska"
 EMAIL = "wilhelmina.zbyszewska@example.org"
@@ -102,12 +102,7 @@ async def test_rows_of_an_older_confidant_are_sealed_on_upgrade(
     db_url: str, tmp_path: Path
 ) -> None:
     # A database as Confidant left it before migration 013, with invitations in clear.
-    older = tmp_path / "migrations"
-    older.mkdir()
-    for path in MIGRATIONS_DIR.glob("*.sql"):
-        if int(path.name[:3]) < 13:
-            shutil.copy(path, older / path.name)
-    db = await open_database(db_url, migrations=older)
+    db = await open_database_before(db_url, tmp_path, 13)
     try:
         assert await schema_version(db) < 13
         for invitation_id, token, status, sent in (

@@ -3,7 +3,6 @@ clear (migration 014), also for pairs an older Confidant stored; found case-inse
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,9 @@ import pytest
 from bridge.sealing import Sealer, SealError, generate_key
 from bridge.store import languages, open_database, pairs
 from bridge.store.base import Database, StoreError
-from bridge.store.migrate import MIGRATIONS_DIR, has_table, schema_version
+from bridge.store.migrate import has_table, schema_version
 from bridge.store.pairs import PairStatus
+from tests.support.databases import open_database_before
 
 EMAIL = "Wilhelmina.Zbyszewska@Example.org"
 OTHER = "kasimir.przybylski@example.net"
@@ -137,12 +137,7 @@ async def test_addresses_of_an_older_confidant_are_sealed_on_upgrade(
     db_url: str, tmp_path: Path, sealer: Sealer
 ) -> None:
     # A database as Confidant left it before migration 014, with the address in clear.
-    older = tmp_path / "migrations"
-    older.mkdir()
-    for path in MIGRATIONS_DIR.glob("*.sql"):
-        if int(path.name[:3]) < 14:
-            shutil.copy(path, older / path.name)
-    db = await open_database(db_url, migrations=older)
+    db = await open_database_before(db_url, tmp_path, 14)
     try:
         assert await schema_version(db) == 13
         for pair_id, label, patient, email in (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 
 from bridge.store import Database, open_database
+from bridge.store.migrate import MIGRATIONS_DIR
 
 #: Where fresh test databases are created (and dropped).
 PG_ADMIN_URL = os.environ.get(
@@ -101,3 +103,14 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+async def open_database_before(db_url: str, tmp_path: Path, version: int) -> Database:
+    """Open `db_url` migrated only up to the migrations numbered below `version`: a database
+    as an older Confidant left it, for tests of what an upgrade does to its rows."""
+    older = tmp_path / f"migrations-before-{version:03d}"
+    older.mkdir()
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        if int(path.name[:3]) < version:
+            shutil.copy(path, older / path.name)
+    return await open_database(db_url, migrations=older)
