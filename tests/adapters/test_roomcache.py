@@ -57,3 +57,7 @@ def test_another_token_or_a_damaged_file_means_full_state(tmp_path: Path) -> Non
     (tmp_path / roomcache.SNAPSHOT_FILE).write_text(json.dumps({"version": 99, "token": "s42"}))
     assert roomcache.restore(client(), tmp_path, "s42") is None
     assert roomcache.restore(client(), tmp_path, "s42") is None  # nothing left to read
+    damaged = {"version": roomcache.VERSION, "token": "s42", "rooms": {"!r": {"joined": []}}}
+    (tmp_path / roomcache.SNAPSHOT_FILE).write_text(json.dumps(damaged))
+    partial = client()
+    assert roomcache.restore(partial, tmp_path, "s42") is None and partial.rooms == {}

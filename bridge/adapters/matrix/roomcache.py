@@ -71,15 +71,24 @@ def restore(client: AsyncClient, directory: Path, token: str | None) -> int | No
     ):
         log.info("room snapshot does not match the sync token; full state")
         return None
-    for room_id, info in data["rooms"].items():
-        room = MatrixRoom(room_id, client.user_id, bool(info["encrypted"]))
-        for user_id in info["joined"]:
-            room.add_member(user_id, None, None)
-        for user_id in info["invited"]:
-            room.add_member(user_id, None, None, invited=True)
+    try:
+        rooms = {room_id: _room(client, room_id, info) for room_id, info in data["rooms"].items()}
+    except (AttributeError, KeyError, TypeError) as exc:
+        log.warning("room snapshot malformed; full state", extra={"error": type(exc).__name__})
+        return None
+    for room_id, room in rooms.items():
         client.rooms[room_id] = room
         if room.encrypted:
             client.encrypted_rooms.add(room_id)
             if client.olm is not None:
                 client.olm.update_tracked_users(room)
-    return len(data["rooms"])
+    return len(rooms)
+
+
+def _room(client: AsyncClient, room_id: str, info: dict[str, Any]) -> MatrixRoom:
+    room = MatrixRoom(str(room_id), client.user_id, bool(info["encrypted"]))
+    for user_id in info["joined"]:
+        room.add_member(str(user_id), None, None)
+    for user_id in info["invited"]:
+        room.add_member(str(user_id), None, None, invited=True)
+    return room
